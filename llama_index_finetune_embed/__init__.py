@@ -1,0 +1,14 @@
+"""Finetune embedding models on your own documents for better LlamaIndex retrieval.
+
+Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (torch,
+sentence-transformers) are imported by the stage that needs them, not here.
+"""
+
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EmbeddingQAFinetuneDataset",
+    "__version__",
+]

@@ -1,0 +1,88 @@
+"""Atomic writes, append-only JSONL files and content hashes (private helpers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+# Fixed namespace so ids derived from content are the same on every machine and every run.
+_ID_NAMESPACE = uuid.UUID("6f1d0c3e-5b7a-4f0e-9a52-3c2b7e1d8a40")
+
+
+def text_hash(text: str) -> str:
+    """Return the sha256 hex digest of ``text`` (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stable_id(*parts: str) -> str:
+    """Return a UUID-shaped id that depends only on ``parts`` (uuid5), never on time or chance."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> None:
+    """Serialize ``data`` as JSON and write it atomically to ``path``."""
+    atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+
+
+def append_jsonl(fh: IO[str], record: dict[str, Any]) -> None:
+    """Append one JSON line to an open file, then flush and fsync so a crash cannot lose it."""
+    fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the records of a JSONL file, skipping a torn (unterminated) last line.
+
+    A line that is complete (ends in a newline) but not valid JSON is corruption, not a crash
+    artefact, and raises ``ValueError`` naming the file and line.
+    """
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.endswith("\n"):
+                return  # torn write from a crash: the record was never finished
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
+            yield record
+
+
+def truncate_torn_tail(path: str | os.PathLike[str]) -> None:
+    """Cut an unterminated last line off a JSONL file so new appends start on a fresh line."""
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return
+        fh.truncate(data.rfind(b"\n") + 1)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,302 @@
+"""EmbeddingQAFinetuneDataset: (query, relevant chunk) pairs in llama-index-finetuning's JSON format."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.bridge.pydantic import BaseModel, Field, model_validator
+
+from llama_index_finetune_embed._io import atomic_write_json, stable_id
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import BaseNode
+
+_REQUIRED_KEYS = ("queries", "corpus", "relevant_docs")
+
+
+class EmbeddingQAFinetuneDataset(BaseModel):
+    """Queries, a corpus of chunks, and which chunks answer which query.
+
+    The JSON layout is llama-index-finetuning's (``queries``, ``corpus``, ``relevant_docs``,
+    ``mode``), so files move freely between the two packages. Two optional fields are ours and
+    are ignored by llama-index-finetuning: ``metadata_mode`` (how node text was rendered, so
+    training sees what the index embeds) and ``query_sources`` (which generator wrote a query).
+
+    Example:
+        >>> ds = EmbeddingQAFinetuneDataset(
+        ...     queries={"q1": "Who founded Lyft?"},
+        ...     corpus={"c1": "Lyft was founded in 2012 by Logan Green and John Zimmer."},
+        ...     relevant_docs={"q1": ["c1"]},
+        ... )
+        >>> len(ds), list(ds)
+        (1, [('Who founded Lyft?', ['Lyft was founded in 2012 by Logan Green and John Zimmer.'])])
+    """
+
+    queries: dict[str, str] = Field(description="query id -> query text")
+    corpus: dict[str, str] = Field(description="chunk id -> chunk text")
+    relevant_docs: dict[str, list[str]] = Field(description="query id -> relevant chunk ids")
+    mode: str = Field(default="text", description="llama-index-finetuning's modality tag")
+    metadata_mode: str | None = Field(
+        default=None, description="MetadataMode the corpus text was rendered with, if known"
+    )
+    query_sources: dict[str, str] = Field(
+        default_factory=dict, description="query id -> generator that wrote it (llm, ict, ...)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_types(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        for name in ("queries", "corpus"):
+            _check_str_mapping(data.get(name), name)
+        _check_relevant_docs(data.get("relevant_docs"))
+        return data
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> EmbeddingQAFinetuneDataset:
+        if not self.corpus:
+            raise ValueError("corpus is empty: a dataset needs at least one chunk")
+        for qid in self.queries:
+            if not self.relevant_docs.get(qid):
+                raise ValueError(f"query {qid!r} has no relevant docs in relevant_docs")
+        for qid, doc_ids in self.relevant_docs.items():
+            if qid not in self.queries:
+                raise ValueError(f"relevant_docs names query {qid!r}, which is not in queries")
+            for doc_id in doc_ids:
+                if doc_id not in self.corpus:
+                    raise ValueError(
+                        f"relevant doc {doc_id!r} of query {qid!r} is not in the corpus"
+                    )
+        return self
+
+    # -- size and iteration ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of queries (training pairs count one per query)."""
+        return len(self.queries)
+
+    def __iter__(self) -> Iterator[tuple[str, list[str]]]:  # type: ignore[override]
+        """Yield ``(query text, [relevant chunk texts])`` in query order."""
+        for qid, query in self.queries.items():
+            yield query, [self.corpus[doc_id] for doc_id in self.relevant_docs[qid]]
+
+    def pairs(self) -> Iterator[tuple[str, str, str]]:
+        """Yield ``(query id, query text, chunk id)`` for every relevant chunk of every query."""
+        for qid, query in self.queries.items():
+            for doc_id in self.relevant_docs[qid]:
+                yield qid, query, doc_id
+
+    # -- JSON ----------------------------------------------------------------------------
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the dataset to ``path`` atomically (llama-index-finetuning's layout)."""
+        atomic_write_json(path, self.model_dump(), indent=4)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> EmbeddingQAFinetuneDataset:
+        """Load a dataset written by this package or by llama-index-finetuning.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: the file is not valid JSON or not a valid dataset (the message names
+                the file and the problem).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        missing = [key for key in _REQUIRED_KEYS if key not in data]
+        if missing:
+            raise ValueError(f"{path}: missing key(s) {missing}; expected {list(_REQUIRED_KEYS)}")
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {_first_error(exc)}") from None
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_nodes(
+        cls,
+        nodes: Sequence[BaseNode],
+        questions: Mapping[str, Sequence[str]],
+        *,
+        metadata_mode: str = "embed",
+        query_sources: Mapping[str, str] | None = None,
+    ) -> EmbeddingQAFinetuneDataset:
+        """Build a dataset from nodes and the questions written for each node id.
+
+        Chunk ids are the node ids; a query id is derived from its node id and text, so it is
+        the same on every rerun. ``query_sources`` maps a node id to the generator that wrote its
+        questions (default: none recorded).
+
+        Example:
+            >>> from llama_index.core.schema import TextNode
+            >>> node = TextNode(id_="n1", text="Lyft was founded in 2012.")
+            >>> ds = EmbeddingQAFinetuneDataset.from_nodes([node], {"n1": ["When was Lyft founded?"]})
+            >>> ds.relevant_docs[next(iter(ds.queries))]
+            ['n1']
+        """
+        from llama_index.core.schema import MetadataMode
+
+        mode = MetadataMode(metadata_mode)
+        corpus = {node.node_id: node.get_content(metadata_mode=mode) for node in nodes}
+        queries: dict[str, str] = {}
+        relevant: dict[str, list[str]] = {}
+        sources: dict[str, str] = {}
+        for node_id, texts in questions.items():
+            if node_id not in corpus:
+                raise ValueError(f"questions given for node {node_id!r}, which is not in nodes")
+            for text in texts:
+                qid = stable_id(node_id, text)
+                queries[qid] = text
+                relevant[qid] = [node_id]
+                if query_sources and node_id in query_sources:
+                    sources[qid] = query_sources[node_id]
+        return cls(
+            queries=queries,
+            corpus=corpus,
+            relevant_docs=relevant,
+            metadata_mode=mode.value,
+            query_sources=sources,
+        )
+
+    @classmethod
+    def from_pairs(
+        cls, pairs: Iterable[tuple[str, str]], *, source: str | None = None
+    ) -> EmbeddingQAFinetuneDataset:
+        """Build a dataset from ``(query, chunk text)`` pairs; ids are hashes of the texts.
+
+        Example:
+            >>> ds = EmbeddingQAFinetuneDataset.from_pairs([("Who?", "Lyft."), ("When?", "Lyft.")])
+            >>> len(ds), len(ds.corpus)
+            (2, 1)
+        """
+        queries: dict[str, str] = {}
+        corpus: dict[str, str] = {}
+        relevant: dict[str, list[str]] = {}
+        for query, text in pairs:
+            doc_id = stable_id("chunk", text)
+            qid = stable_id(doc_id, query)
+            corpus[doc_id] = text
+            queries[qid] = query
+            relevant.setdefault(qid, [])
+            if doc_id not in relevant[qid]:
+                relevant[qid].append(doc_id)
+        sources = dict.fromkeys(queries, source) if source else {}
+        return cls(queries=queries, corpus=corpus, relevant_docs=relevant, query_sources=sources)
+
+    # -- transformations -----------------------------------------------------------------
+
+    def split(
+        self, val_ratio: float = 0.2, *, seed: int = 0
+    ) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
+        """Split into (train, val) by chunk: no chunk's questions land on both sides.
+
+        Chunks linked by a query that names several of them stay together. Each side keeps
+        only its own chunks in its corpus. The split is deterministic for a given ``seed``.
+
+        Example:
+            >>> train, val = ds.split(0.2, seed=0)  # doctest: +SKIP
+        """
+        if not 0.0 < val_ratio < 1.0:
+            raise ValueError(f"val_ratio must be strictly between 0 and 1, got {val_ratio}")
+        groups = self._chunk_groups()
+        if len(groups) < 2:
+            raise ValueError(
+                f"cannot split by chunk: the dataset has {len(groups)} independent chunk "
+                "group(s); at least 2 are needed"
+            )
+        random.Random(seed).shuffle(groups)
+        target = max(1, round(val_ratio * len(self.corpus)))
+        val_ids: set[str] = set()
+        for group in groups[:-1]:  # the last group always stays in train
+            if len(val_ids) >= target:
+                break
+            val_ids.update(group)
+        return self.subset(set(self.corpus) - val_ids), self.subset(val_ids)
+
+    def subset(self, chunk_ids: Iterable[str]) -> EmbeddingQAFinetuneDataset:
+        """Return the dataset restricted to ``chunk_ids`` and the queries answered only by them."""
+        keep = set(chunk_ids)
+        relevant = {
+            qid: docs for qid, docs in self.relevant_docs.items() if docs and set(docs) <= keep
+        }
+        return self.model_copy(
+            update={
+                "corpus": {cid: text for cid, text in self.corpus.items() if cid in keep},
+                "queries": {qid: q for qid, q in self.queries.items() if qid in relevant},
+                "relevant_docs": relevant,
+                "query_sources": {
+                    qid: s for qid, s in self.query_sources.items() if qid in relevant
+                },
+            },
+            deep=True,
+        )
+
+    def _chunk_groups(self) -> list[list[str]]:
+        """Connected groups of chunk ids (chunks joined by a shared query), in corpus order."""
+        parent = {cid: cid for cid in self.corpus}
+
+        def find(cid: str) -> str:
+            while parent[cid] != cid:
+                parent[cid] = parent[parent[cid]]
+                cid = parent[cid]
+            return cid
+
+        for docs in self.relevant_docs.values():
+            for other in docs[1:]:
+                parent[find(other)] = find(docs[0])
+        groups: dict[str, list[str]] = {}
+        for cid in self.corpus:
+            groups.setdefault(find(cid), []).append(cid)
+        return list(groups.values())
+
+
+def _check_str_mapping(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be an object mapping id -> text, got {type(value).__name__}")
+    for key, text in value.items():
+        if not isinstance(text, str):
+            raise ValueError(f"{name}[{key!r}] must be a string, got {type(text).__name__}")
+
+
+def _check_relevant_docs(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"relevant_docs must be an object mapping query id -> [chunk ids], "
+            f"got {type(value).__name__}"
+        )
+    for qid, docs in value.items():
+        if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+            raise ValueError(f"relevant_docs[{qid!r}] must be a list of chunk id strings")
+
+
+def _first_error(exc: ValueError) -> str:
+    """The message of a pydantic ValidationError without its boilerplate, else ``str(exc)``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{loc}: {msg}" if loc else msg
+    return str(exc)
