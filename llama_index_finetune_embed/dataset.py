@@ -203,6 +203,39 @@ class EmbeddingQAFinetuneDataset(BaseModel):
 
     # -- transformations -----------------------------------------------------------------
 
+    def merge(self, *others: EmbeddingQAFinetuneDataset) -> EmbeddingQAFinetuneDataset:
+        """Return one dataset holding the queries and chunks of ``self`` and ``others``.
+
+        Ids must agree: a chunk id present in two datasets must carry the same text (as it does
+        when both were built from the same nodes), and so must a query id.
+
+        Example:
+            >>> both = llm_pairs.merge(pseudo_pairs)  # doctest: +SKIP
+        """
+        corpus, queries = dict(self.corpus), dict(self.queries)
+        relevant = {qid: list(docs) for qid, docs in self.relevant_docs.items()}
+        sources = dict(self.query_sources)
+        for other in others:
+            if other.metadata_mode != self.metadata_mode:
+                raise ValueError(
+                    f"cannot merge datasets rendered with different metadata modes "
+                    f"({self.metadata_mode!r} vs {other.metadata_mode!r})"
+                )
+            _merge_texts(corpus, other.corpus, "chunk")
+            _merge_texts(queries, other.queries, "query")
+            for qid, docs in other.relevant_docs.items():
+                merged = relevant.setdefault(qid, [])
+                merged.extend(d for d in docs if d not in merged)
+            sources.update(other.query_sources)
+        return self.model_copy(
+            update={
+                "corpus": corpus,
+                "queries": queries,
+                "relevant_docs": relevant,
+                "query_sources": sources,
+            }
+        )
+
     def split(
         self, val_ratio: float = 0.2, *, seed: int = 0
     ) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
@@ -300,3 +333,9 @@ def _first_error(exc: ValueError) -> str:
         loc = ".".join(str(p) for p in first.get("loc", ()))
         return f"{loc}: {msg}" if loc else msg
     return str(exc)
+
+
+def _merge_texts(into: dict[str, str], new: Mapping[str, str], what: str) -> None:
+    for key, text in new.items():
+        if into.setdefault(key, text) != text:
+            raise ValueError(f"cannot merge: {what} id {key!r} has different texts in the datasets")

