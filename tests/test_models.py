@@ -29,3 +29,19 @@ def test_unknown_hub_id_offline_says_how_to_go_offline(monkeypatch):
 def test_tiny_model_loads(tiny_model_path):
     model = _models.load_sentence_transformer(tiny_model_path, device="cpu")
     assert model.encode(["hello"]).shape == (1, 32)
+
+
+def test_load_embed_model_keeps_saved_prompts(tiny_model_path):
+    import json
+
+    import numpy as np
+
+    cfg = tiny_model_path / "config_sentence_transformers.json"
+    data = json.loads(cfg.read_text())
+    data["prompts"] = {"query": "query: ", "document": "passage: "}
+    cfg.write_text(json.dumps(data))
+    embed = _models.load_embed_model(tiny_model_path)
+    assert (embed.query_instruction, embed.text_instruction) == ("query: ", "passage: ")
+    st = _models.load_sentence_transformer(tiny_model_path, device="cpu")
+    want = st.encode(["query: who?"], normalize_embeddings=True)[0]
+    assert np.allclose(embed.get_query_embedding("who?"), want, atol=1e-5)
