@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from llama_index_finetune_embed import chunk_documents, load_documents, stdlib_documents
+
+
+def _make_pdf(path: Path, lines: list[str], password: str | None = None) -> Path:
+    """A real text PDF drawn by matplotlib (optionally encrypted with pypdf)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(8.5, 11))
+    for i, line in enumerate(lines):
+        fig.text(0.05, 0.95 - i * 0.03, line, fontsize=9)
+    fig.savefig(path, format="pdf")
+    plt.close(fig)
+    if password:
+        from pypdf import PdfReader, PdfWriter
+
+        writer = PdfWriter(clone_from=PdfReader(path))
+        writer.encrypt(password)
+        writer.write(path)
+    return path
+
+
+LINES = [
+    "Lyft connects riders and drivers across the United States and Canada.",
+    "Revenue grew as ride volume recovered in the second half of the year.",
+    "Drivers are independent contractors, a classification under legal challenge.",
+]
+
+
+def test_pdf_and_markdown_are_read(tmp_path):
+    _make_pdf(tmp_path / "report.pdf", LINES)
+    (tmp_path / "notes.md").write_text("# Notes\n\n" + " ".join(LINES))
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")  # not a document type: ignored
+    docs = load_documents([tmp_path])
+    names = sorted(d.metadata["file_name"] for d in docs)
+    assert names == ["notes.md", "report.pdf"]
+    pdf = next(d for d in docs if d.metadata["file_name"] == "report.pdf")
+    assert "riders and drivers" in pdf.text and pdf.metadata["page_label"] == "1"
+
+
+def test_encrypted_and_broken_pdfs_are_skipped_with_a_warning(tmp_path, caplog):
+    _make_pdf(tmp_path / "good.pdf", LINES)
+    _make_pdf(tmp_path / "locked.pdf", LINES, password="secret")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    with caplog.at_level(logging.WARNING):
+        docs = load_documents([tmp_path])
+    assert {d.metadata["file_name"] for d in docs} == {"good.pdf"}
+    assert "locked.pdf: unreadable PDF (encrypted" in caplog.text
+    assert "broken.pdf" in caplog.text
+
+
+def test_nothing_readable_is_one_clear_error(tmp_path):
+    _make_pdf(tmp_path / "locked.pdf", LINES, password="secret")
+    with pytest.raises(FileNotFoundError, match="no readable text in 1 file"):
+        load_documents([tmp_path / "locked.pdf"])
+
+
+def test_no_documents_and_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no documents found"):
+        load_documents([tmp_path])
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        load_documents([tmp_path / "missing"])
+
+
+def test_stdlib_corpus_chunks_with_stable_ids():
+    docs = stdlib_documents()
+    assert sum(len(d.text) for d in docs) > 300_000
+    first = chunk_documents(docs[:10], chunk_size=256, chunk_overlap=32)
+    again = chunk_documents(stdlib_documents()[:10], chunk_size=256, chunk_overlap=32)
+    assert [n.node_id for n in first] == [n.node_id for n in again]
+    assert len({n.node_id for n in first}) == len(first)
+    assert all(len(n.get_content()) >= 200 for n in first)
+
+
+def test_chunk_overlap_must_be_smaller():
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        chunk_documents(stdlib_documents()[:1], chunk_size=64, chunk_overlap=64)
