@@ -4,6 +4,7 @@ Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (t
 sentence-transformers) are imported by the stage that needs them, not here.
 """
 
+from llama_index_finetune_embed._questions import parse_questions
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
 
@@ -13,6 +14,7 @@ __all__ = [
     "EmbeddingQAFinetuneDataset",
     "chunk_documents",
     "load_documents",
+    "parse_questions",
     "stdlib_documents",
     "__version__",
 ]
