@@ -5,12 +5,15 @@ sentence-transformers) are imported by the stage that needs them, not here.
 """
 
 from llama_index_finetune_embed._questions import parse_questions
+from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterEmbedding",
+    "EmbeddingAdapterFinetuneEngine",
     "EmbeddingQAFinetuneDataset",
     "chunk_documents",
     "load_documents",

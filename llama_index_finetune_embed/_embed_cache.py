@@ -1,0 +1,160 @@
+"""Base-model vectors cached on disk, keyed by model identity and text hash (private).
+
+Used by the adapter engine (and usable by any stage that embeds the same texts again): a rerun
+with the same base model embeds nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+
+from llama_index_finetune_embed._io import atomic_write_json, text_hash
+
+logger = logging.getLogger(__name__)
+
+# Fields that change what a base model returns; secrets (api_key) and batch sizes stay out.
+_IDENTITY_FIELDS = (
+    "model_name", "query_instruction", "text_instruction", "max_length", "normalize",
+    "pooling", "dimensions", "mode",
+)  # fmt: skip
+_CACHE_CHUNK = 256  # texts embedded (and written to disk) per cache shard
+
+
+def base_model_identity(model: BaseEmbedding) -> dict[str, Any]:
+    """What identifies a base model's vectors: class name plus the fields that change them."""
+    identity: dict[str, Any] = {"class": type(model).__name__}
+    for name in _IDENTITY_FIELDS:
+        value = getattr(model, name, None)
+        if value is not None:
+            identity[name] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    return identity
+
+
+class EmbeddingCache:
+    """Vectors of one base model on disk, keyed by text hash, queries and documents apart.
+
+    Each batch of new vectors is written as one ``<side>-<hash>.npz`` shard with an atomic
+    replace, so a crash loses at most the batch in flight and a rerun embeds nothing twice.
+
+    Example:
+        >>> cache = EmbeddingCache("cache", base_model)  # doctest: +SKIP
+        >>> cache.embed(["Who founded Lyft?"], side="query").shape  # doctest: +SKIP
+        (1, 384)
+    """
+
+    def __init__(
+        self, cache_dir: str | os.PathLike[str], model: BaseEmbedding, *, query_workers: int = 1
+    ) -> None:
+        identity = base_model_identity(model)
+        key = text_hash(json.dumps(identity, sort_keys=True))[:16]
+        self.path = Path(cache_dir) / f"{identity['class']}-{key}"
+        self.model = model
+        self.query_workers = query_workers
+        self.computed = 0  # texts embedded by the base model through this object
+        self._identity = identity
+
+    def embed(
+        self, texts: Sequence[str], *, side: Literal["query", "text"], show_progress: bool = False
+    ) -> np.ndarray:
+        """Return a float32 array ``(len(texts), dim)``, embedding only texts not cached yet."""
+        hashes = [text_hash(t) for t in texts]
+        known = self._load(side)
+        todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in known}
+        items = list(todo.items())
+        chunks = range(0, len(items), _CACHE_CHUNK)
+        if show_progress and items:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc=f"Embedding {side} texts")
+        for start in chunks:
+            batch = items[start : start + _CACHE_CHUNK]
+            vectors = self._embed_batch([t for _, t in batch], side)
+            _check_dims(vectors, self._identity, known)
+            self._write_shard(side, [h for h, _ in batch], vectors)
+            known.update(zip((h for h, _ in batch), vectors, strict=True))
+        if not hashes:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([known[h] for h in hashes])
+
+    def _embed_batch(self, texts: list[str], side: str) -> np.ndarray:
+        self.computed += len(texts)
+        if side == "text":
+            raw = self.model.get_text_embedding_batch(texts)
+        elif type(self.model).__name__ == "HuggingFaceEmbedding" and hasattr(self.model, "_embed"):
+            # same call as its _get_query_embedding, one batch instead of one text at a time
+            raw = self.model._embed(texts, prompt_name="query")
+        elif self.query_workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.query_workers) as pool:
+                raw = list(pool.map(self.model.get_query_embedding, texts))
+        else:
+            raw = [self.model.get_query_embedding(t) for t in texts]
+        lengths = {len(v) for v in raw}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"base model {self._identity} returned {side} vectors of different lengths "
+                f"{sorted(lengths)}; an adapter needs one fixed dimension"
+            )
+        return np.asarray(raw, dtype=np.float32).reshape(len(texts), -1)
+
+    def _load(self, side: str) -> dict[str, np.ndarray]:
+        known: dict[str, np.ndarray] = {}
+        for shard in sorted(self.path.glob(f"{side}-*.npz")):
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    known.update(zip(data["hashes"].tolist(), data["vectors"], strict=True))
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning("ignoring unreadable embedding cache shard %s (%s)", shard, exc)
+        return known
+
+    def _write_shard(self, side: str, hashes: list[str], vectors: np.ndarray) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not (self.path / "identity.json").is_file():
+            atomic_write_json(self.path / "identity.json", self._identity)
+        name = f"{side}-{text_hash(''.join(hashes))[:16]}.npz"
+        with atomic_binary(self.path / name) as fh:
+            np.savez(fh, hashes=np.array(hashes), vectors=vectors)
+
+
+def _check_dims(vectors: np.ndarray, identity: dict[str, Any], known: dict[str, Any]) -> None:
+    if known and vectors.size:
+        dim = len(next(iter(known.values())))
+        if vectors.shape[1] != dim:
+            raise ValueError(
+                f"base model {identity} returned {vectors.shape[1]}-dim vectors, but earlier "
+                f"ones (cached or just embedded) have {dim}; an adapter needs one fixed dimension"
+            )
+
+
+class atomic_binary:
+    """Context manager: a binary file handle whose content replaces ``path`` only on success."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> Any:
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        self.fh = os.fdopen(fd, "wb")
+        return self.fh
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+        finally:
+            self.fh.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
