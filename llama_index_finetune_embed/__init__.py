@@ -8,6 +8,8 @@ from llama_index_finetune_embed._questions import parse_questions
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
+from llama_index_finetune_embed.llms import LocalLLM
+from llama_index_finetune_embed.pseudo import generate_pseudo_queries
 
 __version__ = "0.1.0"
 
@@ -15,7 +17,9 @@ __all__ = [
     "AdapterEmbedding",
     "EmbeddingAdapterFinetuneEngine",
     "EmbeddingQAFinetuneDataset",
+    "LocalLLM",
     "chunk_documents",
+    "generate_pseudo_queries",
     "load_documents",
     "parse_questions",
     "stdlib_documents",
