@@ -8,6 +8,13 @@ from llama_index_finetune_embed._questions import parse_questions
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
+from llama_index_finetune_embed.evaluate import (
+    ComparisonTable,
+    RetrievalResult,
+    compare_embed_models,
+    evaluate_retrieval,
+    ir_metrics,
+)
 from llama_index_finetune_embed.llms import LocalLLM
 from llama_index_finetune_embed.pseudo import generate_pseudo_queries
 
@@ -15,11 +22,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdapterEmbedding",
+    "ComparisonTable",
     "EmbeddingAdapterFinetuneEngine",
     "EmbeddingQAFinetuneDataset",
     "LocalLLM",
+    "RetrievalResult",
     "chunk_documents",
+    "compare_embed_models",
+    "evaluate_retrieval",
     "generate_pseudo_queries",
+    "ir_metrics",
     "load_documents",
     "parse_questions",
     "stdlib_documents",
