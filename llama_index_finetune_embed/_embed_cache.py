@@ -113,7 +113,7 @@ class EmbeddingCache:
             try:
                 with np.load(shard, allow_pickle=False) as data:
                     known.update(zip(data["hashes"].tolist(), data["vectors"], strict=True))
-            except (OSError, ValueError, KeyError) as exc:
+            except Exception as exc:  # BadZipFile, EOFError, ...: recompute, never crash
                 logger.warning("ignoring unreadable embedding cache shard %s (%s)", shard, exc)
         return known
 

@@ -1,0 +1,111 @@
+"""Adapter over a frozen MiniLM vs the base model on the seed data: MRR@10, hit@5, timings.
+
+Trains on the Lyft questions (``train_dataset.json``) and evaluates on the Uber questions
+(``val_dataset.json``) by cosine search over the val corpus. Base-model vectors are cached in
+``.bench/embedding_cache``, so only the first run pays for embedding. Heavy: run it under the lock.
+
+Usage:
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_adapter.py [--epochs 20] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llama_index_finetune_embed import EmbeddingAdapterFinetuneEngine, EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed._embed_cache import EmbeddingCache
+from llama_index_finetune_embed._models import LOCAL_MINILM, load_embed_model
+
+SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed10k"
+BENCH = Path(".bench")
+
+
+def metrics(queries: np.ndarray, docs: np.ndarray, relevant: list[set[int]]) -> dict[str, float]:
+    """MRR@10 and hit@5 of cosine search (a few numpy lines, independent of the library)."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    d = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    top = np.argsort(-(q @ d.T), axis=1)[:, :10]
+    first = [
+        next((r for r, j in enumerate(row) if j in rel), 99)
+        for row, rel in zip(top, relevant, strict=True)
+    ]
+    return {
+        "mrr@10": float(np.mean([1 / (r + 1) if r < 10 else 0.0 for r in first])),
+        "hit@5": float(np.mean([r < 5 for r in first])),
+    }
+
+
+def embed_split(cache: EmbeddingCache, ds: EmbeddingQAFinetuneDataset) -> tuple:
+    qids, dids = list(ds.queries), list(ds.corpus)
+    q = cache.embed([ds.queries[i] for i in qids], side="query", show_progress=True)
+    d = cache.embed([ds.corpus[i] for i in dids], side="text", show_progress=True)
+    row = {doc: i for i, doc in enumerate(dids)}
+    return q, d, [{row[doc] for doc in ds.relevant_docs[i]} for i in qids]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SEED_DIR)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    train = EmbeddingQAFinetuneDataset.from_json(args.data / "train_dataset.json")
+    val = EmbeddingQAFinetuneDataset.from_json(args.data / "val_dataset.json")
+    base = load_embed_model(LOCAL_MINILM, max_length=512)
+    cache = EmbeddingCache(BENCH / "embedding_cache", base)
+    start = time.perf_counter()
+    embed_split(cache, train)
+    val_q, val_d, val_rel = embed_split(cache, val)
+    embed_s = time.perf_counter() - start
+    print(f"embedding: {cache.computed} new texts in {embed_s:.1f} s (cache: {cache.path})")
+
+    rows = {"base (all-MiniLM-L6-v2)": {**metrics(val_q, val_d, val_rel), "train_s": 0.0}}
+    for kind in ("linear", "two_layer"):
+        runs = []
+        for seed in args.seeds:
+            engine = EmbeddingAdapterFinetuneEngine(
+                train,
+                base,
+                adapter=kind,
+                model_output_path=BENCH / f"adapter-{kind}-{seed}",
+                cache_dir=BENCH / "embedding_cache",
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                seed=seed,
+            )
+            start = time.perf_counter()
+            engine.finetune()  # vectors come from the cache: this is training time
+            train_s = time.perf_counter() - start
+            adapted = engine.get_finetuned_model().adapt_query_embeddings(val_q)
+            runs.append({**metrics(adapted, val_d, val_rel), "train_s": train_s})
+        rows[f"adapter {kind}"] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+        rows[f"adapter {kind}"]["mrr@10 sd"] = float(np.std([r["mrr@10"] for r in runs]))
+
+    print(
+        f"\nval = {len(val)} Uber questions over {len(val.corpus)} chunks; "
+        f"train = {len(train)} Lyft questions; {args.epochs} epochs, seeds {args.seeds}"
+    )
+    print("| model | MRR@10 | hit@5 | adapter training (s) |\n|---|---|---|---|")
+    for name, row in rows.items():
+        sd = f" ± {row['mrr@10 sd']:.4f}" if "mrr@10 sd" in row else ""
+        print(f"| {name} | {row['mrr@10']:.4f}{sd} | {row['hit@5']:.4f} | {row['train_s']:.1f} |")
+    BENCH.mkdir(exist_ok=True)
+    (BENCH / "adapter_results.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "embed_s": embed_s, "rows": rows},
+        indent=2,
+    ))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
