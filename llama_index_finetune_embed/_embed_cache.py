@@ -61,13 +61,16 @@ class EmbeddingCache:
         self.query_workers = query_workers
         self.computed = 0  # texts embedded by the base model through this object
         self._identity = identity
+        self._known: dict[str, dict[str, np.ndarray]] = {}
 
     def embed(
         self, texts: Sequence[str], *, side: Literal["query", "text"], show_progress: bool = False
     ) -> np.ndarray:
         """Return a float32 array ``(len(texts), dim)``, embedding only texts not cached yet."""
         hashes = [text_hash(t) for t in texts]
-        known = self._load(side)
+        if side not in self._known:  # read the shards once per object and side
+            self._known[side] = self._load(side)
+        known = self._known[side]
         todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in known}
         items = list(todo.items())
         chunks = range(0, len(items), _CACHE_CHUNK)

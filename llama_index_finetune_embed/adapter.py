@@ -339,7 +339,7 @@ class EmbeddingAdapterFinetuneEngine:
         for name, value in (
             ("learning_rate", learning_rate),
             ("scale", scale),
-            ("hidden_dim", hidden_dim or 1),
+            ("hidden_dim", 1 if hidden_dim is None else hidden_dim),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
