@@ -1,0 +1,304 @@
+"""Evaluation: fast path == RetrieverEvaluator, hand-computed metrics, bootstrap, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.evaluate import (
+    ComparisonTable,
+    DatasetEmbeddings,
+    compare_embed_models,
+    evaluate_embeddings,
+    evaluate_retrieval,
+    ir_metrics,
+)
+
+LLAMA = ("hit_rate", "mrr", "precision", "recall", "ap", "ndcg")
+
+TOY_QUESTIONS = [
+    ("When was Lyft founded?", [0]),
+    ("What platform does Uber operate?", [1]),
+    ("How did revenue change in 2021?", [2]),
+    ("Are drivers independent contractors?", [3]),
+    ("What covers auto liability claims?", [4]),
+    ("Where are bikes and scooters offered?", [5]),
+    ("Who bought the autonomous vehicle research?", [6]),
+    ("What are the risk factors?", [7]),
+    ("How do riders connect with drivers?", [0, 3]),
+    ("What happened with ride volume after the lockdowns?", [2]),
+    ("Which legal challenge concerns drivers?", [3, 7]),
+    ("What did Toyota buy in 2021?", [6, 2]),
+]
+
+
+@pytest.fixture
+def toy_dataset(toy_nodes) -> EmbeddingQAFinetuneDataset:
+    corpus = {n.node_id: n.text for n in toy_nodes}
+    ids = list(corpus)
+    return EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": q for i, (q, _) in enumerate(TOY_QUESTIONS)},
+        corpus=corpus,
+        relevant_docs={f"q{i}": [ids[j] for j in rel] for i, (_, rel) in enumerate(TOY_QUESTIONS)},
+    )
+
+
+@pytest.fixture(params=["", "query: "], ids=["no-prompt", "query-prompt"])
+def tiny_embed(request, tiny_model_path):
+    """The tiny model as a LlamaIndex embed model, with and without a saved query prompt."""
+    from llama_index_finetune_embed._models import load_embed_model
+
+    config = tiny_model_path / "config_sentence_transformers.json"
+    data = json.loads(config.read_text())
+    data["prompts"] = {"query": request.param, "document": ""}
+    config.write_text(json.dumps(data))
+    model = load_embed_model(tiny_model_path)
+    assert model.query_instruction == request.param
+    return model
+
+
+def _hand_dataset() -> tuple[EmbeddingQAFinetuneDataset, DatasetEmbeddings]:
+    corpus = {"a": "A", "b": "B", "c": "C", "d": "D"}
+    c_emb = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.08, 0.06]])  # d: short, same angle
+    queries = {"q1": "one", "q2": "two", "q3": "three"}
+    q_emb = np.array([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.2]])
+    # cosine (not dot) rankings: q1 a,d,b,c   q2 b,d,{a,c tied at 0 -> a first},c   q3 c,b,d,a
+    relevant = {"q1": ["d"], "q2": ["c"], "q3": ["c", "b"]}
+    ds = EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
+    return ds, DatasetEmbeddings(q_emb, c_emb)
+
+
+def test_hand_computed_metrics_on_a_toy_case():
+    ds, emb = _hand_dataset()
+    result = evaluate_embeddings(ds, emb, top_k=2, name="toy")
+    rows = {r.query_id: r for r in result.per_query}
+    assert rows["q1"].retrieved_ids == ["a", "d"]
+    assert rows["q2"].retrieved_ids == ["b", "d"]
+    assert rows["q2"].first_relevant_rank == 4  # the a/c tie is broken by ascending id
+    assert rows["q3"].retrieved_ids == ["c", "b"]
+    g = 1 / math.log2(3)
+    expected = {
+        "hit_rate": 2 / 3,
+        "mrr": (1 / 2 + 0 + 1) / 3,
+        "precision": (1 / 2 + 0 + 1) / 3,
+        "recall": 2 / 3,
+        "ap": (1 / 2 + 0 + 1) / 3,
+        "ndcg": (g + 0 + 1) / 3,
+        "accuracy@1": 1 / 3,
+        "accuracy@3": 2 / 3,
+        "accuracy@5": 1.0,
+        "mrr@10": (1 / 2 + 1 / 4 + 1) / 3,
+        "ndcg@10": (g + 1 / math.log2(5) + 1) / 3,
+        "map@100": (1 / 2 + 1 / 4 + 1) / 3,
+        "recall@1": (0 + 0 + 1 / 2) / 3,
+    }
+    for key, value in expected.items():
+        assert result.metrics[key] == pytest.approx(value, abs=1e-12), key
+    for key, (lo, hi) in result.ci.items():
+        assert lo <= result.metrics[key] + 1e-12 and result.metrics[key] <= hi + 1e-12, key
+
+
+def test_fast_path_matches_stock_retriever_evaluator(toy_dataset, tiny_embed):
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.evaluation import RetrieverEvaluator
+    from llama_index.core.schema import TextNode
+
+    fast = evaluate_retrieval(toy_dataset, tiny_embed, top_k=3, method="fast")
+    nodes = [TextNode(id_=cid, text=text) for cid, text in toy_dataset.corpus.items()]
+    index = VectorStoreIndex(nodes, embed_model=tiny_embed)
+    stock = RetrieverEvaluator.from_metric_names(
+        list(LLAMA), retriever=index.as_retriever(similarity_top_k=3)
+    )
+    for row in fast.per_query:
+        ref = stock.evaluate(query=row.query, expected_ids=row.expected_ids)
+        assert row.retrieved_ids == ref.retrieved_ids
+        assert {k: row.metrics[k] for k in LLAMA} == ref.metric_vals_dict
+    # not a degenerate case: the toy queries are not all hits or all misses
+    assert 0 < fast.metrics["hit_rate"] < 1 or 0 < fast.metrics["mrr"] < 1
+
+
+def test_retriever_path_equals_fast_path_id_for_id(toy_dataset, tiny_embed):
+    fast = evaluate_retrieval(toy_dataset, tiny_embed, top_k=3, method="fast", name="m")
+    slow = evaluate_retrieval(toy_dataset, tiny_embed, top_k=3, method="retriever", name="m")
+    assert slow.method == "retriever" and fast.method == "fast"
+    for a, b in zip(fast.per_query, slow.per_query, strict=True):
+        assert a.retrieved_ids == b.retrieved_ids
+        assert a.first_relevant_rank == b.first_relevant_rank or b.first_relevant_rank is None
+        assert b.metrics == {k: a.metrics[k] for k in b.metrics}
+    assert set(slow.metrics) >= {*LLAMA, "accuracy@1", "accuracy@3"}
+    assert "mrr@10" not in slow.metrics  # needs depth 10; the retriever returned 3
+    assert slow.metrics == {k: fast.metrics[k] for k in slow.metrics}
+
+
+def test_ir_metrics_equal_sentence_transformers_evaluator(toy_dataset, tiny_model_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    ours = ir_metrics(toy_dataset, model)
+    evaluator = InformationRetrievalEvaluator(
+        queries=toy_dataset.queries,
+        corpus=toy_dataset.corpus,
+        relevant_docs={q: set(d) for q, d in toy_dataset.relevant_docs.items()},
+        write_csv=False,
+    )
+    theirs = {k.removeprefix("cosine_"): v for k, v in evaluator(model).items()}
+    assert set(ours) == set(theirs)
+    for key in theirs:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
+
+
+def test_empty_retrieval_scores_zero_instead_of_raising(toy_dataset):
+    from llama_index.core.base.base_retriever import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    first = next(iter(toy_dataset.corpus))
+
+    class HalfEmpty(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            if "Lyft" in query_bundle.query_str:
+                return [NodeWithScore(node=TextNode(id_=first, text="x"), score=1.0)]
+            return []
+
+    result = evaluate_retrieval(toy_dataset, retriever=HalfEmpty())
+    rows = {r.query_id: r for r in result.per_query}
+    assert rows["q0"].metrics["hit_rate"] == 1.0 and rows["q0"].retrieved_ids == [first]
+    assert rows["q1"].retrieved_ids == [] and set(rows["q1"].metrics.values()) == {0.0}
+    assert result.metrics["hit_rate"] == pytest.approx(1 / len(TOY_QUESTIONS))
+
+
+def test_embeddings_computed_once_per_model(toy_dataset):
+    from llama_index.core.embeddings import MockEmbedding
+
+    class Counting(MockEmbedding):
+        texts: list = []
+        queries: list = []
+
+        def _get_text_embeddings(self, texts):
+            self.texts.extend(texts)
+            return super()._get_text_embeddings(texts)
+
+        async def _aget_query_embedding(self, query):
+            self.queries.append(query)
+            return await super()._aget_query_embedding(query)
+
+    model = Counting(embed_dim=8)
+    evaluate_retrieval(toy_dataset, model, top_k=2)
+    assert sorted(model.texts) == sorted(toy_dataset.corpus.values())
+    assert sorted(model.queries) == sorted(toy_dataset.queries.values())
+
+
+def test_compare_embed_models_rows_deltas_and_wins(toy_dataset, tiny_model_path):
+    from llama_index.core.embeddings import MockEmbedding
+
+    models = {"tiny": str(tiny_model_path), "constant": MockEmbedding(embed_dim=32)}
+    table = compare_embed_models(toy_dataset, models, top_k=3, n_resamples=200)
+    assert [r.name for r in table.results] == ["tiny", "constant"]
+    tiny, const = table.results
+    assert table.deltas["constant"]["mrr"] == pytest.approx(
+        const.metrics["mrr"] - tiny.metrics["mrr"]
+    )
+    diff = table.paired_diff("constant", "mrr")
+    assert diff.ci[0] <= diff.delta <= diff.ci[1]
+    rows = table.wins_losses("constant", "tiny", "mrr")
+    counts = table.win_loss_counts("constant", metric="mrr")
+    assert len(rows) == counts["better"] + counts["worse"]
+    assert counts["better"] + counts["worse"] + counts["same"] == len(TOY_QUESTIONS)
+    assert [r.delta for r in rows] == sorted((r.delta for r in rows), reverse=True)
+    json.dumps(table.to_dict(per_query=True))
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_no_gain_on_itself():
+    rng = np.random.default_rng(1)
+    n, dim = 400, 16
+    corpus = rng.normal(size=(n, dim))
+    ds = EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": f"q{i}" for i in range(n)},
+        corpus={f"c{i}": f"c{i}" for i in range(n)},
+        relevant_docs={f"q{i}": [f"c{i}"] for i in range(n)},
+    )
+    close = corpus + rng.normal(size=corpus.shape) * 0.8
+    far = corpus + rng.normal(size=corpus.shape) * 1.6
+    good = evaluate_embeddings(ds, DatasetEmbeddings(close, corpus), name="good")
+    bad = evaluate_embeddings(ds, DatasetEmbeddings(far, corpus), name="bad")
+    again = evaluate_embeddings(ds, DatasetEmbeddings(far, corpus), name="again")
+    table = ComparisonTable.from_results([bad, good, again])
+    gain = table.paired_diff("good", "hit_rate")
+    assert gain.significant and gain.delta > 0 and gain.p_value < 0.01
+    same = table.paired_diff("again", "hit_rate")
+    assert same.delta == 0 and same.ci == (0.0, 0.0) and not same.significant
+    # a binomial proportion's 95% interval is about +-1.96 * sqrt(p(1-p)/n)
+    p = bad.metrics["hit_rate"]
+    lo, hi = bad.ci["hit_rate"]
+    assert (hi - lo) / 2 == pytest.approx(1.96 * math.sqrt(p * (1 - p) / n), rel=0.2)
+    assert evaluate_embeddings(ds, DatasetEmbeddings(far, corpus)).ci == bad.ci  # seeded
+
+
+def test_dataset_json_path_is_accepted(toy_dataset, tmp_path):
+    ds, emb = _hand_dataset()
+    path = tmp_path / "val.json"
+    ds.save_json(path)
+    assert evaluate_embeddings(path, emb, top_k=2).metrics["hit_rate"] == pytest.approx(2 / 3)
+
+
+# -- clear errors ---------------------------------------------------------------------------
+
+
+def _mock():
+    from llama_index.core.embeddings import MockEmbedding
+
+    return MockEmbedding(embed_dim=4)
+
+
+def test_error_expected_ids_not_in_corpus():
+    ds = SimpleNamespace(queries={"q": "x"}, corpus={"a": "t"}, relevant_docs={"q": ["zzz"]})
+    with pytest.raises(ValueError, match="'zzz' of query 'q' is not in the corpus"):
+        evaluate_retrieval(ds, _mock())
+
+
+def test_error_empty_dataset():
+    ds = SimpleNamespace(queries={}, corpus={"a": "t"}, relevant_docs={})
+    with pytest.raises(ValueError, match="no queries"):
+        evaluate_retrieval(ds, _mock())
+    with pytest.raises(TypeError, match="EmbeddingQAFinetuneDataset"):
+        evaluate_retrieval([("q", "a")], _mock())
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 2.5])
+def test_error_top_k_below_one(top_k):
+    ds, emb = _hand_dataset()
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
+        evaluate_retrieval(ds, _mock(), top_k=top_k)
+    with pytest.raises(ValueError, match="top_k"):
+        evaluate_embeddings(ds, emb, top_k=top_k)
+
+
+def test_error_retriever_node_ids_are_not_corpus_ids(toy_dataset, toy_nodes):
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.schema import TextNode
+
+    renamed = [TextNode(id_=f"other-{i}", text=n.text) for i, n in enumerate(toy_nodes)]
+    index = VectorStoreIndex(renamed, embed_model=_mock())
+    with pytest.raises(ValueError, match="not the dataset's corpus ids"):
+        evaluate_retrieval(toy_dataset, retriever=index)
+
+
+def test_error_bad_arguments():
+    ds, emb = _hand_dataset()
+    with pytest.raises(ValueError, match="either"):
+        evaluate_retrieval(ds, _mock(), retriever=object())
+    with pytest.raises(ValueError, match="embed model"):
+        evaluate_retrieval(ds)
+    with pytest.raises(ValueError, match=r"\(3, dim\) queries"):
+        evaluate_embeddings(ds, DatasetEmbeddings(emb.queries[:2], emb.corpus))
+    with pytest.raises(ValueError, match="primary_metric"):
+        evaluate_embeddings(ds, emb, primary_metric="accuracy")
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        evaluate_retrieval(ds, "./no/such/model")

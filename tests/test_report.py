@@ -1,0 +1,106 @@
+"""Rendering: the markdown report and the PNG chart of a comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.evaluate import (
+    ComparisonTable,
+    DatasetEmbeddings,
+    evaluate_embeddings,
+)
+from llama_index_finetune_embed.report import (
+    headline_metrics,
+    metric_label,
+    plot_comparison,
+    render_markdown,
+)
+
+
+@pytest.fixture(scope="module")
+def table() -> ComparisonTable:
+    """base (noisy queries) vs better (less noisy) vs same (base again) on 300 synthetic queries."""
+    rng = np.random.default_rng(0)
+    n = 300
+    corpus = rng.normal(size=(n, 16))
+    ds = EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": f"question number {i}?" for i in range(n)},
+        corpus={f"c{i}": f"chunk {i}" for i in range(n)},
+        relevant_docs={f"q{i}": [f"c{i}"] for i in range(n)},
+    )
+    noisy = corpus + rng.normal(size=corpus.shape) * 1.5
+    better = corpus + rng.normal(size=corpus.shape) * 0.9
+    results = [
+        evaluate_embeddings(ds, DatasetEmbeddings(q, corpus), name=name, n_resamples=500)
+        for name, q in (("base", noisy), ("better", better), ("same", noisy))
+    ]
+    return ComparisonTable.from_results(results)
+
+
+def test_plot_writes_a_non_empty_png(table, tmp_path):
+    import matplotlib.image
+
+    out = table.plot(tmp_path / "sub" / "report.png")
+    assert out == tmp_path / "sub" / "report.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[0] > 400 and pixels.shape[1] > 1000
+    assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
+    assert not list(out.parent.glob("*_part"))
+
+
+def test_plot_single_model_and_chosen_metrics(table, tmp_path):
+    one = ComparisonTable.from_results(table.results[:1])
+    out = plot_comparison(one, tmp_path / "one.png", metrics=["accuracy@1", "map@100"])
+    assert out.stat().st_size > 10_000
+
+
+def test_markdown_has_intervals_deltas_verdicts_and_examples(table):
+    md = table.to_markdown()
+    assert md == render_markdown(table)
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith("| model |"))
+    assert header == "| model | hit@5 | MRR@5 | MRR@10 | NDCG@10 |"
+    base_row = next(line for line in lines if line.startswith("| base |"))
+    hit = table.result("base").metrics["hit_rate"]
+    lo, hi = table.result("base").ci["hit_rate"]
+    assert f"**{100 * hit:.1f}** [{100 * lo:.1f}, {100 * hi:.1f}]" in base_row
+    better_row = next(line for line in lines if line.startswith("| better |"))
+    assert f"({100 * table.deltas['better']['hit_rate']:+.1f})" in better_row
+    assert "**better vs base**" in md and "real gain" in md
+    assert "**same vs base**" in md and "no clear difference" in md
+    counts = table.win_loss_counts("better", metric="mrr")
+    assert f"better better on {counts['better']}, worse on {counts['worse']}" in md
+    assert "Biggest wins:" in md and '"question number' in md
+    assert "| model | acc@1 | acc@3 | acc@5 | acc@10 | MRR@10 | NDCG@10 | MAP@100 |" in md
+
+
+def test_single_result_markdown_has_no_comparison(table):
+    md = table.results[0].to_markdown()
+    assert "| base |" in md and " vs " not in md
+
+
+def test_metric_labels_and_unknown_metric(table):
+    assert [metric_label(m, 5) for m in ("hit_rate", "mrr", "ndcg", "mrr@10", "accuracy@1")] == [
+        "hit@5",
+        "MRR@5",
+        "NDCG@5",
+        "MRR@10",
+        "acc@1",
+    ]
+    assert headline_metrics(table) == ["hit_rate", "mrr", "mrr@10", "ndcg@10"]
+    with pytest.raises(ValueError, match="unknown metrics"):
+        render_markdown(table, metrics=["hit@5"])
+
+
+def test_to_dict_is_json_and_small_without_rows(table):
+    import json
+
+    data = json.loads(json.dumps(table.to_dict()))
+    assert data["baseline"] == "base"
+    assert "per_query" not in data["results"][0]
+    assert data["win_loss"]["same"] == {"better": 0, "worse": 0, "same": 300}
+    assert {d["model"] for d in data["paired"]} == {"better", "same"}
