@@ -4,7 +4,6 @@ Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (t
 sentence-transformers) are imported by the stage that needs them, not here.
 """
 
-from llama_index_finetune_embed._questions import parse_questions
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
@@ -15,12 +14,19 @@ from llama_index_finetune_embed.evaluate import (
     evaluate_retrieval,
     ir_metrics,
 )
+from llama_index_finetune_embed.generate import (
+    DEFAULT_QA_GENERATE_PROMPT_TMPL,
+    agenerate_qa_embedding_pairs,
+    generate_qa_embedding_pairs,
+    parse_questions,
+)
 from llama_index_finetune_embed.llms import LocalLLM
 from llama_index_finetune_embed.pseudo import generate_pseudo_queries
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_QA_GENERATE_PROMPT_TMPL",
     "AdapterEmbedding",
     "ComparisonTable",
     "EmbeddingAdapterFinetuneEngine",
@@ -29,8 +35,10 @@ __all__ = [
     "RetrievalResult",
     "chunk_documents",
     "compare_embed_models",
+    "agenerate_qa_embedding_pairs",
     "evaluate_retrieval",
     "generate_pseudo_queries",
+    "generate_qa_embedding_pairs",
     "ir_metrics",
     "load_documents",
     "parse_questions",

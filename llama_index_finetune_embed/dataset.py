@@ -25,7 +25,9 @@ class EmbeddingQAFinetuneDataset(BaseModel):
     The JSON layout is llama-index-finetuning's (``queries``, ``corpus``, ``relevant_docs``,
     ``mode``), so files move freely between the two packages. Two optional fields are ours and
     are ignored by llama-index-finetuning: ``metadata_mode`` (how node text was rendered, so
-    training sees what the index embeds) and ``query_sources`` (which generator wrote a query).
+    training sees what the index embeds), ``query_sources`` (which generator wrote a query),
+    ``failed_chunks`` (chunks whose question generation failed, and why) and
+    ``generation_stats`` (LLM calls, retries and tokens the generation cost).
 
     Example:
         >>> ds = EmbeddingQAFinetuneDataset(
@@ -46,6 +48,13 @@ class EmbeddingQAFinetuneDataset(BaseModel):
     )
     query_sources: dict[str, str] = Field(
         default_factory=dict, description="query id -> generator that wrote it (llm, ict, ...)"
+    )
+    failed_chunks: dict[str, str] = Field(
+        default_factory=dict, description="chunk id -> why generating its questions failed"
+    )
+    generation_stats: dict[str, float | int] = Field(
+        default_factory=dict,
+        description="what generation cost: LLM calls, retries, prompt/completion tokens, seconds",
     )
 
     @model_validator(mode="before")
@@ -73,6 +82,9 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                     raise ValueError(
                         f"relevant doc {doc_id!r} of query {qid!r} is not in the corpus"
                     )
+        for cid in self.failed_chunks:
+            if cid not in self.corpus:
+                raise ValueError(f"failed_chunks names chunk {cid!r}, which is not in the corpus")
         return self
 
     # -- size and iteration ---------------------------------------------------------------
@@ -207,7 +219,9 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         """Return one dataset holding the queries and chunks of ``self`` and ``others``.
 
         Ids must agree: a chunk id present in two datasets must carry the same text (as it does
-        when both were built from the same nodes), and so must a query id.
+        when both were built from the same nodes), and so must a query id. ``failed_chunks`` are
+        united; ``generation_stats`` are summed key by key, counting identical stats once (the
+        two halves of one ``split`` carry the same run's stats).
 
         Example:
             >>> both = llm_pairs.merge(pseudo_pairs)  # doctest: +SKIP
@@ -215,6 +229,8 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         corpus, queries = dict(self.corpus), dict(self.queries)
         relevant = {qid: list(docs) for qid, docs in self.relevant_docs.items()}
         sources = dict(self.query_sources)
+        failed = dict(self.failed_chunks)
+        stats_seen = [self.generation_stats]
         for other in others:
             if other.metadata_mode != self.metadata_mode:
                 raise ValueError(
@@ -227,12 +243,18 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 merged = relevant.setdefault(qid, [])
                 merged.extend(d for d in docs if d not in merged)
             sources.update(other.query_sources)
+            for cid, reason in other.failed_chunks.items():
+                failed.setdefault(cid, reason)
+            if other.generation_stats not in stats_seen:
+                stats_seen.append(other.generation_stats)
         return self.model_copy(
             update={
                 "corpus": corpus,
                 "queries": queries,
                 "relevant_docs": relevant,
                 "query_sources": sources,
+                "failed_chunks": failed,
+                "generation_stats": _sum_stats(stats_seen),
             }
         )
 
@@ -265,7 +287,11 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         return self.subset(set(self.corpus) - val_ids), self.subset(val_ids)
 
     def subset(self, chunk_ids: Iterable[str]) -> EmbeddingQAFinetuneDataset:
-        """Return the dataset restricted to ``chunk_ids`` and the queries answered only by them."""
+        """Return the dataset restricted to ``chunk_ids`` and the queries answered only by them.
+
+        ``failed_chunks`` keeps the kept chunks' entries; ``generation_stats`` (what the run that
+        produced the whole dataset cost) is kept as is.
+        """
         keep = set(chunk_ids)
         relevant = {
             qid: docs for qid, docs in self.relevant_docs.items() if docs and set(docs) <= keep
@@ -277,6 +303,9 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 "relevant_docs": relevant,
                 "query_sources": {
                     qid: s for qid, s in self.query_sources.items() if qid in relevant
+                },
+                "failed_chunks": {
+                    cid: why for cid, why in self.failed_chunks.items() if cid in keep
                 },
             },
             deep=True,
@@ -339,3 +368,11 @@ def _merge_texts(into: dict[str, str], new: Mapping[str, str], what: str) -> Non
     for key, text in new.items():
         if into.setdefault(key, text) != text:
             raise ValueError(f"cannot merge: {what} id {key!r} has different texts in the datasets")
+
+
+def _sum_stats(stats: list[dict[str, float | int]]) -> dict[str, float | int]:
+    total: dict[str, float | int] = {}
+    for one in stats:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llama_index_finetune_embed import parse_questions
+from llama_index_finetune_embed import generate_qa_embedding_pairs, parse_questions
 
 CTX = (
     "Lyft was founded in 2012 by Logan Green and John Zimmer. What is our mission? "
@@ -99,3 +99,346 @@ def test_parse_bad_arguments():
         parse_questions(None, CTX, 2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_questions"):
         parse_questions("Who founded Lyft?", CTX, -1)
+
+
+# -- generation against the local OpenAI-compatible server -----------------------------------
+
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "seed": 0, "show_progress": False}
+
+
+@pytest.fixture
+def server():
+    from _fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(delay=0.01) as srv:
+        yield srv
+
+
+def _nodes(n: int):
+    from _gen_worker import make_nodes
+
+    return make_nodes(n)
+
+
+def _key(node) -> str:
+    from _fake_openai import chunk_key
+
+    return chunk_key(node.get_content(metadata_mode="embed"))
+
+
+def _same_data(a, b) -> bool:
+    fields = ("queries", "corpus", "relevant_docs", "query_sources", "failed_chunks")
+    fields += ("metadata_mode",)
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+@pytest.mark.slow
+def test_all_chunks_complete_under_30_percent_faults():
+    from _fake_openai import FakeOpenAIServer
+
+    nodes = _nodes(30)
+    with FakeOpenAIServer(delay=0.02, fault_rate=0.3, hang=0.4, seed=1) as srv:
+        ds = generate_qa_embedding_pairs(
+            nodes, srv.llm(timeout=0.25), num_workers=6, max_attempts=12, **FAST
+        )
+        snap = srv.snapshot()
+    assert ds.failed_chunks == {}
+    assert len(ds.corpus) == 30 and len(ds.queries) == 60
+    for node in nodes:  # exactly one good answer reached us per chunk: no wasted paid calls
+        assert snap["successes"][_key(node)] == 1
+    assert set(ds.queries.values()) <= srv.valid_questions  # garbage never became a query
+    assert sum(snap["faults"].values()) >= 10 and len(snap["faults"]) >= 4
+    stats = ds.generation_stats
+    assert stats["calls"] == sum(snap["requests"].values())
+    assert stats["retries"] == stats["calls"] - 30
+    assert (stats["prompt_tokens"], stats["completion_tokens"]) == (
+        snap["prompt_tokens"], snap["completion_tokens"],
+    )  # fmt: skip
+    assert stats["prompt_tokens"] > 0 and stats["questions"] == 60
+    assert snap["max_in_flight"] > 1  # (abandoned hung requests keep counting at the server)
+
+
+def test_garbage_is_retried_and_never_becomes_a_query():
+    from _fake_openai import FakeOpenAIServer
+
+    nodes = _nodes(12)
+    with FakeOpenAIServer(fault_rate=0.5, faults=("garbage",), seed=3) as srv:
+        ds = generate_qa_embedding_pairs(nodes, srv.llm(), num_workers=4, max_attempts=20, **FAST)
+        snap = srv.snapshot()
+    assert snap["faults"]["garbage"] >= 3
+    assert ds.generation_stats["unusable_outputs"] == snap["faults"]["garbage"]
+    assert set(ds.queries.values()) <= srv.valid_questions
+    assert all(snap["successes"][_key(n)] == 1 for n in nodes)
+
+
+def test_num_workers_bounds_calls_in_flight():
+    from _fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(delay=0.1) as srv:
+        generate_qa_embedding_pairs(_nodes(12), srv.llm(), num_workers=4, **FAST)
+        assert srv.snapshot()["max_in_flight"] == 4
+
+
+def test_failed_chunks_are_reported_not_dropped():
+    from _fake_openai import FakeOpenAIServer
+
+    nodes = _nodes(3)
+    with FakeOpenAIServer(force_status=500) as srv:
+        ds = generate_qa_embedding_pairs(nodes, srv.llm(), max_attempts=3, **FAST)
+        assert sum(srv.snapshot()["requests"].values()) == 9  # 3 chunks x 3 attempts, no more
+    assert list(ds.failed_chunks) == [n.node_id for n in nodes]
+    assert all("HTTP 500" in why and "3 attempts" in why for why in ds.failed_chunks.values())
+    assert len(ds.corpus) == 3 and len(ds) == 0
+    assert ds.generation_stats["failed_chunks"] == 3
+
+
+def test_on_failure_raise():
+    from _fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(force_status=503) as srv:
+        with pytest.raises(RuntimeError, match="failed for chunk 'chunk-000'.*HTTP 503"):
+            generate_qa_embedding_pairs(
+                _nodes(1), srv.llm(), max_attempts=2, on_failure="raise", **FAST
+            )
+
+
+def test_auth_error_stops_the_run_at_once():
+    from _fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(force_status=401) as srv:
+        with pytest.raises(RuntimeError, match="API key"):
+            generate_qa_embedding_pairs(_nodes(20), srv.llm(), num_workers=2, **FAST)
+        assert sum(srv.snapshot()["requests"].values()) <= 2  # only the calls already in flight
+
+
+def test_sync_call_works_inside_a_running_loop_and_leaves_it_usable(server):
+    import asyncio
+
+    from llama_index_finetune_embed import agenerate_qa_embedding_pairs
+
+    nodes, llm = _nodes(4), server.llm()
+
+    async def notebook_cell():
+        inside = generate_qa_embedding_pairs(nodes, llm, **FAST)  # sync call, loop running
+        await asyncio.sleep(0)  # the caller's loop still works
+        awaited = await agenerate_qa_embedding_pairs(nodes, llm, **FAST)
+        return inside, awaited
+
+    inside, awaited = asyncio.run(notebook_cell())
+    plain = generate_qa_embedding_pairs(nodes, llm, **FAST)  # and again from plain code
+    assert _same_data(inside, awaited) and _same_data(inside, plain)
+    assert len(plain) == 8
+
+
+def test_metadata_mode_is_explicit_and_recorded(server, toy_nodes):
+    embed = generate_qa_embedding_pairs(toy_nodes[:2], server.llm(), **FAST)
+    none = generate_qa_embedding_pairs(toy_nodes[:2], server.llm(), metadata_mode="none", **FAST)
+    assert embed.metadata_mode == "embed" and none.metadata_mode == "none"
+    assert embed.corpus["node-0"].startswith("file_name: doc0.txt")  # what the index embeds
+    assert none.corpus["node-0"] == toy_nodes[0].text
+    keys = server.snapshot()["requests"]
+    assert keys[_key(toy_nodes[0])] == 1  # the LLM was shown the embedded text
+    with pytest.raises(ValueError, match="metadata_mode must be one of"):
+        generate_qa_embedding_pairs(toy_nodes, server.llm(), metadata_mode="text")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"qa_generate_prompt_tmpl": "no placeholder"}, "context_str"),
+        ({"num_workers": 0}, "num_workers must be a positive int"),
+        ({"num_questions_per_chunk": 0}, "num_questions_per_chunk"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"on_failure": "fail"}, "on_failure must be"),
+    ],
+)
+def test_bad_arguments_fail_before_any_call(server, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate_qa_embedding_pairs(_nodes(2), server.llm(), **kwargs)
+    assert not server.snapshot()["requests"]
+
+
+def test_bad_nodes(server):
+    nodes = _nodes(2)
+    with pytest.raises(ValueError, match="unique.*'chunk-000' repeats"):
+        generate_qa_embedding_pairs([nodes[0], nodes[0]], server.llm())
+    with pytest.raises(TypeError, match="BaseNode"):
+        generate_qa_embedding_pairs(["text"], server.llm())
+
+
+def test_client_retries_are_flagged(server, caplog):
+    generate_qa_embedding_pairs(_nodes(1), server.llm(max_retries=2), **FAST)
+    assert "max_retries=2" in caplog.text
+
+
+def test_output_path_and_empty_chunks(server, tmp_path):
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+
+    nodes = [*_nodes(2), TextNode(id_="blank", text="   ")]
+    ds = generate_qa_embedding_pairs(nodes, server.llm(), output_path=tmp_path / "ds.json", **FAST)
+    assert ds.failed_chunks == {"blank": "empty text: nothing to ask about"}
+    assert _same_data(EmbeddingQAFinetuneDataset.from_json(tmp_path / "ds.json"), ds)
+
+
+# -- resume cache ----------------------------------------------------------------------------
+
+
+def _cache_lines(path) -> list[dict]:
+    from llama_index_finetune_embed._io import read_jsonl
+
+    return list(read_jsonl(path))
+
+
+def test_cache_rerun_makes_no_calls_and_gives_same_dataset(server, tmp_path):
+    cache = tmp_path / "pairs.jsonl"
+    first = generate_qa_embedding_pairs(_nodes(6), server.llm(), cache_path=cache, **FAST)
+    calls = sum(server.snapshot()["requests"].values())
+    again = generate_qa_embedding_pairs(_nodes(6), server.llm(), cache_path=cache, **FAST)
+    assert sum(server.snapshot()["requests"].values()) == calls == 6
+    assert _same_data(first, again) and list(first.queries) == list(again.queries)
+    assert again.generation_stats["calls"] == 0 and again.generation_stats["cached_chunks"] == 6
+    lines = _cache_lines(cache)
+    assert lines[0]["type"] == "header" and len(lines) == 7
+
+
+def test_cache_torn_last_line_is_ignored_and_redone(server, tmp_path):
+    cache = tmp_path / "pairs.jsonl"
+    full = generate_qa_embedding_pairs(_nodes(5), server.llm(), cache_path=cache, **FAST)
+    raw = cache.read_bytes().splitlines(keepends=True)
+    torn_id = _cache_lines(cache)[-1]["node_id"]
+    cache.write_bytes(b"".join(raw[:-1]) + raw[-1][: len(raw[-1]) // 2])  # crash mid-write
+    before = server.snapshot()["requests"]
+    resumed = generate_qa_embedding_pairs(_nodes(5), server.llm(), cache_path=cache, **FAST)
+    after = server.snapshot()["requests"]
+    assert sum(after.values()) - sum(before.values()) == 1  # only the torn chunk is asked again
+    torn_key = _key(next(n for n in _nodes(5) if n.node_id == torn_id))
+    assert after[torn_key] == before[torn_key] + 1
+    assert _same_data(full, resumed)
+    assert [r.get("node_id") for r in _cache_lines(cache)].count(torn_id) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"num_questions_per_chunk": 3}, "num_questions_per_chunk 2 -> 3"),
+        ({"qa_generate_prompt_tmpl": "Ask about: {context_str}"}, "prompt_sha256"),
+        ({"llm_id": "OpenAI/gpt-4o"}, "model 'OpenAI/gpt-4o-mini' -> 'OpenAI/gpt-4o'"),
+        ({"metadata_mode": "all"}, "metadata_mode 'embed' -> 'all'"),
+    ],
+)
+def test_cache_from_other_settings_is_refused(server, tmp_path, change, match):
+    cache = tmp_path / "pairs.jsonl"
+    generate_qa_embedding_pairs(_nodes(2), server.llm(), cache_path=cache, **FAST)
+    calls = sum(server.snapshot()["requests"].values())
+    with pytest.raises(ValueError, match=match):
+        generate_qa_embedding_pairs(_nodes(2), server.llm(), cache_path=cache, **change, **FAST)
+    assert sum(server.snapshot()["requests"].values()) == calls
+
+
+def test_cache_of_other_nodes_is_an_error_not_a_reuse(server, tmp_path):
+    """llama_index #16479: the validation call silently returned the training pairs."""
+    from llama_index.core.schema import TextNode
+
+    cache = tmp_path / "pairs.jsonl"
+    nodes = _nodes(6)
+    train, val = nodes[:4], nodes[4:]
+    generate_qa_embedding_pairs(train, server.llm(), cache_path=cache, **FAST)
+    with pytest.raises(ValueError, match="another set of nodes"):
+        generate_qa_embedding_pairs(val, server.llm(), cache_path=cache, **FAST)
+    edited = [TextNode(id_=n.node_id, text=n.text + " Edited.") for n in train]
+    with pytest.raises(ValueError, match="differs from when it was cached"):
+        generate_qa_embedding_pairs(edited, server.llm(), cache_path=cache, **FAST)
+    assert sum(server.snapshot()["requests"].values()) == 4
+
+
+def test_cache_that_is_not_ours_is_refused(server, tmp_path):
+    cache = tmp_path / "pairs.jsonl"
+    cache.write_text('{"query": "x"}\n')
+    with pytest.raises(ValueError, match="not a question-generation cache"):
+        generate_qa_embedding_pairs(_nodes(1), server.llm(), cache_path=cache, **FAST)
+
+
+def test_query_ids_are_stable_across_runs(server, tmp_path):
+    a = generate_qa_embedding_pairs(_nodes(3), server.llm(), **FAST)
+    b = generate_qa_embedding_pairs(_nodes(3), server.llm(), num_workers=1, **FAST)
+    assert list(a.queries) == list(b.queries) and a.relevant_docs == b.relevant_docs
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from _fake_openai import FakeOpenAIServer
+    from _gen_worker import GEN_OPTIONS, make_llm
+
+    n = 16
+    cache = tmp_path / "pairs.jsonl"
+    worker = Path(__file__).with_name("_gen_worker.py")
+    config = {"delay": 0.15, "fault_rate": 0.2, "hang": 0.3, "seed": 5}
+    with FakeOpenAIServer(**config) as srv:
+        child = subprocess.Popen(
+            [sys.executable, str(worker), srv.url, str(cache), str(tmp_path / "x.json"), str(n)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if cache.exists() and cache.read_bytes().count(b"\n") >= 1 + 5:
+                break
+            time.sleep(0.02)
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stderr.close()
+        finished = {r["node_id"] for r in _cache_lines(cache)[1:]}
+        at_kill = srv.snapshot()["requests"]
+        assert 5 <= len(finished) < n
+        resumed = generate_qa_embedding_pairs(
+            _nodes(n), make_llm(srv.url), cache_path=cache, **GEN_OPTIONS
+        )
+        after = srv.snapshot()["requests"]
+    for node in _nodes(n):  # no finished chunk was asked again
+        if node.node_id in finished:
+            assert after[_key(node)] == at_kill[_key(node)]
+    ids = [r["node_id"] for r in _cache_lines(cache)[1:]]
+    assert sorted(ids) == sorted({n.node_id for n in _nodes(n)})  # nothing duplicated or missing
+    assert resumed.generation_stats["cached_chunks"] == len(finished)
+    with FakeOpenAIServer(**config) as fresh:
+        full = generate_qa_embedding_pairs(
+            _nodes(n), make_llm(fresh.url), cache_path=tmp_path / "full.jsonl", **GEN_OPTIONS
+        )
+    assert _same_data(resumed, full) and list(resumed.queries) == list(full.queries)
+    assert resumed.failed_chunks == {} and len(resumed) == 2 * n
+
+
+# -- dataset fields --------------------------------------------------------------------------
+
+
+def test_failed_chunks_and_stats_survive_json_subset_and_merge(server, tmp_path):
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+
+    nodes = [*_nodes(4), TextNode(id_="blank", text="")]
+    ds = generate_qa_embedding_pairs(nodes, server.llm(), **FAST)
+    ds.save_json(tmp_path / "ds.json")
+    loaded = EmbeddingQAFinetuneDataset.from_json(tmp_path / "ds.json")
+    assert loaded.failed_chunks == {"blank": "empty text: nothing to ask about"}
+    assert loaded.generation_stats == ds.generation_stats
+    part = ds.subset(["chunk-000", "chunk-001"])
+    assert part.failed_chunks == {} and part.generation_stats == ds.generation_stats
+    assert ds.subset(["blank"]).failed_chunks == ds.failed_chunks
+    train, val = ds.split(0.4, seed=0)
+    assert train.merge(val).generation_stats == ds.generation_stats  # one run counted once
+    other = generate_qa_embedding_pairs(_nodes(2), server.llm(), **FAST)
+    merged = ds.merge(other)
+    assert merged.generation_stats["calls"] == ds.generation_stats["calls"] + 2
+    assert merged.failed_chunks == ds.failed_chunks
+    with pytest.raises(ValueError, match="failed_chunks names chunk 'nope'"):
+        EmbeddingQAFinetuneDataset(**{**ds.model_dump(), "failed_chunks": {"nope": "x"}})

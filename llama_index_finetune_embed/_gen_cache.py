@@ -1,0 +1,137 @@
+"""The resume cache of question generation: append-only JSONL, one fsync'd line per finished chunk.
+
+Line 1 is a header fingerprinting the run settings (prompt, model, questions per chunk, metadata
+mode); each later line is one finished chunk keyed by node id and text hash. A torn last line
+(kill -9 mid-write) is ignored and cut off before appending. Private module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from llama_index_finetune_embed._io import append_jsonl, read_jsonl, text_hash, truncate_torn_tail
+
+FORMAT = "llama-index-finetune-embed/qa-generation-cache"
+VERSION = 1
+
+
+def cache_fingerprint(template: str, model: str, num_questions: int, mode: str) -> dict[str, Any]:
+    """The settings a cache belongs to; a cache with other settings is refused, not mixed in."""
+    return {
+        "prompt_sha256": text_hash(template),
+        "model": model,
+        "num_questions_per_chunk": num_questions,
+        "metadata_mode": mode,
+    }
+
+
+class ResumeCache:
+    """An open cache file: ``done`` (node id -> questions) read back, ``append`` for new chunks.
+
+    Example:
+        >>> cache = ResumeCache.open("pairs.jsonl", fingerprint, texts)  # doctest: +SKIP
+        >>> cache.append("node-1", text_hash(texts["node-1"]), ["Who?"], "llm", 1)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, fh: IO[str], done: dict[str, list[str]]) -> None:
+        self.path, self._fh, self.done = path, fh, done
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], fingerprint: dict[str, Any], texts: Mapping[str, str]
+    ) -> ResumeCache:
+        """Open (or create) ``path`` for the nodes whose rendered ``texts`` are given.
+
+        Raises:
+            ValueError: another process holds the cache, it was written with other settings,
+                or it holds chunks that are not among ``texts`` (another set of nodes).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        try:
+            _lock(fh, path)
+            truncate_torn_tail(path)
+            records = list(read_jsonl(path))
+            if records:
+                _check_header(path, records[0], fingerprint)
+            else:
+                append_jsonl(fh, {"type": "header", "format": FORMAT, "version": VERSION,
+                                  "fingerprint": fingerprint})  # fmt: skip
+            done = _finished_chunks(path, records[1:], texts)
+        except BaseException:
+            fh.close()
+            raise
+        return cls(path, fh, done)
+
+    def append(
+        self, node_id: str, text_sha256: str, questions: list[str], source: str, attempts: int
+    ) -> None:
+        """Write one finished chunk (flushed and fsync'd before returning)."""
+        record = {"type": "chunk", "node_id": node_id, "text_sha256": text_sha256,
+                  "questions": questions, "source": source, "attempts": attempts}  # fmt: skip
+        append_jsonl(self._fh, record)
+        self.done[node_id] = questions
+
+    def close(self) -> None:
+        self._fh.close()  # also releases the lock
+
+
+def _lock(fh: IO[str], path: Path) -> None:
+    """Refuse a cache another running generation is appending to (POSIX advisory lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; one writer per cache is documented
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ValueError(
+            f"cache {path} is in use by another running generation; wait for it to finish or "
+            "pass a different cache_path"
+        ) from None
+
+
+def _check_header(path: Path, header: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    if header.get("type") != "header" or header.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a question-generation cache (its first line is not our header); "
+            "pass a different cache_path"
+        )
+    if header.get("version") != VERSION:
+        raise ValueError(f"{path}: cache format version {header.get('version')} is not supported")
+    old = header.get("fingerprint") or {}
+    diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in fingerprint.items() if old.get(k) != v]
+    if diffs:
+        raise ValueError(
+            f"cache {path} was written with different settings ({'; '.join(diffs)}); refusing to "
+            "mix its questions in. Pass a different cache_path, or delete the file to start over"
+        )
+
+
+def _finished_chunks(
+    path: Path, records: list[dict[str, Any]], texts: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """node id -> questions of the cached chunks, each checked against the given nodes."""
+    hashes: dict[str, str] = {}
+    done: dict[str, list[str]] = {}
+    for record in records:
+        nid, questions = record.get("node_id"), record.get("questions")
+        if record.get("type") != "chunk" or not isinstance(questions, list):
+            raise ValueError(f"{path}: malformed cache line {record!r:.120}")
+        if nid not in texts:
+            raise ValueError(
+                f"cache {path} holds questions for node {nid!r}, which is not among the "
+                f"{len(texts)} nodes given: the cache belongs to another set of nodes (e.g. the "
+                "training split). Use one cache_path per set of nodes"
+            )
+        if record.get("text_sha256") != hashes.setdefault(nid, text_hash(texts[nid])):
+            raise ValueError(
+                f"cache {path}: the text of node {nid!r} differs from when it was cached (the "
+                "document or metadata_mode changed). Use a new cache_path, or delete the file"
+            )
+        done.setdefault(nid, [str(q) for q in questions])  # a repeated line: the first wins
+    return done
