@@ -186,6 +186,8 @@ class AdapterEmbedding(BaseEmbedding):
                 f"no saved adapter in {path} (expected {CONFIG_NAME} and {WEIGHTS_NAME})"
             )
         config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+        if config.get("adapter") not in get_args(AdapterKind) or not config.get("dim"):
+            raise ValueError(f"{path / CONFIG_NAME} is not an adapter config written by save()")
         if check_base_model:
             _check_same_base(
                 config.get("base_model", {}), base_model_identity(base_embed_model), path

@@ -210,6 +210,9 @@ def test_loading_for_another_base_model_is_one_clear_error(tmp_path):
         AdapterEmbedding.from_dir(tmp_path / "missing", HashEmbedding())
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["base_model"] == {"class": "HashEmbedding", "model_name": "unknown"}
+    (tmp_path / "out" / "adapter_config.json").write_text(json.dumps({**config, "adapter": "x"}))
+    with pytest.raises(ValueError, match="not an adapter config"):
+        AdapterEmbedding.from_dir(tmp_path / "out", HashEmbedding())
 
 
 def test_bad_inputs_are_clear_errors_where_they_enter(tmp_path):
