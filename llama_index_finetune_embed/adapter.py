@@ -287,7 +287,9 @@ class EmbeddingAdapterFinetuneEngine:
         adapter: ``"linear"`` (dim x dim) or ``"two_layer"`` (dim -> hidden_dim -> dim).
         model_output_path: where the trained adapter is saved.
         cache_dir: embedding cache (default ``model_output_path/embedding_cache``).
-        epochs, batch_size, learning_rate, weight_decay: AdamW training settings.
+        epochs, batch_size, learning_rate, weight_decay: AdamW settings. The defaults were
+            picked on a held-out 25% of the Lyft seed questions with MiniLM; AdamW's decay
+            pulls the residual towards zero, i.e. the adapter towards the base model.
         scale: inverse temperature of the cosine similarities (20 = sentence-transformers' MNRL).
         hidden_dim: width of the two-layer adapter (default 2 x dim).
         seed: seeds initialisation and shuffling (the caller's torch RNG state is left alone).
@@ -313,8 +315,8 @@ class EmbeddingAdapterFinetuneEngine:
         cache_dir: str | os.PathLike[str] | None = None,
         epochs: int = 20,
         batch_size: int = 32,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.01,
+        learning_rate: float = 3e-4,
+        weight_decay: float = 1.0,
         scale: float = 20.0,
         hidden_dim: int | None = None,
         seed: int = 0,
