@@ -18,6 +18,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from llama_index_finetune_embed._io import atomic_write_json, text_hash
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,25 @@ def base_model_identity(model: BaseEmbedding) -> dict[str, Any]:
         if value is not None:
             identity[name] = value if isinstance(value, (str, int, float, bool)) else str(value)
     return identity
+
+
+def check_same_base(saved: dict[str, Any], given: dict[str, Any], path: Path) -> None:
+    """Raise ValueError if a saved base-model identity is not the given model's."""
+
+    def comparable(identity: dict[str, Any]) -> dict[str, Any]:
+        # a model directory may move (another venv, another machine): compare its folder name
+        out = {k: identity.get(k) for k in ("class", "query_instruction", "text_instruction")}
+        out["model_name"] = os.path.basename(str(identity.get("model_name", "")).rstrip("/\\"))
+        return out
+
+    a, b = comparable(saved), comparable(given)
+    diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    if diff:
+        raise ValueError(
+            f"the adapter in {path} was trained on base model {saved}, but base_embed_model is "
+            f"{given} (differs in {diff}); pass the base model it was trained on, or "
+            f"check_base_model=False to load it anyway"
+        )
 
 
 class EmbeddingCache:
@@ -161,3 +181,36 @@ class atomic_binary:
             os.replace(self.tmp, self.path)
         else:
             os.unlink(self.tmp)
+
+
+class EmbeddedDataset:
+    """A dataset as vectors: query rows, chunk rows, and each query's relevant chunk rows."""
+
+    def __init__(self, cache: EmbeddingCache, ds: EmbeddingQAFinetuneDataset, progress: bool):
+        qids, dids = list(ds.queries), list(ds.corpus)
+        self.queries = cache.embed(
+            [ds.queries[q] for q in qids], side="query", show_progress=progress
+        )
+        self.docs = cache.embed([ds.corpus[d] for d in dids], side="text", show_progress=progress)
+        if self.queries.shape[1] != self.docs.shape[1]:
+            raise ValueError(
+                f"base model {base_model_identity(cache.model)} returned query vectors of "
+                f"{self.queries.shape[1]} dims but text vectors of {self.docs.shape[1]}; "
+                f"they must match"
+            )
+        row = {d: i for i, d in enumerate(dids)}
+        self.relevant = [{row[d] for d in ds.relevant_docs[q]} for q in qids]
+
+
+def mrr_at_k(
+    queries: np.ndarray, docs: np.ndarray, relevant: Sequence[set[int]], k: int = 10
+) -> float:
+    """Mean reciprocal rank of the first relevant doc row within the top ``k`` (cosine)."""
+    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
+    d = docs / np.clip(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12, None)
+    top = np.argsort(-(q @ d.T), axis=1)[:, :k]
+    ranks = [
+        next((r for r, j in enumerate(row) if j in rel), None)
+        for row, rel in zip(top, relevant, strict=True)
+    ]
+    return float(np.mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]))

@@ -21,9 +21,12 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from llama_index_finetune_embed._embed_cache import (
+    EmbeddedDataset,
     EmbeddingCache,
     atomic_binary,
     base_model_identity,
+    check_same_base,
+    mrr_at_k,
 )
 from llama_index_finetune_embed._io import atomic_write_json
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
@@ -189,7 +192,7 @@ class AdapterEmbedding(BaseEmbedding):
         if config.get("adapter") not in get_args(AdapterKind) or not config.get("dim"):
             raise ValueError(f"{path / CONFIG_NAME} is not an adapter config written by save()")
         if check_base_model:
-            _check_same_base(
+            check_same_base(
                 config.get("base_model", {}), base_model_identity(base_embed_model), path
             )
         module = _adapter_module(config["adapter"], config["dim"], config.get("hidden_dim") or 0)
@@ -200,57 +203,7 @@ class AdapterEmbedding(BaseEmbedding):
         return cls(base_embed_model, module, config)
 
 
-def _check_same_base(saved: dict[str, Any], given: dict[str, Any], path: Path) -> None:
-    def comparable(identity: dict[str, Any]) -> dict[str, Any]:
-        # a model directory may move (another venv, another machine): compare its folder name
-        out = {k: identity.get(k) for k in ("class", "query_instruction", "text_instruction")}
-        out["model_name"] = os.path.basename(str(identity.get("model_name", "")).rstrip("/\\"))
-        return out
-
-    a, b = comparable(saved), comparable(given)
-    diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
-    if diff:
-        raise ValueError(
-            f"the adapter in {path} was trained on base model {saved}, but base_embed_model is "
-            f"{given} (differs in {diff}); pass the base model it was trained on, or "
-            f"check_base_model=False to load it anyway"
-        )
-
-
 # -- the engine -------------------------------------------------------------------------------
-
-
-class _Embedded:
-    """A dataset as vectors: query rows, chunk rows, and each query's relevant chunk rows."""
-
-    def __init__(self, cache: EmbeddingCache, ds: EmbeddingQAFinetuneDataset, progress: bool):
-        qids, dids = list(ds.queries), list(ds.corpus)
-        self.queries = cache.embed(
-            [ds.queries[q] for q in qids], side="query", show_progress=progress
-        )
-        self.docs = cache.embed([ds.corpus[d] for d in dids], side="text", show_progress=progress)
-        if self.queries.shape[1] != self.docs.shape[1]:
-            raise ValueError(
-                f"base model {base_model_identity(cache.model)} returned query vectors of "
-                f"{self.queries.shape[1]} dims but text vectors of {self.docs.shape[1]}; "
-                f"they must match"
-            )
-        row = {d: i for i, d in enumerate(dids)}
-        self.relevant = [{row[d] for d in ds.relevant_docs[q]} for q in qids]
-
-
-def mrr_at_k(
-    queries: np.ndarray, docs: np.ndarray, relevant: Sequence[set[int]], k: int = 10
-) -> float:
-    """Mean reciprocal rank of the first relevant doc row within the top ``k`` (cosine)."""
-    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-    d = docs / np.clip(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12, None)
-    top = np.argsort(-(q @ d.T), axis=1)[:, :k]
-    ranks = [
-        next((r for r, j in enumerate(row) if j in rel), None)
-        for row, rel in zip(top, relevant, strict=True)
-    ]
-    return float(np.mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]))
 
 
 def _as_dataset(data: Any, name: str) -> EmbeddingQAFinetuneDataset:
@@ -364,11 +317,11 @@ class EmbeddingAdapterFinetuneEngine:
         """Embed the datasets (cached), train the adapter, save it to ``model_output_path``."""
         import torch
 
-        train = _Embedded(self.cache, self.train_dataset, self.show_progress)
+        train = EmbeddedDataset(self.cache, self.train_dataset, self.show_progress)
         val = (
             None
             if self.val_dataset is None
-            else _Embedded(self.cache, self.val_dataset, self.show_progress)
+            else EmbeddedDataset(self.cache, self.val_dataset, self.show_progress)
         )
         logger.info(
             "base model embedded %d new texts (the rest came from %s)",
@@ -410,7 +363,7 @@ class EmbeddingAdapterFinetuneEngine:
         )
 
     def _train(
-        self, module: torch.nn.Module, train: _Embedded, val: _Embedded | None
+        self, module: torch.nn.Module, train: EmbeddedDataset, val: EmbeddedDataset | None
     ) -> list[dict[str, float]]:
         import torch
 
@@ -482,7 +435,7 @@ class EmbeddingAdapterFinetuneEngine:
         return float(loss.detach())
 
     @staticmethod
-    def _val_mrr(module: Any, val: _Embedded | None) -> float:
+    def _val_mrr(module: Any, val: EmbeddedDataset | None) -> float:
         assert val is not None
         module.eval()
         return mrr_at_k(_adapt(module, val.queries), val.docs, val.relevant, k=10)
