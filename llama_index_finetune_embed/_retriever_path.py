@@ -24,6 +24,7 @@ logger = logging.getLogger("llama_index_finetune_embed.evaluate")
 
 #: LlamaIndex metric names (``llama_index.core.evaluation.retrieval.metrics``), scored @top_k.
 LLAMA_METRICS = ("hit_rate", "mrr", "precision", "recall", "ap", "ndcg")
+_PROBE_QUERIES = 8
 
 
 def show(show_progress: bool | None) -> bool:
@@ -82,13 +83,15 @@ def run_retriever(
 
     evaluator = _safe_evaluator(retriever)
     qids = list(ds.queries)
-    first = asyncio_run(evaluator.aevaluate(ds.queries[qids[0]], list(ds.relevant_docs[qids[0]])))
-    _check_node_ids([first.retrieved_ids], ds.corpus)  # fail before spending the whole run
 
     async def one(qid: str) -> Any:
         return await evaluator.aevaluate(ds.queries[qid], list(ds.relevant_docs[qid]), top_k=top_k)
 
-    outs = asyncio_run(bounded(qids, one, workers, show(show_progress), "retrieving"))
+    # a few queries first: a wrong-id index fails in seconds, not after a paid run
+    probe = min(len(qids), _PROBE_QUERIES)
+    outs = asyncio_run(bounded(qids[:probe], one, workers, False, "probing"))
+    _check_node_ids([o.retrieved_ids for o in outs], ds.corpus)
+    outs += asyncio_run(bounded(qids[probe:], one, workers, show(show_progress), "retrieving"))
     _check_node_ids([o.retrieved_ids for o in outs], ds.corpus)
     return [_row_from_eval(qid, out, top_k) for qid, out in zip(qids, outs, strict=True)]
 

@@ -63,7 +63,7 @@ __all__ = [
     "evaluate_embeddings",
     "evaluate_retrieval",
     "ir_metrics",
-    "load_dataset",
+    "check_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,11 +132,15 @@ def evaluate_retrieval(
 
     Example:
         >>> from llama_index_finetune_embed import evaluate_retrieval
-        >>> result = evaluate_retrieval(val, "local:all-MiniLM-L6-v2", top_k=5)  # doctest: +SKIP
-        >>> round(result.metrics["hit_rate"], 3), result.ci["hit_rate"]  # doctest: +SKIP
-        (0.762, (0.732, 0.791))
+        >>> val = "../shared/data/seed10k/val_dataset.json"  # 790 questions, 395 chunks
+        >>> result = evaluate_retrieval(
+        ...     val, "local:all-MiniLM-L6-v2", top_k=5, max_seq_length=512
+        ... )  # doctest: +SKIP
+        >>> hit, (lo, hi) = result.metrics["hit_rate"], result.ci["hit_rate"]  # doctest: +SKIP
+        >>> f"{hit:.3f} [{lo:.3f}, {hi:.3f}]"  # doctest: +SKIP
+        '0.762 [0.732, 0.792]'
     """
-    ds = load_dataset(dataset)
+    ds = check_dataset(dataset)
     _check_options(top_k, confidence, n_resamples)
     if retriever is not None and embed_model is not None:
         raise ValueError("pass either embed_model or retriever=, not both")
@@ -182,7 +186,7 @@ def evaluate_embeddings(
         >>> emb = embed_dataset(val, embed_model)  # doctest: +SKIP
         >>> at5, at10 = (evaluate_embeddings(val, emb, top_k=k) for k in (5, 10))  # doctest: +SKIP
     """
-    ds = load_dataset(dataset)
+    ds = check_dataset(dataset)
     _check_options(top_k, confidence, n_resamples)
     qids, cids = list(ds.queries), list(ds.corpus)
     _check_shapes(embeddings, len(qids), len(cids))
@@ -235,7 +239,7 @@ def embed_dataset(
         >>> emb.queries.shape, emb.corpus.shape  # doctest: +SKIP
         ((790, 384), (395, 384))
     """
-    ds = load_dataset(dataset)
+    ds = check_dataset(dataset)
     model = resolve_embed_model(embed_model, max_seq_length=max_seq_length)
     progress = show(show_progress)
     corpus = model.get_text_embedding_batch(list(ds.corpus.values()), show_progress=progress)
@@ -266,7 +270,7 @@ def compare_embed_models(
         >>> table = compare_embed_models(val, models, top_k=5)  # doctest: +SKIP
         >>> print(table.to_markdown()); table.plot("report.png")  # doctest: +SKIP
     """
-    ds = load_dataset(dataset)
+    ds = check_dataset(dataset)
     _check_options(top_k, confidence, n_resamples)
     if not models:
         raise ValueError("models is empty: pass e.g. {'base': 'local:all-MiniLM-L6-v2'}")
@@ -306,11 +310,11 @@ def ir_metrics(
 
     Example:
         >>> ir_metrics(val, "local:all-MiniLM-L6-v2", max_seq_length=512)  # doctest: +SKIP
-        {'accuracy@1': 0.477..., ..., 'mrr@10': 0.597..., 'ndcg@10': 0.64..., 'map@100': 0.60...}
+        {'accuracy@1': 0.4747, ..., 'mrr@10': 0.5972, 'ndcg@10': 0.6568, 'map@100': 0.6029}
     """
     from llama_index_finetune_embed._models import load_sentence_transformer
 
-    ds = load_dataset(dataset)
+    ds = check_dataset(dataset)
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load_sentence_transformer(model_or_path)
     else:
@@ -329,7 +333,7 @@ def ir_metrics(
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def load_dataset(dataset: Any) -> EmbeddingQAFinetuneDataset:
+def check_dataset(dataset: Any) -> EmbeddingQAFinetuneDataset:
     """The dataset itself (any object with queries/corpus/relevant_docs) or one read from JSON.
 
     Raises:

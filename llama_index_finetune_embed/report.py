@@ -8,6 +8,7 @@ caller's matplotlib backend alone.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -249,7 +250,8 @@ def _bars(ax, table: ComparisonTable, keys: list[str]) -> None:  # noqa: ANN001
             if i:
                 _delta_label(ax, table.paired_diff(r.name, m), pos[j], vals[j] + hi[j])
     ax.set_xticks(x, [metric_label(m, k) for m in keys])
-    ax.set_ylim(0, 109)
+    ax.set_ylim(0, 122)  # headroom for the delta labels and the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel(f"score x100 (error bars: {table.results[0].confidence:.0%} bootstrap interval)")
     first = table.results[0]
     ax.set_title(
@@ -293,12 +295,11 @@ def _wins_panel(ax, table: ComparisonTable) -> None:  # noqa: ANN001
             if w:
                 ax.text(lft + w / 2, yi, str(w), ha="center", va="center", fontsize=8)
         left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_yticks(y, [r.name for r in others])
+    ax.set_yticks(y, [textwrap.fill(r.name, 14) for r in others])
     ax.set_xlabel("queries")
     k = table.results[0].top_k
-    ax.set_title(
-        f"per query vs {table.baseline} ({metric_label(primary, k)})", loc="left", fontsize=10
-    )
+    title = f"per query vs {textwrap.shorten(table.baseline, 28)}\n({metric_label(primary, k)})"
+    ax.set_title(title, loc="left", fontsize=10)
     ax.set_ylim(-0.9, len(others) - 0.1 + 0.4)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper center", ncols=3, frameon=False, fontsize=8)
