@@ -302,3 +302,21 @@ def test_error_bad_arguments():
         evaluate_embeddings(ds, emb, primary_metric="accuracy")
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         evaluate_retrieval(ds, "./no/such/model")
+
+
+def test_existing_index_is_evaluated_and_truncated_to_top_k(
+    toy_dataset, toy_nodes, tiny_model_path
+):
+    from llama_index.core import VectorStoreIndex
+
+    from llama_index_finetune_embed._models import load_embed_model
+
+    model = load_embed_model(tiny_model_path)
+    index = VectorStoreIndex(toy_nodes, embed_model=model)  # ids are the corpus ids
+    result = evaluate_retrieval(toy_dataset, retriever=index, top_k=2, name="idx")
+    assert result.method == "retriever" and result.name == "idx"
+    assert all(len(r.retrieved_ids) == 2 for r in result.per_query)
+    wide = evaluate_retrieval(
+        toy_dataset, retriever=index.as_retriever(similarity_top_k=6), top_k=2
+    )
+    assert [r.retrieved_ids for r in wide.per_query] == [r.retrieved_ids for r in result.per_query]
