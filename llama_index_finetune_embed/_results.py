@@ -130,6 +130,11 @@ class ComparisonTable(BaseModel):
             raise ValueError(f"model names must be unique, got {names}")
         qids = [row.query_id for row in results[0].per_query]
         for r in results[1:]:
+            if r.top_k != results[0].top_k:
+                raise ValueError(
+                    f"{r.name!r} was scored at top_k={r.top_k}, {names[0]!r} at "
+                    f"top_k={results[0].top_k}: compare results at the same top_k"
+                )
             if [row.query_id for row in r.per_query] != qids:
                 raise ValueError(f"{r.name!r} was evaluated on other queries than {names[0]!r}")
         table = cls(results=list(results))

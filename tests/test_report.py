@@ -104,3 +104,9 @@ def test_to_dict_is_json_and_small_without_rows(table):
     assert "per_query" not in data["results"][0]
     assert data["win_loss"]["same"] == {"better": 0, "worse": 0, "same": 300}
     assert {d["model"] for d in data["paired"]} == {"better", "same"}
+
+
+def test_results_at_different_top_k_are_refused(table):
+    other = table.results[1].model_copy(update={"top_k": 10})
+    with pytest.raises(ValueError, match="same top_k"):
+        ComparisonTable.from_results([table.results[0], other])
