@@ -1,0 +1,351 @@
+"""SentenceTransformersFinetuneEngine: dataset -> trainer -> saved model + card -> LlamaIndex embedding."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+
+if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+_VAL_NAME = "val"
+_BEST_METRIC = f"eval_{_VAL_NAME}_cosine_mrr@10"
+
+
+class SentenceTransformersFinetuneEngine:
+    """Finetune a sentence-transformers model on (query, chunk) pairs; get a LlamaIndex embedding.
+
+    Drop-in for llama-index-finetuning's engine of the same name, trained with
+    ``SentenceTransformerTrainer``. The default recipe: MultipleNegativesRankingLoss in both
+    directions, batches in which no two rows share a chunk, an overlapping chunk or a query (so
+    they are never each other's in-batch negatives), warmup, the longest input the model takes
+    (<= 512 tokens), bf16 autocast where the hardware has it, and dropout off (dropout makes CPU
+    training about 4x slower). Runs unchanged under ``torchrun`` (DDP); rank 0 saves.
+
+    Args:
+        train_dataset: the training pairs.
+        model_id: hub id, local directory, or ``"local:all-MiniLM-L6-v2"`` (the packaged model).
+        model_output_path: where the finetuned model, its card and ``metrics.json`` go.
+        val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
+        batch_size: rows per batch (each row's chunk is a negative for every other row).
+        epochs: passes over the training pairs.
+        loss: ``None`` (the recipe), a sentence-transformers loss built on :attr:`model`, or a
+            callable ``model -> loss``.
+        learning_rate: peak learning rate (linear warmup, then linear decay).
+        warmup_ratio: fraction of the steps spent warming up.
+        weight_decay: AdamW weight decay.
+        max_seq_length: tokens per text when training and serving; ``None``: what the model takes.
+        precision: ``"auto"`` (bf16 where the CPU/GPU supports it, else fp32) or one forced.
+        dropout: a float sets every dropout layer while training; ``None`` keeps the model's.
+        hard_negatives: negatives per row mined with the base model (0: in-batch only).
+        hard_negative_margin: a mined negative scores at most ``(1 - margin)`` x the positive.
+        matryoshka_dims: also train these truncated sizes (MatryoshkaLoss), e.g. ``(384, 128)``.
+        cached_loss: CachedMultipleNegativesRankingLoss: large batches in small memory.
+        mini_batch_size: the cached loss's mini-batch size.
+        symmetric: also rank the queries given a chunk (a second loss direction, no extra pass).
+        overlap_words: chunks whose opening ``overlap_words`` words occur in another chunk stay
+            out of each other's batches; ``None`` turns the check off.
+        query_prompt: ``None``: the model's saved query prompt or its family's (bge, e5).
+        document_prompt: likewise for chunks. Both are saved into the finetuned model.
+        checkpoint_steps: save a resumable checkpoint every N steps (``None``: once per epoch
+            with a val set, else none).
+        resume_from_checkpoint: ``True`` continues from the last checkpoint in the output path.
+        keep_checkpoints: keep ``model_output_path/checkpoints`` after a successful run.
+        seed: seed for shuffling and initialisation.
+        show_progress: show progress bars.
+        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks the GPU when there is one.
+        trust_remote_code: let the model run code from its repository (off by default).
+        args: ``SentenceTransformerTrainingArguments``; when given, they override everything
+            above that they cover (``output_dir`` included).
+
+    Example:
+        >>> engine = SentenceTransformersFinetuneEngine(
+        ...     train_dataset, model_id="local:all-MiniLM-L6-v2", model_output_path="exp_finetune"
+        ... )  # doctest: +SKIP
+        >>> engine.finetune()  # doctest: +SKIP
+        >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP
+        >>> index = VectorStoreIndex(nodes, embed_model=embed_model)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        train_dataset: EmbeddingQAFinetuneDataset,
+        model_id: str = "BAAI/bge-small-en-v1.5",
+        model_output_path: str | os.PathLike[str] = "exp_finetune",
+        val_dataset: EmbeddingQAFinetuneDataset | None = None,
+        batch_size: int = 16,
+        epochs: int = 1,
+        loss: nn.Module | Callable[[SentenceTransformer], nn.Module] | None = None,
+        *,
+        learning_rate: float = 1e-4,
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        max_seq_length: int | None = None,
+        precision: Precision = "auto",
+        dropout: float | None = 0.0,
+        hard_negatives: int = 0,
+        hard_negative_margin: float = 0.05,
+        matryoshka_dims: Sequence[int] | None = None,
+        cached_loss: bool = False,
+        mini_batch_size: int = 16,
+        symmetric: bool = True,
+        overlap_words: int | None = 16,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        checkpoint_steps: int | None = None,
+        resume_from_checkpoint: bool = False,
+        keep_checkpoints: bool = False,
+        seed: int = 42,
+        show_progress: bool = False,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        args: SentenceTransformerTrainingArguments | None = None,
+    ) -> None:
+        self.train_dataset = _check_dataset(train_dataset, "train_dataset")
+        self.val_dataset = None if val_dataset is None else _check_dataset(val_dataset, "val_dataset")
+        _check_numbers(batch_size, epochs, learning_rate, warmup_ratio, hard_negatives,
+                       hard_negative_margin, mini_batch_size, checkpoint_steps, overlap_words)
+        if precision not in get_args(Precision):
+            raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
+        if dropout is not None and not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) or None, got {dropout}")
+        self.model_id = str(model_id)
+        self.model_output_path = _check_output_path(model_output_path)
+        self.batch_size, self.epochs, self.loss, self.args = batch_size, epochs, loss, args
+        self.resume_from_checkpoint = resume_from_checkpoint
+        self.keep_checkpoints = keep_checkpoints
+        self.show_progress = show_progress
+        self.options: dict[str, Any] = {
+            "learning_rate": learning_rate, "warmup_ratio": warmup_ratio,
+            "weight_decay": weight_decay, "precision": precision, "dropout": dropout,
+            "hard_negatives": hard_negatives, "hard_negative_margin": hard_negative_margin,
+            "matryoshka_dims": list(matryoshka_dims) if matryoshka_dims else None,
+            "cached_loss": cached_loss, "mini_batch_size": mini_batch_size,
+            "symmetric": symmetric, "overlap_words": overlap_words,
+            "checkpoint_steps": checkpoint_steps, "seed": seed,
+        }
+        if (self.train_dataset.metadata_mode or "embed") != "embed":
+            logger.warning(
+                "train_dataset was rendered with metadata_mode=%r, but VectorStoreIndex embeds "
+                "nodes with MetadataMode.EMBED: training and serving texts differ",
+                self.train_dataset.metadata_mode,
+            )
+        self._setup_model(device, trust_remote_code, max_seq_length, query_prompt, document_prompt)
+        self.metrics: dict[str, Any] = {}
+
+    def _setup_model(
+        self,
+        device: str | None,
+        trust_remote_code: bool,
+        max_seq_length: int | None,
+        query_prompt: str | None,
+        document_prompt: str | None,
+    ) -> None:
+        from llama_index_finetune_embed import _training
+        from llama_index_finetune_embed._models import load_sentence_transformer
+
+        self.device = device or _training.default_device()
+        self.model = load_sentence_transformer(
+            self.model_id, device=self.device, trust_remote_code=trust_remote_code
+        )
+        limit = _training.default_max_seq_length(self.model)
+        if max_seq_length is not None and not 0 < max_seq_length <= limit:
+            raise ValueError(f"max_seq_length must be in 1..{limit} for this model, got {max_seq_length}")
+        self.max_seq_length = max_seq_length or limit
+        self.model.max_seq_length = self.max_seq_length
+        self.query_prompt, self.document_prompt = _training.resolve_prompts(
+            self.model, self.model_id, query_prompt, document_prompt
+        )
+        self._chunk_keys = _training.chunk_conflict_keys(
+            self.train_dataset.corpus, self.options["overlap_words"]
+        )
+        self._rows = [(qid, doc_id, []) for qid, _, doc_id in self.train_dataset.pairs()]
+        self._keys = _training.row_keys(self.train_dataset, self._rows, self._chunk_keys)
+        fits = _training.max_compatible_rows(self._keys)
+        if self.batch_size > fits:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the number of distinct chunks a "
+                f"batch can hold ({fits}: rows sharing a chunk, an overlapping chunk or a query "
+                f"cannot share a batch); lower batch_size to at most {fits}"
+            )
+
+    # -- training --------------------------------------------------------------------------
+
+    def finetune(self, **train_kwargs: Any) -> None:
+        """Train, keep the best checkpoint (with a val set), save the model, card and metrics.
+
+        Keyword arguments go to ``SentenceTransformerTrainer.train``. Results land in
+        :attr:`metrics` and ``model_output_path/metrics.json``.
+
+        Example:
+            >>> engine.finetune()  # doctest: +SKIP
+            >>> engine.metrics["val"]["val_cosine_mrr@10"]  # doctest: +SKIP
+            0.72
+        """
+        from llama_index_finetune_embed import _training
+
+        trainer, evaluator = _training.build_trainer(self)
+        resume = self._resume_point(trainer)
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=resume, **train_kwargs)
+        seconds = time.perf_counter() - start
+        if not trainer.is_world_process_zero():
+            return
+        final = evaluator(self.model) if evaluator is not None else {}
+        self.metrics = _training.summary(self, trainer, final, seconds)
+        self._save(trainer)
+
+    def _resume_point(self, trainer: Any) -> str | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if not self.resume_from_checkpoint:
+            return None
+        folder = Path(trainer.args.output_dir)
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last is None:
+            logger.info("resume_from_checkpoint: no checkpoint in %s, starting fresh", folder)
+        else:
+            logger.info("resuming from %s", last)
+        return last
+
+    def _save(self, trainer: Any) -> None:
+        from llama_index_finetune_embed import _training
+
+        out = self.model_output_path
+        self.model.prompts = {"query": self.query_prompt, "document": self.document_prompt}
+        self.model.default_prompt_name = None
+        try:
+            self.model.save_pretrained(str(out), safe_serialization=True)
+        except Exception as exc:  # the library's card generation must not lose a trained model
+            logger.warning("model card generation failed (%s); saving without it", exc)
+            self.model.save_pretrained(str(out), safe_serialization=True, create_model_card=False)
+        card = out / "README.md"
+        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned embedding model\n"
+        atomic_write_text(card, base.rstrip("\n") + "\n" + _training.card_section(self.metrics))
+        atomic_write_json(out / "metrics.json", self.metrics)
+        if not self.keep_checkpoints:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        logger.info("saved the finetuned model to %s", out)
+
+    def get_finetuned_model(self, **model_kwargs: Any) -> BaseEmbedding:
+        """The finetuned model as a LlamaIndex ``HuggingFaceEmbedding`` with its training prompts.
+
+        Same as :func:`load_finetuned_model` on ``model_output_path``.
+
+        Example:
+            >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP
+            >>> len(embed_model.get_query_embedding("When was Lyft founded?"))  # doctest: +SKIP
+            384
+        """
+        return load_finetuned_model(self.model_output_path, **model_kwargs)
+
+
+def load_finetuned_model(
+    model_output_path: str | os.PathLike[str], **model_kwargs: Any
+) -> BaseEmbedding:
+    """A saved finetuned model as a LlamaIndex embedding that embeds exactly as in training.
+
+    Needs only the directory (works in a fresh process): the query and document prompts saved
+    with the model are passed to ``HuggingFaceEmbedding`` explicitly, its max length is the one
+    trained with, and ``trust_remote_code`` stays off unless passed.
+
+    Example:
+        >>> embed_model = load_finetuned_model("exp_finetune")  # doctest: +SKIP
+    """
+    from llama_index_finetune_embed._models import load_embed_model
+
+    path = Path(model_output_path)
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(
+            f"no finetuned model in {path}: run SentenceTransformersFinetuneEngine.finetune() "
+            "first, or pass the directory it saved to"
+        )
+    return load_embed_model(path, **model_kwargs)
+
+
+# -- input checks (raised where the input enters) --------------------------------------------
+
+
+def _check_dataset(dataset: Any, name: str) -> EmbeddingQAFinetuneDataset:
+    if not all(hasattr(dataset, key) for key in ("queries", "corpus", "relevant_docs")):
+        raise TypeError(f"{name} must be an EmbeddingQAFinetuneDataset, got {type(dataset).__name__}")
+    data = {
+        "queries": dict(dataset.queries),
+        "corpus": dict(dataset.corpus),
+        "relevant_docs": {k: list(v) for k, v in dataset.relevant_docs.items()},
+        "mode": getattr(dataset, "mode", "text"),
+        "metadata_mode": getattr(dataset, "metadata_mode", None),
+    }
+    if not data["queries"]:
+        raise ValueError(f"{name} is empty: it has no queries to train or evaluate on")
+    try:  # re-validate: the dataset may have been edited after it was built
+        return EmbeddingQAFinetuneDataset(**data)
+    except ValueError as exc:
+        first = str(exc).splitlines()
+        detail = next((line.strip() for line in first[1:] if line.strip()), first[0])
+        raise ValueError(f"{name} has inconsistent ids: {detail}") from None
+
+
+def _check_numbers(
+    batch_size: int,
+    epochs: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    hard_negatives: int,
+    margin: float,
+    mini_batch_size: int,
+    checkpoint_steps: int | None,
+    overlap_words: int | None,
+) -> None:
+    positive_ints = {"batch_size": batch_size, "epochs": epochs, "mini_batch_size": mini_batch_size}
+    if checkpoint_steps is not None:
+        positive_ints["checkpoint_steps"] = checkpoint_steps
+    if overlap_words is not None:
+        positive_ints["overlap_words"] = overlap_words
+    for key, value in positive_ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if not isinstance(hard_negatives, int) or hard_negatives < 0:
+        raise ValueError(f"hard_negatives must be an integer >= 0, got {hard_negatives!r}")
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"hard_negative_margin must be in [0, 1), got {margin}")
+
+
+def _check_output_path(path: str | os.PathLike[str]) -> Path:
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"model_output_path {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"model_output_path {out} is not writable ({exc.strerror or exc}); "
+            "pass a directory you can write to"
+        ) from None
+    return out
+
+
+__all__ = ["SentenceTransformersFinetuneEngine", "load_finetuned_model"]
