@@ -11,9 +11,10 @@ Two paths give identical rankings and metric values:
   metric classes, plus the sentence-transformers InformationRetrievalEvaluator metrics
   (accuracy@k, precision/recall@k, MRR@10, NDCG@10, MAP@100) from the same ranking.
 
-Ties (equal cosine, e.g. duplicate chunks) are ordered by ascending corpus id on the fast path,
-as in sentence-transformers; SimpleVectorStore's heap orders them arbitrarily, so with exact ties
-the two paths may list tied ids in a different order.
+A query whose retriever returns nothing scores 0 on every metric (core's metric classes raise:
+llama_index issue #13926). Ties (equal cosine, e.g. duplicate chunks) are ordered by ascending
+corpus id on the fast path, as in sentence-transformers; SimpleVectorStore's heap orders them
+arbitrarily, so with exact ties the two paths may list tied ids in a different order.
 """
 
 from __future__ import annotations
