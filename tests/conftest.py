@@ -40,7 +40,9 @@ def _build_tiny_model(path: Path) -> Path:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     words = " ".join(TOY_TEXTS) + " what who when where why how is the of a in ?"
-    tok.train_from_iterator([words] * 3, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    tok.train_from_iterator(
+        [words] * 3, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
+    )
     from tokenizers.processors import TemplateProcessing
 
     tok.post_processor = TemplateProcessing(

@@ -173,7 +173,9 @@ def test_split_rejects_bad_ratio_and_single_group():
 
 def test_from_nodes_uses_node_ids_and_stable_query_ids(toy_nodes):
     questions = {"node-0": ["When was Lyft founded?"], "node-1": ["What does Uber run?"]}
-    ds = EmbeddingQAFinetuneDataset.from_nodes(toy_nodes, questions, query_sources={"node-0": "llm"})
+    ds = EmbeddingQAFinetuneDataset.from_nodes(
+        toy_nodes, questions, query_sources={"node-0": "llm"}
+    )
     assert set(ds.corpus) == {n.node_id for n in toy_nodes}
     assert ds.metadata_mode == "embed"
     assert "file_name: doc0.txt" in ds.corpus["node-0"]  # what VectorStoreIndex embeds
@@ -190,7 +192,9 @@ def test_from_nodes_rejects_unknown_node(toy_nodes):
 
 
 def test_from_pairs_dedups_chunks():
-    ds = EmbeddingQAFinetuneDataset.from_pairs([("a?", "x"), ("b?", "x"), ("c?", "y")], source="ict")
+    ds = EmbeddingQAFinetuneDataset.from_pairs(
+        [("a?", "x"), ("b?", "x"), ("c?", "y")], source="ict"
+    )
     assert len(ds) == 3 and len(ds.corpus) == 2
     assert set(ds.query_sources.values()) == {"ict"}
 
@@ -202,6 +206,5 @@ def test_merge_combines_and_checks_ids():
     assert len(both) == 3 and len(both.corpus) == 2
     assert sorted(both.query_sources.values()) == ["ict", "ict", "llm"]
     clash = b.model_copy(update={"corpus": {k: "other" for k in b.corpus}})
-    clash.relevant_docs  # still consistent ids, different texts
     with pytest.raises(ValueError, match="different texts"):
         a.merge(clash)
