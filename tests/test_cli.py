@@ -1,0 +1,200 @@
+"""The CLI end to end on a tiny corpus: tiny model, real OpenAI client against a fake server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _fake_openai import FakeOpenAIServer
+
+from llama_index_finetune_embed.cli import main
+
+TOPICS = {
+    "riders": "Riders request trips in the app and are matched with nearby drivers",
+    "drivers": "Drivers choose when to work and are paid per trip with tips on top",
+    "insurance": "Insurance covers auto liability while a driver is on a trip",
+    "bikes": "Bikes and scooters serve short trips in dense city centres",
+    "pricing": "Prices rise with demand so that more drivers come online at busy hours",
+    "safety": "Safety features include trip sharing, background checks and an emergency button",
+}
+
+
+def _write_corpus(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sentence in TOPICS.items():
+        body = " ".join(f"{sentence} (note {i} on {name})." for i in range(6))
+        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{body}\n")
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return _write_corpus(tmp_path / "docs")
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with FakeOpenAIServer(delay=0.0, fault_rate=0.0) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.setenv("OPENAI_API_BASE", srv.url)
+        yield srv
+
+
+def _run_args(corpus: Path, out: Path, model: Path) -> list[str]:
+    return [
+        "run",
+        str(corpus),
+        "--out",
+        str(out),
+        "--llm",
+        "openai:gpt-4o-mini",
+        "--base-model",
+        str(model),
+        "--chunk-size",
+        "128",
+        "--chunk-overlap",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--val-ratio",
+        "0.3",
+    ]
+
+
+@pytest.mark.slow
+def test_run_end_to_end_then_resume_skips_every_stage(
+    corpus, server, tiny_model_path, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert main(_run_args(corpus, out, tiny_model_path)) == 0
+    printed = capsys.readouterr().out
+    assert "question source: openai:gpt-4o-mini (chosen with --llm)" in printed
+    assert "| base" in printed and "| finetuned" in printed
+    for name in ("chunks.json", "split.json", "train_dataset.json", "val_dataset.json"):
+        assert (out / name).is_file(), name
+    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "report.png").stat().st_size > 10_000
+    report = (out / "report.md").read_text()
+    assert "held-out questions" in report and "finetuned" in report
+    stages = json.loads((out / "stages.json").read_text())["done"]
+    assert set(stages) == {"chunks", "split", "generate", "finetune", "evaluate"}
+
+    split = json.loads((out / "split.json").read_text())
+    train = json.loads((out / "train_dataset.json").read_text())
+    val = json.loads((out / "val_dataset.json").read_text())
+    assert set(train["corpus"]) == set(split["train"]) and set(val["corpus"]) == set(split["val"])
+    assert set(train["corpus"]).isdisjoint(val["corpus"])
+
+    calls = server.snapshot()["requests"]
+    assert main(_run_args(corpus, out, tiny_model_path)) == 0
+    assert server.snapshot()["requests"] == calls  # nothing asked again
+
+
+def test_rerun_with_other_chunking_is_refused(corpus, server, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "stages.json").write_text(
+        json.dumps({"config": {"docs": [str(corpus)], "chunk_size": 999}, "done": {}})
+    )
+    assert main(_run_args(corpus, out, tiny_model_path)) == 1
+    err = capsys.readouterr().err
+    assert "different chunk_size" in err and "new --out directory" in err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("finetune-embed: error: ")
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_openai_without_key_is_one_line_error(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["run", str(corpus), "--out", str(tmp_path / "o"), "--llm", "openai:gpt-4o"]) == 1
+    assert "needs OPENAI_API_KEY" in _one_line_error(capsys)
+
+
+def test_no_documents_found(tmp_path, server, tiny_model_path, capsys):
+    (tmp_path / "empty").mkdir()
+    args = _run_args(tmp_path / "empty", tmp_path / "o", tiny_model_path)
+    assert main(args) == 1
+    assert "no documents found" in _one_line_error(capsys)
+
+
+def test_only_an_encrypted_pdf(tmp_path, server, tiny_model_path, capsys):
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    writer.encrypt("secret")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    writer.write(docs / "locked.pdf")
+    assert main(_run_args(docs, tmp_path / "o", tiny_model_path)) == 1
+    captured = capsys.readouterr()
+    assert "no readable text in 1 file" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_base_model_not_found_offline(corpus, tmp_path, server, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = _run_args(corpus, tmp_path / "o", Path("org/no-such-model"))
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert "'org/no-such-model' could not be loaded" in err and "local:all-MiniLM-L6-v2" in err
+    assert main(_run_args(corpus, tmp_path / "o", tmp_path / "missing-dir")) == 1
+    assert "model directory not found" in _one_line_error(capsys)
+
+
+def test_out_dir_not_writable(corpus, tmp_path, server, tiny_model_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(_run_args(corpus, blocker / "out", tiny_model_path)) == 1
+    assert "is not writable" in _one_line_error(capsys)
+
+
+def test_unknown_llm(corpus, tmp_path, capsys):
+    assert main(["run", str(corpus), "--out", str(tmp_path / "o"), "--llm", "gpt"]) == 1
+    assert "unknown --llm 'gpt'" in _one_line_error(capsys)
+
+
+def test_stage_commands_generate_finetune_evaluate(
+    corpus, server, tiny_model_path, tmp_path, capsys
+):
+    data = tmp_path / "pairs.json"
+    common = ["--chunk-size", "128", "--chunk-overlap", "8"]
+    assert (
+        main(["generate", str(corpus), "--out", str(data), "--llm", "openai:gpt-4o-mini", *common])
+        == 0
+    )
+    assert "queries over" in capsys.readouterr().out
+    assert (tmp_path / "pairs.json.cache.jsonl").is_file()
+    model = tmp_path / "ft"
+    args = ["finetune", str(data), "--out", str(model), "--base-model", str(tiny_model_path)]
+    assert main([*args, "--epochs", "1", "--batch-size", "4"]) == 0
+    assert (model / "model.safetensors").is_file()
+    capsys.readouterr()
+    report, plot = tmp_path / "r.md", tmp_path / "r.png"
+    argv = ["evaluate", str(data), f"base={tiny_model_path}", f"ft={model}"]
+    assert main([*argv, "--report", str(report), "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    assert "| base" in printed and "| ft" in printed
+    assert report.read_text().startswith("|") or "base" in report.read_text()
+    assert plot.stat().st_size > 10_000
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "llama_index_finetune_embed", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0
+    for command in ("run", "generate", "finetune", "evaluate"):
+        assert command in proc.stdout
