@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import random
@@ -20,6 +21,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index_finetune_embed._gen_cache import ResumeCache, cache_fingerprint
 from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed._llm_calls import (
+    describe_error,
+    error_kind,
+    retry_after_seconds,
+    token_usage,
+)
 from llama_index_finetune_embed._questions import parse_questions
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
@@ -53,9 +60,6 @@ numbered, and nothing else: no introduction and no answers.
 """
 
 OnFailure = Literal["continue", "raise"]
-_FATAL_STATUS = frozenset({401, 403, 404})  # wrong key/model: every later call fails the same
-_CHUNK_STATUS = frozenset({400, 413, 422})  # this request is bad (too long...): retrying won't help
-_FATAL_TYPES = (TypeError, AttributeError, NotImplementedError)  # bugs, not weather
 _MAX_RETRY_AFTER = 60.0
 
 
@@ -260,7 +264,8 @@ class _Run:
 
         tasks = [asyncio.create_task(worker()) for _ in range(min(self.workers, len(pending)))]
         try:
-            await asyncio.gather(*tasks)
+            with _logs_above_bar(self.progress):
+                await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
@@ -304,7 +309,7 @@ class _Run:
             response = await (asyncio.wait_for(call, self.timeout) if self.timeout else call)
         except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
             self.stats["errors"] += 1
-            return [], _describe(exc), self._classify(exc)
+            return [], describe_error(exc), self._classify(exc)
         self._count_usage(response)
         text = getattr(response, "text", None) or ""
         questions = parse_questions(text, context, self.n)
@@ -315,16 +320,16 @@ class _Run:
 
     def _classify(self, exc: Exception) -> float | None:
         """Retry-after seconds (0 = just back off) for a retryable error, None if not; or raise."""
-        status = _status_code(exc)
-        if status in _FATAL_STATUS or isinstance(exc, _FATAL_TYPES):
+        kind = error_kind(exc)
+        if kind == "fatal":
             raise RuntimeError(
-                f"stopping generation: the LLM call failed with {_describe(exc)}; this will fail "
-                "for every chunk (check the API key, model name and api_base)"
+                f"stopping generation: the LLM call failed with {describe_error(exc)}; this will "
+                "fail for every chunk (check the API key, model name and api_base)"
             ) from exc
-        if status in _CHUNK_STATUS:
+        if kind == "chunk":
             return None
-        retry_after = _retry_after(exc)
-        if status == 429:
+        retry_after = retry_after_seconds(exc)
+        if kind == "rate_limit":
             pause = max(retry_after, self.backoff[0])
             self.pause_until = max(self.pause_until, time.monotonic() + pause)
         return retry_after
@@ -336,7 +341,7 @@ class _Run:
         return max(jittered, min(retry_after, _MAX_RETRY_AFTER))
 
     def _count_usage(self, response: Any) -> None:
-        usage = _usage(response)
+        usage = token_usage(response)
         if usage is None:
             self.stats["calls_without_usage"] += 1
             return
@@ -412,45 +417,19 @@ def _warn_client_retries(llm: Any) -> None:
         )  # fmt: skip
 
 
+def _logs_above_bar(enabled: bool) -> Any:
+    """While the bar is shown, console log lines go through ``tqdm.write`` (no torn bar)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc="Generating", unit="chunk")
-
-
-def _status_code(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _retry_after(exc: BaseException) -> float:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    try:
-        return max(0.0, float(headers.get("retry-after", 0) or 0))
-    except (TypeError, ValueError):  # an HTTP date: fall back to our own backoff
-        return 0.0
-
-
-def _describe(exc: BaseException) -> str:
-    status = _status_code(exc)
-    text = f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _usage(response: Any) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from a CompletionResponse, if the LLM reported them."""
-    extra = getattr(response, "additional_kwargs", None) or {}
-    if "prompt_tokens" in extra or "completion_tokens" in extra:
-        return int(extra.get("prompt_tokens") or 0), int(extra.get("completion_tokens") or 0)
-    raw = getattr(response, "raw", None)
-    usage = raw.get("usage") if isinstance(raw, dict) else getattr(raw, "usage", None)
-    if isinstance(usage, dict):
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    if usage is not None and hasattr(usage, "prompt_tokens"):
-        return int(usage.prompt_tokens or 0), int(getattr(usage, "completion_tokens", 0) or 0)
-    return None
 
 
 def _summary(stats: dict[str, float | int]) -> str:

@@ -226,6 +226,7 @@ class FakeOpenAIServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog (5) drops connects when 16 workers start
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (timeout, killed process) is expected here, not an error."""
 
@@ -237,6 +238,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        """``GET /v1/stats``: the counters, for a server running in another process."""
+        if not self.path.rstrip("/").endswith("/stats"):
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        snap = self.fake.snapshot()
+        self._send(200, {**snap, "valid_questions": sorted(self.fake.valid_questions)})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -300,3 +309,28 @@ def _completion(model: str, content: str, usage: dict[str, int]) -> dict[str, An
         ],
         "usage": usage,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve in this process until stdin closes: prints the API base URL on the first line.
+
+    Benchmarks run the server in its own process so it does not share a GIL with the client.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="local OpenAI-compatible fake server")
+    parser.add_argument("--delay", type=float, default=0.2)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--hang", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    with FakeOpenAIServer(
+        delay=args.delay, fault_rate=args.fault_rate, hang=args.hang, seed=args.seed
+    ) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # returns when the parent closes our stdin or exits
+
+
+if __name__ == "__main__":
+    main()
