@@ -80,7 +80,7 @@ def train(ds: EmbeddingQAFinetuneDataset, out_dir: Path, epochs: float):
         num_train_epochs=epochs,
         per_device_train_batch_size=16,
         learning_rate=3e-5,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float < 1 is a ratio of the total steps in transformers 5
         bf16=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         save_strategy="no",
@@ -103,6 +103,7 @@ def evaluate(model) -> dict[str, float]:
 
     val = EmbeddingQAFinetuneDataset.from_json(SEED / "val_dataset.json")
     model.max_seq_length = 512
+    model.float()  # score every model in float32, like the base model
     evaluator = InformationRetrievalEvaluator(
         val.queries,
         val.corpus,
@@ -149,8 +150,10 @@ def make_llm_pairs(limit: int | None, batch_size: int) -> None:
 
     nodes = lyft_nodes()[:limit] if limit else lyft_nodes()
     start = time.perf_counter()
+    from llama_index_finetune_embed import LocalLLM
+
     ds = generate_offline_pairs(
-        nodes, llm="local", pseudo=(), llm_batch_size=batch_size, cache_path=OUT / "smollm.jsonl"
+        nodes, llm=LocalLLM(batch_size=batch_size), pseudo=(), cache_path=OUT / "smollm.jsonl"
     )
     LLM_PAIRS.parent.mkdir(parents=True, exist_ok=True)
     ds.save_json(LLM_PAIRS)

@@ -64,8 +64,14 @@ class LocalLLM(CustomLLM):
     )
     assistant_prefix: str = Field(default="", description="text the assistant's turn starts with")
     stop: list[str] = Field(default_factory=list, description="cut each output at these strings")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        default="float32", description="torch dtype the de-quantized weights are run in"
+    examples: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(user, assistant) turns placed before every prompt: few-shot examples",
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="torch dtype of the de-quantized weights; auto = bfloat16 where the CPU "
+        "has native bf16 (about 2.5x faster here, same quality), else float32",
     )
     context_window: int = Field(default=8192, gt=0)
 
@@ -178,10 +184,30 @@ class LocalLLM(CustomLLM):
 
     # -- the model ---------------------------------------------------------------------------
 
+    def with_options(self, **updates: Any) -> LocalLLM:
+        """A copy with other settings that shares this one's loaded weights.
+
+        Example:
+            >>> asker = LocalLLM().with_options(assistant_prefix="What")  # doctest: +SKIP
+        """
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields.pop("callback_manager", None)
+        clone = type(self)(**{**fields, **updates})
+        if clone.model_path == self.model_path and clone.dtype == self.dtype:
+            clone._model, clone._tokenizer = self._model, self._tokenizer
+        return clone
+
     def _template(self, messages: Sequence[ChatMessage]) -> str:
         """Messages in the model's chat template, the assistant turn opened (and prefixed)."""
         tokenizer = self._load()[1]
         chat = [{"role": m.role.value, "content": m.content or ""} for m in messages]
+        if chat and chat[0]["role"] != "system" and self.examples:
+            shots = [
+                {"role": role, "content": text}
+                for user, answer in self.examples
+                for role, text in (("user", user), ("assistant", answer))
+            ]
+            chat = shots + chat
         if self.system_prompt and not any(m["role"] == "system" for m in chat):
             chat.insert(0, {"role": "system", "content": self.system_prompt})
         text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -221,7 +247,7 @@ class LocalLLM(CustomLLM):
         """Load tokenizer and model once (thread-safe); clear errors when parts are missing."""
         with self._load_lock:
             if self._model is None:
-                self._model, self._tokenizer = _load_gguf(self._gguf_path(), self.dtype)
+                self._model, self._tokenizer = _load_gguf(self._gguf_path(), _dtype(self.dtype))
         return self._model, self._tokenizer
 
     def _gguf_path(self) -> Path:
@@ -237,6 +263,17 @@ class LocalLLM(CustomLLM):
 
 # Alias with the model's name, for readers who look for it.
 SmolLM = LocalLLM
+
+
+def _dtype(choice: str) -> str:
+    """Resolve ``"auto"``: bfloat16 on a CPU with native bf16 (avx512_bf16 / amx), else float32."""
+    if choice != "auto":
+        return choice
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no cheap way to know, and emulated bf16 is slow
+        return "float32"
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 def _load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:

