@@ -21,7 +21,7 @@ from llama_index_finetune_embed.generate import (
     parse_questions,
 )
 from llama_index_finetune_embed.llms import LocalLLM
-from llama_index_finetune_embed.pseudo import generate_pseudo_queries
+from llama_index_finetune_embed.pseudo import generate_offline_pairs, generate_pseudo_queries
 
 __version__ = "0.1.0"
 
@@ -37,6 +37,7 @@ __all__ = [
     "compare_embed_models",
     "agenerate_qa_embedding_pairs",
     "evaluate_retrieval",
+    "generate_offline_pairs",
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "ir_metrics",
