@@ -48,7 +48,7 @@ def resolve_prompts(
 
     saved_query, saved_doc = prompt_pair(dict(model.prompts or {}))
     family_query, family_doc = "", ""
-    if not model.prompts:
+    if not any((model.prompts or {}).values()):
         name = model_id.lower()
         for fragment, pair in _FAMILY_PROMPTS.items():
             if fragment in name and "bge-m3" not in name:
@@ -67,7 +67,8 @@ def default_max_seq_length(model: SentenceTransformer, cap: int = 512) -> int:
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         # RoBERTa-style models reserve two positions for the padding offset
-        limits.append(positions - 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta"} else positions)
+        offset = 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta"} else 0
+        limits.append(positions - offset)
     tokenizer_max = getattr(getattr(model, "tokenizer", None), "model_max_length", None)
     if isinstance(tokenizer_max, int) and 0 < tokenizer_max < 1_000_000:
         limits.append(tokenizer_max)
@@ -289,7 +290,8 @@ def card_section(summary: dict[str, Any]) -> str:
     lines += [f"- {key}: `{value}`" for key, value in recipe.items() if "prompt" not in key]
     metrics = summary.get("metrics") or {}
     if metrics:
-        lines += ["", "Validation metrics (final model):", "", "| metric | value |", "| --- | --- |"]
+        lines += ["", "Validation metrics (final model):", ""]
+        lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items())]
     return "\n".join(lines) + "\n"
 
@@ -337,7 +339,7 @@ def build_loss(engine: Any) -> torch.nn.Module:
             loss = losses.MultipleNegativesRankingLoss(model, directions=directions)
     dims = opts["matryoshka_dims"]
     if dims:
-        width = model.get_sentence_embedding_dimension() or max(dims)
+        width = model.get_embedding_dimension() or max(dims)
         if any(d < 1 or d > width for d in dims):
             raise ValueError(f"matryoshka_dims must be in 1..{width}, got {dims}")
         loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=sorted(dims, reverse=True))
@@ -450,11 +452,36 @@ def build_trainer(engine: Any) -> tuple[Any, Any]:
         train_dataset=build_train_dataset(engine.train_dataset, engine._rows),
         loss=build_loss(engine),
         evaluator=evaluator,
+        callbacks=[StepCounter()],
     )
     return trainer, evaluator
 
 
-def summary(engine: Any, trainer: Any, final: dict[str, float], seconds: float) -> dict[str, Any]:
+def _step_counter_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class StepCounter(_step_counter_base()):  # type: ignore[misc]
+    """Counts the optimizer steps this process ran (a resumed run skips the ones already done)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps += 1
+
+
+def steps_run(trainer: Any) -> int:
+    """Optimizer steps run by this ``trainer.train()`` call."""
+    counters = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StepCounter)]
+    return counters[0].steps if counters else -1
+
+
+def summary(
+    engine: Any, trainer: Any, final: dict[str, float], seconds: float, resumed_from: str | None
+) -> dict[str, Any]:
     """What ``metrics.json`` and the model card report: data, recipe, time and final metrics."""
     args = trainer.args
     recipe = {
@@ -462,7 +489,6 @@ def summary(engine: Any, trainer: Any, final: dict[str, float], seconds: float) 
         "batch_size": args.per_device_train_batch_size * max(1, args.world_size),
         "epochs": args.num_train_epochs,
         "learning_rate": args.learning_rate,
-        "warmup": args.warmup_steps,
         "max_seq_length": engine.max_seq_length,
         "precision": "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32"),
         "batch_sampler": "chunk-aware no-duplicates",
@@ -480,6 +506,8 @@ def summary(engine: Any, trainer: Any, final: dict[str, float], seconds: float) 
         "metadata_mode": engine.train_dataset.metadata_mode or "unknown",
         "train_seconds": round(seconds, 2),
         "global_steps": state.global_step,
+        "steps_run": steps_run(trainer),
+        "resumed_from": resumed_from,
         "best_checkpoint": state.best_model_checkpoint,
         "recipe": recipe,
         "metrics": {k: float(v) for k, v in final.items()},

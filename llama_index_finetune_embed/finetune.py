@@ -1,4 +1,4 @@
-"""SentenceTransformersFinetuneEngine: dataset -> trainer -> saved model + card -> LlamaIndex embedding."""
+"""SentenceTransformersFinetuneEngine: dataset -> trainer -> saved model, card -> embed model."""
 
 from __future__ import annotations
 
@@ -119,7 +119,9 @@ class SentenceTransformersFinetuneEngine:
         args: SentenceTransformerTrainingArguments | None = None,
     ) -> None:
         self.train_dataset = _check_dataset(train_dataset, "train_dataset")
-        self.val_dataset = None if val_dataset is None else _check_dataset(val_dataset, "val_dataset")
+        self.val_dataset = (
+            None if val_dataset is None else _check_dataset(val_dataset, "val_dataset")
+        )
         _check_numbers(batch_size, epochs, learning_rate, warmup_ratio, hard_negatives,
                        hard_negative_margin, mini_batch_size, checkpoint_steps, overlap_words)
         if precision not in get_args(Precision):
@@ -162,12 +164,15 @@ class SentenceTransformersFinetuneEngine:
         from llama_index_finetune_embed._models import load_sentence_transformer
 
         self.device = device or _training.default_device()
+        _training.precision_flags(self.options["precision"], self.device)  # fp16 needs a GPU
         self.model = load_sentence_transformer(
             self.model_id, device=self.device, trust_remote_code=trust_remote_code
         )
         limit = _training.default_max_seq_length(self.model)
         if max_seq_length is not None and not 0 < max_seq_length <= limit:
-            raise ValueError(f"max_seq_length must be in 1..{limit} for this model, got {max_seq_length}")
+            raise ValueError(
+                f"max_seq_length must be in 1..{limit} for this model, got {max_seq_length}"
+            )
         self.max_seq_length = max_seq_length or limit
         self.model.max_seq_length = self.max_seq_length
         self.query_prompt, self.document_prompt = _training.resolve_prompts(
@@ -209,7 +214,7 @@ class SentenceTransformersFinetuneEngine:
         if not trainer.is_world_process_zero():
             return
         final = evaluator(self.model) if evaluator is not None else {}
-        self.metrics = _training.summary(self, trainer, final, seconds)
+        self.metrics = _training.summary(self, trainer, final, seconds, resume)
         self._save(trainer)
 
     def _resume_point(self, trainer: Any) -> str | None:
@@ -237,7 +242,7 @@ class SentenceTransformersFinetuneEngine:
             logger.warning("model card generation failed (%s); saving without it", exc)
             self.model.save_pretrained(str(out), safe_serialization=True, create_model_card=False)
         card = out / "README.md"
-        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned embedding model\n"
+        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"
         atomic_write_text(card, base.rstrip("\n") + "\n" + _training.card_section(self.metrics))
         atomic_write_json(out / "metrics.json", self.metrics)
         if not self.keep_checkpoints:
@@ -285,7 +290,9 @@ def load_finetuned_model(
 
 def _check_dataset(dataset: Any, name: str) -> EmbeddingQAFinetuneDataset:
     if not all(hasattr(dataset, key) for key in ("queries", "corpus", "relevant_docs")):
-        raise TypeError(f"{name} must be an EmbeddingQAFinetuneDataset, got {type(dataset).__name__}")
+        raise TypeError(
+            f"{name} must be an EmbeddingQAFinetuneDataset, got {type(dataset).__name__}"
+        )
     data = {
         "queries": dict(dataset.queries),
         "corpus": dict(dataset.corpus),

@@ -1,0 +1,245 @@
+"""SentenceTransformersFinetuneEngine on the tiny offline model: train, save, serve, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TOY_TEXTS
+
+from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.finetune import (
+    SentenceTransformersFinetuneEngine,
+    load_finetuned_model,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = [
+    ("When was Lyft founded?", "Who rides with Lyft?"),
+    ("What does Uber operate?", "Does Uber deliver freight?"),
+    ("Why did revenue grow in 2021?", "What recovered after the lockdowns?"),
+    ("How are drivers classified?", "What is subject to legal challenge?"),
+    ("What covers auto liability claims?", "What reserves are kept?"),
+    ("Where are bikes offered?", "What is the light vehicles program?"),
+    ("Who bought the autonomous vehicle unit?", "What was sold to Toyota?"),
+    ("What are the risk factors?", "What about the driver network?"),
+]
+
+
+@pytest.fixture
+def toy_dataset() -> EmbeddingQAFinetuneDataset:
+    """16 questions, two per toy chunk (the two must never be in-batch negatives of each other)."""
+    pairs = [(q, text) for text, qs in zip(TOY_TEXTS, QUESTIONS, strict=True) for q in qs]
+    return EmbeddingQAFinetuneDataset.from_pairs(pairs)
+
+
+def _engine(ds, model, out, **kwargs) -> SentenceTransformersFinetuneEngine:
+    kwargs.setdefault("batch_size", 4)
+    return SentenceTransformersFinetuneEngine(
+        ds, model_id=str(model), model_output_path=out, **kwargs
+    )
+
+
+# -- training, saving, serving ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_finetune_saves_model_card_metrics_and_prompts(toy_dataset, tiny_model_path, tmp_path):
+    out = tmp_path / "ft"
+    engine = _engine(
+        toy_dataset, tiny_model_path, out, val_dataset=toy_dataset,
+        query_prompt="query: ", document_prompt="passage: ",
+    )
+    engine.finetune()
+
+    assert (out / "model.safetensors").is_file()
+    assert not (out / "checkpoints").exists()  # removed after a successful run
+    config = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert config["prompts"] == {"query": "query: ", "document": "passage: "}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == engine.metrics
+    assert 0.0 < metrics["metrics"]["val_cosine_mrr@10"] <= 1.0
+    assert metrics["train_rows"] == 16 and metrics["train_chunks"] == 8
+    assert metrics["best_checkpoint"]  # the best of the per-epoch evaluations was loaded
+    card = (out / "README.md").read_text()
+    assert str(tiny_model_path) in card and "16 queries over 8 chunks" in card
+    assert "MultipleNegativesRankingLoss" in card and "val_cosine_mrr@10" in card
+
+    # served exactly as trained: the LlamaIndex embedding equals encode() with the prompts
+    from sentence_transformers import SentenceTransformer
+
+    embed = engine.get_finetuned_model()
+    st = SentenceTransformer(str(out), device="cpu")
+    query, chunk = QUESTIONS[0][0], TOY_TEXTS[0]
+    want_q = st.encode(query, prompt="query: ", normalize_embeddings=True)
+    want_d = st.encode(chunk, prompt="passage: ", normalize_embeddings=True)
+    np.testing.assert_allclose(embed.get_query_embedding(query), want_q, atol=1e-5)
+    np.testing.assert_allclose(embed.get_text_embedding(chunk), want_d, atol=1e-5)
+    bare = st.encode(query, normalize_embeddings=True)
+    assert not np.allclose(embed.get_query_embedding(query), bare, atol=1e-3)
+
+    # and in a fresh process, from the directory alone
+    code = (
+        "import sys, json; from llama_index_finetune_embed.finetune import load_finetuned_model;"
+        "e = load_finetuned_model(sys.argv[1]);"
+        "print(json.dumps(e.get_query_embedding(sys.argv[2])))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, str(out), query], env=env,
+                          capture_output=True, text=True, check=True)
+    np.testing.assert_allclose(json.loads(proc.stdout.splitlines()[-1]), want_q, atol=1e-5)
+
+
+def test_no_batch_mixes_questions_of_one_chunk_or_overlapping_chunks(toy_dataset):
+    from llama_index_finetune_embed._training import (
+        ChunkAwareBatchSampler,
+        build_train_dataset,
+        chunk_conflict_keys,
+        row_keys,
+    )
+
+    words = [f"w{i}" for i in range(60)]
+    corpus = dict(toy_dataset.corpus)
+    corpus["a"] = " ".join(words[:40])
+    corpus["b"] = " ".join(words[30:])  # opens with the last 10 words of "a"
+    ds = toy_dataset.model_copy(update={"corpus": corpus})
+    keys = chunk_conflict_keys(ds.corpus, overlap_words=8)
+    assert keys["a"] & keys["b"]
+    assert not keys["a"] & keys[next(iter(toy_dataset.corpus))]
+
+    rows = [(qid, doc, []) for qid, _, doc in ds.pairs()]
+    row_key = row_keys(ds, rows, keys)
+    sampler = ChunkAwareBatchSampler(
+        build_train_dataset(ds, rows), batch_size=4, drop_last=False, keys=row_key, seed=1
+    )
+    seen = []
+    for batch in sampler:
+        docs = [rows[i][1] for i in batch]
+        assert len(set(docs)) == len(docs)
+        seen += batch
+    assert sorted(seen) == list(range(len(rows)))
+    assert len(list(sampler)) == len(sampler)
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(toy_dataset, tiny_model_path, tmp_path):
+    import shutil
+
+    out = tmp_path / "ft"
+    first = _engine(toy_dataset, tiny_model_path, out, checkpoint_steps=2, keep_checkpoints=True)
+    first.finetune()
+    assert first.metrics["global_steps"] == 4 and first.metrics["steps_run"] == 4
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")  # as if killed after step 2's checkpoint
+
+    second = _engine(toy_dataset, tiny_model_path, out, checkpoint_steps=2,
+                     resume_from_checkpoint=True)
+    second.finetune()
+    assert second.metrics["resumed_from"].endswith("checkpoint-2")
+    assert second.metrics["steps_run"] == 2 and second.metrics["global_steps"] == 4
+
+
+@pytest.mark.slow
+def test_options_hard_negatives_matryoshka_cached_and_custom_loss(
+    toy_dataset, tiny_model_path, tmp_path
+):
+    engine = _engine(
+        toy_dataset, tiny_model_path, tmp_path / "a", hard_negatives=1,
+        hard_negative_margin=0.0, matryoshka_dims=(32, 16), cached_loss=True,
+        mini_batch_size=2, precision="fp32",
+    )
+    engine.finetune()
+    recipe = engine.metrics["recipe"]
+    assert recipe["loss"] == "MatryoshkaLoss" and recipe["precision"] == "fp32"
+    assert all(len(negs) == 1 for _, _, negs in engine._rows)
+    for qid, doc, (neg,) in engine._rows:  # a negative is never a relevant chunk
+        assert neg != doc and neg not in toy_dataset.relevant_docs[qid]
+
+    from sentence_transformers.sentence_transformer.losses import CoSENTLoss
+
+    with pytest.raises(ValueError, match="hard_negatives=1: no training pair"):
+        # every chunk scores above 1% of its positive: all are too close to be safe negatives
+        _engine(toy_dataset, tiny_model_path, tmp_path / "b", hard_negatives=1,
+                hard_negative_margin=0.99).finetune()
+    custom = _engine(toy_dataset, tiny_model_path, tmp_path / "c",
+                     loss=lambda model: CoSENTLoss(model))
+    trainer, _ = __import__(
+        "llama_index_finetune_embed._training", fromlist=["build_trainer"]
+    ).build_trainer(custom)
+    assert type(trainer.loss).__name__ == "CoSENTLoss"
+
+
+def test_prompts_resolution_and_sequence_length(toy_dataset, tiny_model_path, tmp_path):
+    from llama_index_finetune_embed._training import resolve_prompts
+
+    engine = _engine(toy_dataset, tiny_model_path, tmp_path / "p")
+    assert engine.max_seq_length == 128  # what the tiny model's positions allow
+    assert (engine.query_prompt, engine.document_prompt) == ("", "")
+    model = engine.model
+    assert resolve_prompts(model, "BAAI/bge-small-en-v1.5", None, None)[0].startswith("Represent")
+    assert resolve_prompts(model, "intfloat/e5-small-v2", None, None) == ("query: ", "passage: ")
+    assert resolve_prompts(model, "intfloat/e5-small-v2", "q: ", None) == ("q: ", "passage: ")
+    model.prompts = {"query": "saved: "}
+    assert resolve_prompts(model, "BAAI/bge-small-en-v1.5", None, None) == ("saved: ", "")
+
+
+# -- clear errors --------------------------------------------------------------------------
+
+
+def test_missing_model_says_how_to_work_offline(toy_dataset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        _engine(toy_dataset, tmp_path / "no-such-model", tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match="local:all-MiniLM-L6-v2"):
+        _engine(toy_dataset, "nobody/no-such-model-xyz", tmp_path / "o")
+
+
+def test_bad_datasets_are_named(toy_dataset, tiny_model_path, tmp_path):
+    empty = EmbeddingQAFinetuneDataset(queries={}, corpus={"c": "text"}, relevant_docs={})
+    with pytest.raises(ValueError, match="train_dataset is empty"):
+        _engine(empty, tiny_model_path, tmp_path / "o")
+    broken = toy_dataset.model_copy(deep=True)
+    broken.relevant_docs[next(iter(broken.queries))] = ["missing-chunk"]
+    with pytest.raises(ValueError, match="val_dataset has inconsistent ids.*missing-chunk"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", val_dataset=broken)
+    with pytest.raises(TypeError, match="EmbeddingQAFinetuneDataset"):
+        _engine([("q", "d")], tiny_model_path, tmp_path / "o")
+
+
+def test_bad_options_are_refused_in_the_constructor(toy_dataset, tiny_model_path, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="not writable"):
+        _engine(toy_dataset, tiny_model_path, blocker / "out")
+    with pytest.raises(ValueError, match=r"batch_size=9 .* at most 8"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", batch_size=9)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", precision="half")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", precision="fp16", device="cpu")
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", epochs=0)
+    with pytest.raises(ValueError, match="max_seq_length must be in 1..128"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "o", max_seq_length=512)
+    with pytest.raises(FileNotFoundError, match="no finetuned model"):
+        load_finetuned_model(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp_path):
+    data = tmp_path / "train.json"
+    toy_dataset.save_json(data)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", str(ROOT / "tests" / "_ddp_worker.py"),
+           str(data), str(tiny_model_path), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"]["batch_size"] == 4  # 2 ranks x 2 rows
+    assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
