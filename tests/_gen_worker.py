@@ -32,7 +32,7 @@ def make_nodes(n: int):
     ]
 
 
-def make_llm(api_base: str, timeout: float = 0.25):
+def make_llm(api_base: str, timeout: float = 1.0):
     from llama_index.llms.openai import OpenAI
 
     return OpenAI(

@@ -137,9 +137,10 @@ def test_all_chunks_complete_under_30_percent_faults():
     from _fake_openai import FakeOpenAIServer
 
     nodes = _nodes(30)
-    with FakeOpenAIServer(delay=0.02, fault_rate=0.3, hang=0.4, seed=1) as srv:
+    # timeout >> delay, so a slow CI machine cannot turn a good answer into a client timeout
+    with FakeOpenAIServer(delay=0.02, fault_rate=0.3, hang=1.2, seed=1) as srv:
         ds = generate_qa_embedding_pairs(
-            nodes, srv.llm(timeout=0.25), num_workers=6, max_attempts=12, **FAST
+            nodes, srv.llm(timeout=1.0), num_workers=6, max_attempts=12, **FAST
         )
         snap = srv.snapshot()
     assert ds.failed_chunks == {}
@@ -174,8 +175,8 @@ def test_garbage_is_retried_and_never_becomes_a_query():
 def test_num_workers_bounds_calls_in_flight():
     from _fake_openai import FakeOpenAIServer
 
-    with FakeOpenAIServer(delay=0.1) as srv:
-        generate_qa_embedding_pairs(_nodes(12), srv.llm(), num_workers=4, **FAST)
+    with FakeOpenAIServer(delay=0.2) as srv:
+        generate_qa_embedding_pairs(_nodes(8), srv.llm(), num_workers=4, **FAST)
         assert srv.snapshot()["max_in_flight"] == 4
 
 
@@ -269,6 +270,48 @@ def test_bad_nodes(server):
 def test_client_retries_are_flagged(server, caplog):
     generate_qa_embedding_pairs(_nodes(1), server.llm(max_retries=2), **FAST)
     assert "max_retries=2" in caplog.text
+
+
+def test_llm_without_usage_echoing_the_prompt_gets_nothing_accepted():
+    """MockLLM echoes the prompt: instructions and chunk text must never become queries."""
+    from llama_index.core.llms import MockLLM
+
+    ds = generate_qa_embedding_pairs(_nodes(3), MockLLM(), max_attempts=2, **FAST)
+    assert len(ds) == 0 and len(ds.failed_chunks) == 3
+    assert all("no usable question" in why for why in ds.failed_chunks.values())
+    assert ds.generation_stats["calls_without_usage"] == ds.generation_stats["calls"] == 6
+
+
+def test_backoff_is_exponential_jittered_capped_and_seeded():
+    from llama_index.core.llms import MockLLM
+
+    from llama_index_finetune_embed.generate import _Run
+
+    def delays(seed):
+        run = _Run.create(_nodes(1), MockLLM(), "{context_str}", 2, backoff_base=1.0,
+                          backoff_max=5.0, seed=seed)  # fmt: skip
+        return [run._delay(attempt, 0.0) for attempt in range(1, 6)]
+
+    first = delays(7)
+    assert first == delays(7) and first != delays(8)
+    for attempt, delay in enumerate(first, start=1):
+        full = min(5.0, 2 ** (attempt - 1))
+        assert full / 2 <= delay <= full
+    run = _Run.create(_nodes(1), MockLLM(), "{context_str}", 2, backoff_base=0.1, seed=0)
+    assert run._delay(1, 3.0) == 3.0  # the server's Retry-After wins over a shorter backoff
+
+
+def test_a_cache_in_use_by_another_run_is_refused(tmp_path):
+    from llama_index_finetune_embed._gen_cache import ResumeCache, cache_fingerprint
+
+    fingerprint = cache_fingerprint("{context_str}", "m", 2, "embed")
+    first = ResumeCache.open(tmp_path / "c.jsonl", fingerprint, {"a": "text"})
+    try:
+        with pytest.raises(ValueError, match="in use by another running generation"):
+            ResumeCache.open(tmp_path / "c.jsonl", fingerprint, {"a": "text"})
+    finally:
+        first.close()
+    ResumeCache.open(tmp_path / "c.jsonl", fingerprint, {"a": "text"}).close()
 
 
 def test_output_path_and_empty_chunks(server, tmp_path):
@@ -381,7 +424,7 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
     n = 16
     cache = tmp_path / "pairs.jsonl"
     worker = Path(__file__).with_name("_gen_worker.py")
-    config = {"delay": 0.15, "fault_rate": 0.2, "hang": 0.3, "seed": 5}
+    config = {"delay": 0.15, "fault_rate": 0.2, "hang": 1.2, "seed": 5}
     with FakeOpenAIServer(**config) as srv:
         child = subprocess.Popen(
             [sys.executable, str(worker), srv.url, str(cache), str(tmp_path / "x.json"), str(n)],
