@@ -14,6 +14,10 @@ from llama_index_finetune_embed.evaluate import (
     evaluate_retrieval,
     ir_metrics,
 )
+from llama_index_finetune_embed.finetune import (
+    SentenceTransformersFinetuneEngine,
+    load_finetuned_model,
+)
 from llama_index_finetune_embed.generate import (
     DEFAULT_QA_GENERATE_PROMPT_TMPL,
     agenerate_qa_embedding_pairs,
@@ -33,6 +37,7 @@ __all__ = [
     "EmbeddingQAFinetuneDataset",
     "LocalLLM",
     "RetrievalResult",
+    "SentenceTransformersFinetuneEngine",
     "chunk_documents",
     "compare_embed_models",
     "agenerate_qa_embedding_pairs",
@@ -41,6 +46,7 @@ __all__ = [
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "ir_metrics",
+    "load_finetuned_model",
     "load_documents",
     "parse_questions",
     "stdlib_documents",
