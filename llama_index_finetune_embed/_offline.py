@@ -9,12 +9,21 @@ outputs pass the filter) rather than inline in the prompt (1-2/24), the answer s
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
+
+logger = logging.getLogger(__name__)
 
 #: Prompt for the local LLM; the example is given as a previous chat turn (``OFFLINE_EXAMPLE``).
 OFFLINE_QA_PROMPT_TMPL = "Text: {context_str}\n\nWrite one question about this text."
@@ -106,3 +115,121 @@ def clean_question(text: str, context: str, *, min_shared: int = 2) -> str | Non
 
 def content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOPWORDS}
+
+
+def llm_pairs(
+    nodes: Sequence[BaseNode],
+    llm: Any,
+    *,
+    questions_per_chunk: int,
+    prefixes: Sequence[str],
+    context_words: int,
+    num_workers: int | None,
+    cache_path: str | os.PathLike[str] | None,
+    show_progress: bool | None,
+    seed: int,
+    metadata_mode: str,
+) -> EmbeddingQAFinetuneDataset:
+    """LLM questions through the generation helper, then the offline filter; tagged ``"llm"``.
+
+    A LocalLLM is asked once per prefix in ``prefixes``, each pass only about the chunks still
+    without a usable question (greedy decoding would write the same text again for the same
+    prefix); each pass has its own resume cache (``cache_path`` with ``.<prefix>`` added).
+    """
+    from llama_index_finetune_embed.llms import LocalLLM
+
+    if context_words < 1:
+        raise ValueError(f"context_words must be >= 1, got {context_words}")
+    if not prefixes:
+        raise ValueError("llm_prefixes must name at least one prefix, e.g. ('What',)")
+    asker = question_llm(llm)
+    local = isinstance(asker, LocalLLM)
+    texts = {node.node_id: node.get_content() for node in nodes}
+    kept: dict[str, list[str]] = {}
+    stats: dict[str, float | int] = {}
+    for i, prefix in enumerate(prefixes if local else prefixes[:1]):
+        todo = [n for n in nodes if len(kept.get(n.node_id, [])) < questions_per_chunk]
+        if not todo:
+            break
+        if local and asker.assistant_prefix != prefix:  # derived from the last: shares weights
+            asker = asker.with_options(assistant_prefix=prefix)
+        raw = _generate(todo, asker, local, questions_per_chunk, context_words, num_workers,
+                        _pass_cache(cache_path, i, prefix), show_progress, seed)  # fmt: skip
+        for key, value in raw.generation_stats.items():
+            stats[key] = stats.get(key, 0) + value
+        stats["llm_questions_written"] = stats.get("llm_questions_written", 0) + len(raw)
+        for _, question, nid in raw.pairs():
+            clean = clean_question(question, texts[nid])
+            if clean and clean not in kept.get(nid, []):
+                kept.setdefault(nid, []).append(clean)
+    dataset = EmbeddingQAFinetuneDataset.from_nodes(
+        nodes, kept, metadata_mode=metadata_mode, query_sources=dict.fromkeys(kept, "llm")
+    )
+    stats["llm_questions_kept"] = len(dataset)
+    logger.info(
+        "LLM questions: %d chunks of %d have one that passes the offline filter (%d of %d kept)",
+        len(kept), len(texts), len(dataset), stats["llm_questions_written"],
+    )  # fmt: skip
+    return dataset.model_copy(update={"generation_stats": stats})
+
+
+def _generate(
+    nodes: Sequence[BaseNode],
+    llm: Any,
+    local: bool,
+    n: int,
+    context_words: int,
+    num_workers: int | None,
+    cache_path: Path | None,
+    show_progress: bool | None,
+    seed: int,
+) -> EmbeddingQAFinetuneDataset:
+    from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
+
+    with _quiet_unusable_outputs():
+        return generate_qa_embedding_pairs(
+            clip_nodes(nodes, context_words),
+            llm=llm,
+            qa_generate_prompt_tmpl=prompt_for(llm),
+            num_questions_per_chunk=n,
+            num_workers=num_workers or (llm.batch_size if local else 4),
+            cache_path=cache_path,
+            show_progress=show_progress,
+            metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt
+            max_attempts=1 if local else 3,  # greedy decoding writes the same text again
+            llm_id=_llm_id(llm) if local else None,
+            seed=seed,
+        )
+
+
+def _llm_id(llm: Any) -> str:
+    """Cache key of a LocalLLM: its settings that change what it writes."""
+    settings = (llm.model_path, llm.assistant_prefix, llm.examples, llm.max_new_tokens,
+                llm.repetition_penalty, llm.stop)  # fmt: skip
+    return f"LocalLLM/{llm.metadata.model_name}/{text_hash(repr(settings))[:12]}"
+
+
+def _pass_cache(cache_path: str | os.PathLike[str] | None, i: int, prefix: str) -> Path | None:
+    if cache_path is None:
+        return None
+    path = Path(cache_path)
+    if i == 0:
+        return path
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_").lower() or f"pass{i}"
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+
+@contextmanager
+def _quiet_unusable_outputs() -> Iterator[None]:
+    """Hide the generation helper's per-chunk "no usable question" warnings (a small LLM fails
+    on most chunks; one summary line is logged instead)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "no usable question" not in record.getMessage()
+
+    gen_logger = logging.getLogger("llama_index_finetune_embed.generate")
+    gen_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        gen_logger.removeFilter(keep)

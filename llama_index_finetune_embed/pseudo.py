@@ -23,11 +23,11 @@ import logging
 import os
 import random
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed._offline import llm_pairs
 from llama_index_finetune_embed._sentences import split_sentences
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
@@ -112,6 +112,7 @@ def generate_offline_pairs(
     *,
     llm: LLM | Literal["local"] | None = None,
     questions_per_chunk: int = 1,
+    llm_prefixes: Sequence[str] = ("What",),
     pseudo: Sequence[PseudoMethod] = ("ict",),
     pseudo_per_chunk: int = 1,
     remove_prob: float = 0.9,
@@ -138,6 +139,8 @@ def generate_offline_pairs(
         nodes: the chunks.
         llm: None (pseudo-queries only), ``"local"``, or any LlamaIndex LLM.
         questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
+        llm_prefixes: LocalLLM only: the assistant's answer starts with the first prefix; chunks
+            left without a usable question are asked again with the next one ("How", ...).
         pseudo: pseudo-query methods to add (``()`` for LLM questions only).
         pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
         context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
@@ -164,9 +167,10 @@ def generate_offline_pairs(
     parts = []
     if llm is not None:
         parts.append(
-            _llm_pairs(
-                nodes, llm, questions_per_chunk, context_words, num_workers, cache_path,
-                show_progress, seed, metadata_mode,
+            llm_pairs(
+                nodes, llm, questions_per_chunk=questions_per_chunk, prefixes=llm_prefixes,
+                context_words=context_words, num_workers=num_workers, cache_path=cache_path,
+                show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
             )  # fmt: skip
         )
     for method in pseudo:
@@ -187,6 +191,7 @@ def offline_val_questions(
     *,
     llm: LLM | Literal["local"] | None = None,
     questions_per_chunk: int = 1,
+    llm_prefixes: Sequence[str] = ("What", "How", "Which"),
     context_words: int = 200,
     num_workers: int | None = None,
     cache_path: str | os.PathLike[str] | None = None,
@@ -206,80 +211,13 @@ def offline_val_questions(
     """
     if llm is not None:
         return generate_offline_pairs(
-            nodes, llm=llm, questions_per_chunk=questions_per_chunk, pseudo=(),
-            context_words=context_words, num_workers=num_workers, cache_path=cache_path,
+            nodes, llm=llm, questions_per_chunk=questions_per_chunk, llm_prefixes=llm_prefixes,
+            pseudo=(), context_words=context_words, num_workers=num_workers, cache_path=cache_path,
             show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
         )  # fmt: skip
     return generate_pseudo_queries(
         nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=seed, metadata_mode=metadata_mode
     )
-
-
-def _llm_pairs(
-    nodes: Sequence[BaseNode],
-    llm: Any,
-    questions_per_chunk: int,
-    context_words: int,
-    num_workers: int | None,
-    cache_path: str | os.PathLike[str] | None,
-    show_progress: bool | None,
-    seed: int,
-    metadata_mode: str,
-) -> EmbeddingQAFinetuneDataset:
-    """LLM questions through the generation helper, then the offline filter; tagged ``"llm"``."""
-    from llama_index_finetune_embed import _offline
-    from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
-    from llama_index_finetune_embed.llms import LocalLLM
-
-    if context_words < 1:
-        raise ValueError(f"context_words must be >= 1, got {context_words}")
-    asker = _offline.question_llm(llm)
-    local = isinstance(asker, LocalLLM)
-    with _quiet_unusable_outputs():
-        raw = generate_qa_embedding_pairs(
-            _offline.clip_nodes(nodes, context_words),
-            llm=asker,
-            qa_generate_prompt_tmpl=_offline.prompt_for(asker),
-            num_questions_per_chunk=questions_per_chunk,
-            num_workers=num_workers or (asker.batch_size if local else 4),
-            cache_path=cache_path,
-            show_progress=show_progress,
-            metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt below
-            max_attempts=1 if local else 3,  # greedy decoding writes the same text again
-            seed=seed,
-        )
-    texts = {node.node_id: node.get_content() for node in nodes}
-    kept: dict[str, list[str]] = {}
-    for _, question, nid in raw.pairs():
-        clean = _offline.clean_question(question, texts[nid])
-        if clean and clean not in kept.get(nid, []):
-            kept.setdefault(nid, []).append(clean)
-    dataset = EmbeddingQAFinetuneDataset.from_nodes(
-        nodes, kept, metadata_mode=metadata_mode, query_sources=dict.fromkeys(kept, "llm")
-    )
-    stats = dict(raw.generation_stats, llm_questions_written=len(raw))
-    stats["llm_questions_kept"] = len(dataset)
-    logger.info(
-        "LLM questions: %d of %d chunks answered, %d of %d questions pass the offline filter",
-        len(texts) - len(raw.failed_chunks), len(texts), len(dataset), len(raw),
-    )  # fmt: skip
-    return dataset.model_copy(update={"generation_stats": stats})
-
-
-@contextmanager
-def _quiet_unusable_outputs() -> Iterator[None]:
-    """Hide the generation helper's per-chunk "no usable question" warnings (a small LLM fails
-    on most chunks; one summary line is logged instead)."""
-
-    def keep(record: logging.LogRecord) -> bool:
-        return "no usable question" not in record.getMessage()
-
-    gen_logger = logging.getLogger("llama_index_finetune_embed.generate")
-    gen_logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        gen_logger.removeFilter(keep)
 
 
 def variant_id(node_id: str, method: str, *texts: str) -> str:

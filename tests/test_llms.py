@@ -116,7 +116,7 @@ needs_smollm = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def smollm():
-    return LocalLLM(max_new_tokens=16, batch_size=4, assistant_prefix="What", stop=["\n"])
+    return LocalLLM(max_new_tokens=12, batch_size=4, assistant_prefix="What", stop=["\n"])
 
 
 @needs_smollm

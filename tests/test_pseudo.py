@@ -257,3 +257,37 @@ def test_local_llm_gets_question_settings_unless_set():
 )
 def test_clean_question(output, kept):
     assert clean_question(output, "Lyft revenue grew in 2021 as rides recovered.") == kept
+
+
+class PrefixLocalLLM(LocalLLM):
+    """A LocalLLM without a model: writes a grounded question only when the prefix is "How"."""
+
+    def _template(self, messages):
+        return messages[-1].content + "|" + self.assistant_prefix
+
+    def _generate(self, texts):
+        self.__dict__.setdefault("seen", []).extend(texts)
+        out = []
+        for text in texts:
+            words = text.split("Text:", 1)[-1].split("\n")[0].split()
+            good = text.endswith("|How") or "Lyft" in words
+            out.append(f"{text.rsplit('|', 1)[1]} about {' '.join(words[:5])}?" if good else "?")
+        return out
+
+    def with_options(self, **updates):
+        clone = super().with_options(**updates)
+        clone.__dict__["seen"] = self.__dict__.setdefault("seen", [])
+        return clone
+
+
+def test_local_llm_retries_failed_chunks_with_the_next_prefix(toy_nodes, tmp_path):
+    llm = PrefixLocalLLM(batch_size=3)
+    ds = generate_offline_pairs(
+        toy_nodes, llm=llm, llm_prefixes=("What", "How"), pseudo=(), cache_path=tmp_path / "q.jsonl"
+    )
+    questions = sorted(ds.queries.values())
+    assert len(questions) == 8
+    assert "What about Lyft was founded in 2012?" in questions  # first pass
+    assert sum(q.startswith("How about") for q in questions) == 7  # second pass: the others
+    assert len(llm.seen) == 8 + 7  # the second pass asks only about the chunks still missing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.how.jsonl", "q.jsonl"]
