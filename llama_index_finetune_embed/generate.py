@@ -393,6 +393,13 @@ def _check_settings(
         raise ValueError(f"node ids must be unique (they become corpus ids); {dup!r} repeats")
     if not isinstance(template, str) or "{context_str}" not in template:
         raise ValueError("qa_generate_prompt_tmpl must be a str containing '{context_str}'")
+    try:
+        template.format(context_str="", num_questions_per_chunk=n)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"qa_generate_prompt_tmpl cannot be formatted ({type(exc).__name__}: {exc}); its only "
+            "fields are {context_str} and {num_questions_per_chunk}: write literal braces as {{ }}"
+        ) from None
     for name, value in (("num_questions_per_chunk", n), ("num_workers", workers)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")

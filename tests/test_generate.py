@@ -247,6 +247,7 @@ def test_metadata_mode_is_explicit_and_recorded(server, toy_nodes):
     ("kwargs", "match"),
     [
         ({"qa_generate_prompt_tmpl": "no placeholder"}, "context_str"),
+        ({"qa_generate_prompt_tmpl": 'JSON like {"q": 1}: {context_str}'}, "literal braces"),
         ({"num_workers": 0}, "num_workers must be a positive int"),
         ({"num_questions_per_chunk": 0}, "num_questions_per_chunk"),
         ({"max_attempts": 0}, "max_attempts"),
