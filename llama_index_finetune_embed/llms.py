@@ -75,8 +75,7 @@ class LocalLLM(CustomLLM):
     )
     context_window: int = Field(default=8192, gt=0)
 
-    _model: Any = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
+    _weights: dict[str, Any] = PrivateAttr(default_factory=dict)  # shared by with_options()
     _load_lock: Any = PrivateAttr(default_factory=threading.Lock)
     _generate_lock: Any = PrivateAttr(default_factory=threading.Lock)
     _pending: list[tuple[str, asyncio.Future[str]]] = PrivateAttr(default_factory=list)
@@ -194,7 +193,9 @@ class LocalLLM(CustomLLM):
         fields.pop("callback_manager", None)
         clone = type(self)(**{**fields, **updates})
         if clone.model_path == self.model_path and clone.dtype == self.dtype:
-            clone._model, clone._tokenizer = self._model, self._tokenizer
+            # one lazily loaded model for both, and one lock so it is loaded once
+            clone._weights, clone._load_lock = self._weights, self._load_lock
+            clone._generate_lock = self._generate_lock
         return clone
 
     def _template(self, messages: Sequence[ChatMessage]) -> str:
@@ -246,9 +247,10 @@ class LocalLLM(CustomLLM):
     def _load(self) -> tuple[Any, Any]:
         """Load tokenizer and model once (thread-safe); clear errors when parts are missing."""
         with self._load_lock:
-            if self._model is None:
-                self._model, self._tokenizer = _load_gguf(self._gguf_path(), _dtype(self.dtype))
-        return self._model, self._tokenizer
+            if not self._weights:
+                model, tokenizer = _load_gguf(self._gguf_path(), _dtype(self.dtype))
+                self._weights.update(model=model, tokenizer=tokenizer)
+        return self._weights["model"], self._weights["tokenizer"]
 
     def _gguf_path(self) -> Path:
         if self.model_path is None:

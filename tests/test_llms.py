@@ -136,3 +136,19 @@ def test_real_smollm_batched_generation_matches_one_by_one(smollm):
     assert all(text.startswith("What") and len(text) > len("What ") for text in alone)
     # Left padding must not change what the model writes for the shorter prompt.
     assert batched == alone
+
+
+def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):
+    import llama_index_finetune_embed.llms as llms
+
+    loads = []
+    monkeypatch.setattr(llms, "_load_gguf", lambda path, dtype: loads.append(dtype) or ("m", "t"))
+    monkeypatch.setattr(LocalLLM, "_gguf_path", lambda self: "x.gguf")
+    base = LocalLLM(dtype="float32", max_new_tokens=5)
+    clone = base.with_options(assistant_prefix="How")
+    assert (clone.assistant_prefix, clone.max_new_tokens, base.assistant_prefix) == ("How", 5, "")
+    assert clone._load() == ("m", "t") and base._load() == ("m", "t")
+    assert loads == ["float32"]  # loaded once, for both
+    other = base.with_options(dtype="bfloat16")  # other weights: loads its own
+    other._load()
+    assert loads == ["float32", "bfloat16"]
