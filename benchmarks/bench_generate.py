@@ -48,10 +48,12 @@ def load_nodes(n: int):
 
 
 @contextlib.contextmanager
-def server_process(latency: float, fault_rate: float):
+def server_process(latency: float, fault_rate: float, faults: tuple[str, ...] = ()):
     """The fake server in its own process (a real API does not share our GIL); yields its URL."""
     cmd = [sys.executable, str(ROOT / "tests" / "_fake_openai.py"), "--delay", str(latency),
            "--fault-rate", str(fault_rate)]  # fmt: skip
+    if faults:
+        cmd += ["--faults", *faults]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()
@@ -65,17 +67,17 @@ def server_stats(url: str) -> dict:
         return json.load(resp)
 
 
-def sequential(nodes, llm, num_questions: int) -> tuple[float, int]:
+def sequential(nodes, llm, num_questions: int) -> tuple[float, list[str]]:
     """The reference's loop: one blocking call per chunk, naive line parsing."""
-    start, count = time.perf_counter(), 0
+    start, kept = time.perf_counter(), []
     for node in nodes:
         prompt = DEFAULT_QA_GENERATE_PROMPT_TMPL.format(
             context_str=node.get_content(), num_questions_per_chunk=num_questions
         )
         lines = str(llm.complete(prompt)).strip().split("\n")
         questions = [re.sub(r"^\d+[\).\s]", "", q).strip() for q in lines]
-        count += len([q for q in questions if q][:num_questions])
-    return time.perf_counter() - start, count
+        kept += [q for q in questions if q][:num_questions]
+    return time.perf_counter() - start, kept
 
 
 def main() -> None:
@@ -92,9 +94,13 @@ def main() -> None:
           f"fault rate {args.fault_rate:.0%}")  # fmt: skip
     seq_s = None
     if not args.skip_sequential:
-        with server_process(args.latency, 0.0) as url:
+        # The naive loop has no retries, so it only gets the faults it survives: garbage answers.
+        with server_process(args.latency, args.fault_rate, ("garbage",)) as url:
             seq_s, seq_q = sequential(nodes, make_llm(url, timeout=30), 2)
-        print(f"sequential loop (reference behaviour): {seq_s:6.2f} s  ({seq_q} questions)")
+            valid = set(server_stats(url)["valid_questions"])
+        bad = [q for q in seq_q if q not in valid]
+        print(f"sequential loop (reference behaviour): {seq_s:6.2f} s  ({len(seq_q)} questions, "
+              f"{len(bad)} not written as questions by the server, e.g. {sorted(set(bad))[:3]})")
     with server_process(args.latency, args.fault_rate) as url:
         start = time.perf_counter()
         ds = generate_qa_embedding_pairs(
@@ -103,10 +109,11 @@ def main() -> None:
         )  # fmt: skip
         ours_s = time.perf_counter() - start
         snap = server_stats(url)
+    bad_ours = [q for q in ds.queries.values() if q not in set(snap["valid_questions"])]
     stats = ds.generation_stats
     label = f"ours, num_workers={args.workers}:"
     print(f"{label:<39}{ours_s:6.2f} s  ({len(ds)} questions, "
-          f"{len(ds.failed_chunks)} failed chunks)")  # fmt: skip
+          f"{len(ds.failed_chunks)} failed chunks, {len(bad_ours)} not written by the server)")
     print(f"  calls {stats['calls']} (retries {stats['retries']}, unusable outputs "
           f"{stats['unusable_outputs']}), tokens {stats['prompt_tokens']} prompt + "
           f"{stats['completion_tokens']} completion; server faults {dict(snap['faults'])}, "

@@ -324,9 +324,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--hang", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faults", nargs="+", default=list(FAULT_KINDS), choices=FAULT_KINDS)
     args = parser.parse_args(argv)
     with FakeOpenAIServer(
-        delay=args.delay, fault_rate=args.fault_rate, hang=args.hang, seed=args.seed
+        delay=args.delay, fault_rate=args.fault_rate, hang=args.hang, seed=args.seed,
+        faults=tuple(args.faults),
     ) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # returns when the parent closes our stdin or exits
