@@ -304,13 +304,35 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def set_dropout(model: SentenceTransformer, p: float | None) -> None:
-    """Set every dropout layer's probability (``None``: leave the model's)."""
-    if p is None:
-        return
-    for module in model.modules():
+_ATTENTION_DROPOUT = re.compile(r"(attention\.(self\.)?dropout|attn_dropout|attention_dropout)$")
+
+
+def set_dropout(model: SentenceTransformer, hidden: float | None, attention: float | None) -> None:
+    """Set the dropout probabilities of the hidden and attention layers (``None``: keep)."""
+    for name, module in model.named_modules():
         if isinstance(module, torch.nn.Dropout):
-            module.p = p
+            p = attention if _ATTENTION_DROPOUT.search(name) else hidden
+            if p is not None:
+                module.p = p
+
+
+def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
+    """Freeze the token embeddings and the lowest ``layers`` encoder layers; return params frozen.
+
+    Backward then stops early, which saves time on a CPU; the upper layers adapt to the domain.
+    """
+    if layers <= 0:
+        return 0
+    pattern = re.compile(r"(^|\.)(embeddings|(encoder\.)?layers?\.(\d+))\.")
+    frozen = 0
+    for name, param in model.named_parameters():
+        match = pattern.search(name)
+        if match and (match.group(4) is None or int(match.group(4)) < layers):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if not frozen:
+        raise ValueError("freeze_layers: this model has no embeddings/encoder layers to freeze")
+    return frozen
 
 
 def precision_flags(precision: str, device: str) -> dict[str, bool]:
@@ -375,9 +397,11 @@ def build_args(engine: Any, evaluate: bool, best_metric: str) -> Any:
     )
 
     sampler = partial(ChunkAwareBatchSampler, keys=engine._keys)
-    if engine.args is not None:
-        if engine.args.batch_sampler == "batch_sampler":  # the library default: use ours
+    if engine.args is not None:  # the user's settings win; fill in what they left at defaults
+        if engine.args.batch_sampler == "batch_sampler":
             engine.args.batch_sampler = sampler
+        if engine.args.prompts is None:  # train with the prompts the saved model will carry
+            engine.args.prompts = _column_prompts(engine)
         return engine.args
     opts = engine.options
     steps = opts["checkpoint_steps"]
@@ -443,7 +467,8 @@ def build_trainer(engine: Any) -> tuple[Any, Any]:
                            "negatives", len(pairs) - len(rows), len(pairs))
         engine._rows = rows
         engine._keys = row_keys(engine.train_dataset, engine._rows, engine._chunk_keys)
-    set_dropout(engine.model, opts["dropout"])
+    set_dropout(engine.model, opts["dropout"], opts["attention_dropout"])
+    freeze_lower_layers(engine.model, opts["freeze_layers"])
     evaluator = build_evaluator(engine, "val") if engine.val_dataset is not None else None
     args = build_args(engine, evaluator is not None, "eval_val_cosine_mrr@10")
     trainer = SentenceTransformerTrainer(

@@ -243,3 +243,23 @@ def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["recipe"]["batch_size"] == 4  # 2 ranks x 2 rows
     assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
+
+
+def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tmp_path):
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
+
+    from llama_index_finetune_embed._training import ChunkAwareBatchSampler, build_trainer
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "mine"), per_device_train_batch_size=2, learning_rate=5e-5,
+        save_strategy="no", report_to=[], use_cpu=True,
+    )
+    engine = _engine(toy_dataset, tiny_model_path, tmp_path / "o", args=args,
+                     query_prompt="query: ")
+    trainer, evaluator = build_trainer(engine)
+    assert trainer.args is args and evaluator is None
+    assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 2
+    assert trainer.args.prompts == {"anchor": "query: "}  # trained with the prompt it saves
+    assert trainer.args.batch_sampler.func is ChunkAwareBatchSampler
