@@ -8,7 +8,7 @@ seed 1; the engine's defaults were picked on the seed-0 split). Base-model vecto
 ``.bench/embedding_cache``, so only the first run pays for embedding. Heavy: run it under the lock.
 
 Usage:
-    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_adapter.py [--epochs 20] [--seeds 0 1 2]
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_adapter.py [--max-length 512]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def compare(base, train, val, cache: EmbeddingCache, args, tag: str) -> dict[str
                 train,
                 base,
                 adapter=kind,
-                model_output_path=BENCH / f"adapter-{tag}-{kind}-{seed}",
+                model_output_path=BENCH / f"adapter-{tag}-{kind}-{seed}-{args.max_length}",
                 cache_dir=BENCH / "embedding_cache",
                 epochs=args.epochs,
                 batch_size=args.batch_size,
@@ -96,12 +96,13 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--weight-decay", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-length", type=int, default=512, help="MiniLM's own default: 256")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     train = EmbeddingQAFinetuneDataset.from_json(args.data / "train_dataset.json")
     val = EmbeddingQAFinetuneDataset.from_json(args.data / "val_dataset.json")
-    base = load_embed_model(LOCAL_MINILM, max_length=512)
+    base = load_embed_model(LOCAL_MINILM, max_length=args.max_length)
     cache = EmbeddingCache(BENCH / "embedding_cache", base)
     start = time.perf_counter()
     embed_split(cache, train)
@@ -112,7 +113,8 @@ def main() -> None:
     results = {"uber": compare(base, train, val, cache, args, "uber")}
     print_table(
         f"Train: {len(train)} Lyft questions. Eval: {len(val)} Uber questions over "
-        f"{len(val.corpus)} chunks. {args.epochs} epochs, mean of seeds {args.seeds}.",
+        f"{len(val.corpus)} chunks. {args.epochs} epochs, mean of seeds {args.seeds}, "
+        f"max_length {args.max_length}.",
         results["uber"],
     )
     # in-domain: questions about chunks the adapter never saw, from the same 10-K
@@ -124,7 +126,7 @@ def main() -> None:
         results["lyft"],
     )
     BENCH.mkdir(exist_ok=True)
-    (BENCH / "adapter_results.json").write_text(json.dumps(
+    (BENCH / f"adapter_results_{args.max_length}.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "embed_s": embed_s, **results},
         indent=2,
     ))  # fmt: skip
