@@ -70,8 +70,8 @@ class LocalLLM(CustomLLM):
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
-        description="torch dtype of the de-quantized weights; auto = bfloat16 where the CPU "
-        "has native bf16 (about 2.5x faster here, same quality), else float32",
+        description="torch dtype to run in; auto = bfloat16 where the CPU has native bf16 "
+        "(measured 2.1x faster than float32 on 2 avx512_bf16 cores, same outputs), else float32",
     )
     context_window: int = Field(default=8192, gt=0)
 
