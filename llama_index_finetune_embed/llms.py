@@ -285,6 +285,11 @@ def _load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     logger.info("loading %s (de-quantizing GGUF to %s)", path.name, dtype)
+    # transformers warns that packed GGUF weights are fastest in float32; on a CPU with native
+    # bf16 we measured the opposite (bfloat16 2.1x faster), so that warning is dropped here.
+    gguf_logger = logging.getLogger("transformers.quantizers.quantizer_gguf")
+    quiet = _DropMessage("is fastest in float32")
+    gguf_logger.addFilter(quiet)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -292,8 +297,19 @@ def _load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:
         )
     except ImportError as exc:  # transformers names gguf/accelerate when they are missing
         raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+    finally:
+        gguf_logger.removeFilter(quiet)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
