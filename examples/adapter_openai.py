@@ -14,6 +14,14 @@ Usage:
         --train train_dataset.json --val val_dataset.json
 
 Prints hit@k and MRR@k of the same index queried through the base model and through the adapter.
+Offline run on the seed data (train: Lyft questions, val: Uber questions; MiniLM at its default
+256 tokens; 55 s on 2 CPU cores):
+
+    base     hit@5 0.7278  mrr@5 0.5859
+    adapter  hit@5 0.7354  mrr@5 0.5818
+
+An adapter trained on one company's filing barely moves another's; trained and used on the same
+corpus it gains more (see benchmarks/bench_adapter.py).
 """
 
 from __future__ import annotations
