@@ -10,9 +10,11 @@ Usage (PY=.venv/bin/python; each config is a few minutes of CPU: run under the s
     flock /tmp/heavy.lock $PY benchmarks/bench_offline_mix.py --make-llm   # SmolLM pairs
     flock /tmp/heavy.lock $PY benchmarks/bench_offline_mix.py ict1+llm
 
-A config is ``+``-joined parts: ``ict<k>`` (k sentences per chunk), ``ictkeep<k>`` (ICT with the
-sentence kept in the positive), ``crop<k>`` (k crops per chunk), ``llm`` (SmolLM questions
-written by ``--make-llm``). Each result is printed and appended to runs/bench/offline_mix.jsonl.
+A config is ``+``-joined parts: ``ict<k>`` (k sentences per chunk, the library's default
+remove_prob), ``ictkeep<k>`` / ``ictdrop<k>`` (ICT with the sentence kept in / removed 90% of the
+time from the positive), ``crop<k>`` (k crops per chunk), ``llm`` (SmolLM questions written by
+``--make-llm``). Rows written before the default changed to "keep" name ictdrop runs "ict".
+Each result is printed and appended to runs/bench/offline_mix.jsonl.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def build_pairs(config: str, nodes) -> EmbeddingQAFinetuneDataset:
         elif part.startswith("ictkeep"):
             k = int(part.removeprefix("ictkeep"))
             parts.append(generate_pseudo_queries(nodes, method="ict", per_chunk=k, remove_prob=0))
+        elif part.startswith("ictdrop"):
+            k = int(part.removeprefix("ictdrop"))
+            parts.append(generate_pseudo_queries(nodes, method="ict", per_chunk=k, remove_prob=0.9))
         elif part.startswith("ict"):
             parts.append(generate_pseudo_queries(nodes, method="ict", per_chunk=int(part[3:])))
         elif part.startswith("crop"):

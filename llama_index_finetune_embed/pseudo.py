@@ -3,8 +3,11 @@
 Two unsupervised recipes known to train retrievers from raw text:
 
 * ``"ict"`` - inverse cloze task (Lee et al. 2019, ORQA): a sentence of the chunk is the query;
-  the positive is the chunk with that sentence removed (with probability ``remove_prob``; kept
-  otherwise, so the model still learns some lexical matching).
+  the positive is the chunk, with that sentence removed with probability ``remove_prob``.
+  ORQA removes it 90% of the time to pre-train a retriever from scratch; for finetuning a
+  trained one we measured keeping it better (all-MiniLM-L6-v2 trained on Lyft 10-K chunks,
+  tested on GPT-3.5 questions about Uber: MRR@10 0.597 -> 0.647 kept vs 0.629 removed 90%, one
+  sentence per chunk), so the default is 0: the positive is the node itself.
 * ``"crop"`` - independent cropping (Izacard et al. 2022, Contriever): a short span of the chunk
   is the query; the positive is an independently drawn large span (half to all of the chunk).
 
@@ -47,7 +50,7 @@ def generate_pseudo_queries(
     *,
     method: PseudoMethod = "ict",
     per_chunk: int = 1,
-    remove_prob: float = 0.9,
+    remove_prob: float = 0.0,
     min_words: int = 6,
     max_query_words: int = 64,
     seed: int = 0,
@@ -115,7 +118,7 @@ def generate_offline_pairs(
     llm_prefixes: Sequence[str] = ("What",),
     pseudo: Sequence[PseudoMethod] = ("ict",),
     pseudo_per_chunk: int = 1,
-    remove_prob: float = 0.9,
+    remove_prob: float = 0.0,
     context_words: int = 200,
     num_workers: int | None = None,
     cache_path: str | os.PathLike[str] | None = None,

@@ -74,8 +74,9 @@ def test_ict_removes_the_query_sentence_from_its_positive(tenk_nodes):
         assert "1,234" not in query  # the number-only "sentence" is never a query
 
 
-def test_ict_keeps_the_sentence_when_remove_prob_is_zero(tenk_nodes):
-    ds = generate_pseudo_queries(tenk_nodes, method="ict", per_chunk=1, remove_prob=0.0)
+def test_ict_keeps_the_sentence_by_default(tenk_nodes):
+    ds = generate_pseudo_queries(tenk_nodes, method="ict", per_chunk=2)
+    assert set(ds.corpus) == {n.node_id for n in tenk_nodes}  # no variant positives
     for qid, query in ds.queries.items():
         (doc_id,) = ds.relevant_docs[qid]
         assert doc_id in {n.node_id for n in tenk_nodes}  # the chunk itself is the positive
@@ -83,7 +84,7 @@ def test_ict_keeps_the_sentence_when_remove_prob_is_zero(tenk_nodes):
 
 
 def test_corpus_keeps_every_node_as_rendered(tenk_nodes, toy_nodes):
-    ds = generate_pseudo_queries(tenk_nodes + toy_nodes, method="ict", per_chunk=1)
+    ds = generate_pseudo_queries(tenk_nodes + toy_nodes, method="ict", remove_prob=1.0)
     for node in tenk_nodes + toy_nodes:
         assert ds.corpus[node.node_id] == node.get_content(metadata_mode="embed")
     # metadata is rendered into variant positives too ("embed" mode shows it)
