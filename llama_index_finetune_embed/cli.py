@@ -98,6 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset", help="dataset JSON with held-out questions")
     ev.add_argument("models", nargs="+", help="model ids/paths, optionally NAME=MODEL")
     ev.add_argument("--top-k", type=int, default=5)
+    ev.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="tokens per text for every model given by id/path (compare at equal length)",
+    )
     ev.add_argument("--report", default=None, help="write a markdown report here")
     ev.add_argument("--plot", default=None, help="write a PNG chart here")
     ev.set_defaults(func=_cmd_evaluate)
@@ -232,7 +238,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         if name in models:
             raise ValueError(f"two models are called {name!r}: name them, e.g. base={model}")
         models[name] = model
-    table = compare_embed_models(args.dataset, models, top_k=args.top_k, show_progress=True)
+    table = compare_embed_models(
+        args.dataset,
+        models,
+        top_k=args.top_k,
+        max_seq_length=args.max_seq_length,
+        show_progress=True,
+    )
     text = table.to_markdown()
     print(text)
     if args.report:
