@@ -1,0 +1,100 @@
+"""Offline smoke tests of the examples (tiny model, toy corpus, scripted or fake LLMs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _fake_openai import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOPICS = {
+    "riders": "Riders request trips in the app and are matched with nearby drivers",
+    "drivers": "Drivers choose when to work and are paid per trip with tips on top",
+    "insurance": "Insurance covers auto liability while a driver is on a trip",
+    "bikes": "Bikes and scooters serve short trips in dense city centres",
+    "pricing": "Prices rise with demand so that more drivers come online at busy hours",
+    "safety": "Safety features include trip sharing, background checks and an emergency button",
+}
+
+
+def _load(name: str):
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_docs(folder: Path, topics: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sentence in topics.items():
+        body = " ".join(f"{sentence} (note {i} on {name})." for i in range(5))
+        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{body}\n")
+    return folder
+
+
+def _table_rows(text: str) -> dict[str, list[float]]:
+    """``| name | 0.1 | 0.2 |`` lines -> {name: [0.1, 0.2]} (header lines skipped)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 1 and all(re.fullmatch(r"\d\.\d{4}", c) for c in cells[1:]):
+            rows.setdefault(cells[0], []).append([float(c) for c in cells[1:]])
+    return rows
+
+
+@pytest.fixture
+def published(tmp_path) -> Path:
+    """Published CSVs in the tutorial's column layout, with recognisable numbers."""
+    folder = tmp_path / "published"
+    folder.mkdir()
+    cols = ["cos_sim-Accuracy@5", "cos_sim-MRR@10", "cos_sim-NDCG@10", "dot_score-MRR@10"]
+    for which, values in {"base": "0.1111,0.2222,0.3333,0.9", "finetuned": "0.4444,0.5555,0.6666,0.9"}.items():
+        (folder / f"published_bge_small_en_{which}.csv").write_text(
+            "epoch,steps," + ",".join(cols) + f"\n-1,-1,{values}\n"
+        )
+    return folder
+
+
+# -- reproduce_tutorial.py --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tutorial_generates_with_an_openai_llm_and_prints_both_tables(
+    tmp_path, tiny_model_path, published, monkeypatch, capsys
+):
+    train_docs = _write_docs(tmp_path / "lyft", dict(list(TOPICS.items())[:4]))
+    val_docs = _write_docs(tmp_path / "uber", dict(list(TOPICS.items())[4:]))
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.setenv("OPENAI_API_BASE", server.url)
+        code = _load("reproduce_tutorial").main([
+            "--train-docs", str(train_docs), "--val-docs", str(val_docs),
+            "--llm", "openai:gpt-3.5-turbo",
+            "--base-model", str(tiny_model_path), "--epochs", "1", "--batch-size", "4",
+            "--max-seq-length", "128",
+            "--compare-openai", "no", "--published", str(published), "--out", str(tmp_path / "o"),
+        ])  # fmt: skip
+    assert code == 0
+    assert sum(server.snapshot()["successes"].values()) >= 6  # a call per chunk at least
+    out = capsys.readouterr().out
+    rows = _table_rows(out)
+    # table 1 (hit-rate, MRR) and table 2 (three evaluator columns) for both models
+    assert [len(r) for r in rows["base"]] == [2, 3] and [len(r) for r in rows["finetuned"]] == [2, 3]
+    assert rows["published bge-small-en base"] == [[0.1111, 0.2222, 0.3333]]
+    assert rows["published bge-small-en finetuned"] == [[0.4444, 0.5555, 0.6666]]
+    assert (tmp_path / "o" / "model" / "modules.json").is_file()
+    assert (tmp_path / "o" / "val_dataset.json").is_file()
+
+
+def test_tutorial_needs_both_json_files_or_neither(capsys):
+    with pytest.raises(SystemExit):
+        _load("reproduce_tutorial").main(["--train", "train.json"])
+    assert "pass both --train and --val" in capsys.readouterr().err
