@@ -98,3 +98,31 @@ def test_tutorial_needs_both_json_files_or_neither(capsys):
     with pytest.raises(SystemExit):
         _load("reproduce_tutorial").main(["--train", "train.json"])
     assert "pass both --train and --val" in capsys.readouterr().err
+
+
+# -- existing_index.py ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_existing_index_is_finetuned_reembedded_and_persisted(tmp_path, tiny_model_path, capsys):
+    docs = _write_docs(tmp_path / "docs", TOPICS)
+    storage, out = tmp_path / "storage", tmp_path / "out"
+    common = ["--persist-dir", str(storage), "--base-model", str(tiny_model_path), "--llm", "none",
+              "--epochs", "1", "--batch-size", "2", "--val-ratio", "0.34", "--out", str(out)]
+    module = _load("existing_index")
+    assert module.main(["--docs", str(docs), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "no index in" in printed  # the first run had to build the "existing" index
+    rows = _table_rows(printed)
+    before, after = rows["before (base model)"][0], rows["after (finetuned)"][0]
+    assert all(0.0 <= v <= 1.0 for v in before + after)
+    assert "Q: " in printed and re.search(r"\[\d\.\d{3}\] ", printed)  # sources listed
+    old_vectors = (storage / "default__vector_store.json").read_text()
+    new_dir = Path(f"{storage}_finetuned")
+    assert (new_dir / "docstore.json").read_text() == (storage / "docstore.json").read_text()
+    assert (new_dir / "default__vector_store.json").read_text() != old_vectors  # re-embedded
+
+    # a second run loads the persisted index as it is (no --docs needed, nothing rebuilt)
+    assert module.main([*common, "--docs", str(tmp_path / "missing")]) == 0
+    assert "no index in" not in capsys.readouterr().out
+    assert (storage / "default__vector_store.json").read_text() == old_vectors
