@@ -72,7 +72,7 @@ def evaluate(model_dir: str, data: Path) -> dict[str, float]:
 
 
 def run_ours(data: Path, out: Path, kwargs: dict) -> float:
-    """Train with our engine (default recipe unless ``kwargs``); return training seconds."""
+    """Train with our engine (default recipe unless ``kwargs``); return finetune() seconds."""
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
     from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
 
@@ -80,8 +80,9 @@ def run_ours(data: Path, out: Path, kwargs: dict) -> float:
     engine = SentenceTransformersFinetuneEngine(
         train, model_id=_minilm(), model_output_path=out, **kwargs
     )
+    start = time.perf_counter()  # the whole finetune() call, as for the reference
     engine.finetune()
-    return engine.metrics["train_seconds"]
+    return time.perf_counter() - start
 
 
 def run_ref(data: Path, out: Path, ref_python: Path) -> float:
