@@ -41,10 +41,18 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persist-dir", type=Path, default=Path("storage"))
-    parser.add_argument("--new-persist-dir", type=Path, default=None,
-                        help="where the re-embedded index goes (default: <persist-dir>_finetuned)")
-    parser.add_argument("--docs", nargs="+", default=[SHARED / "10k" / "lyft_2021.pdf"],
-                        help="documents for a new index when --persist-dir holds none")
+    parser.add_argument(
+        "--new-persist-dir",
+        type=Path,
+        default=None,
+        help="where the re-embedded index goes (default: <persist-dir>_finetuned)",
+    )
+    parser.add_argument(
+        "--docs",
+        nargs="+",
+        default=[SHARED / "10k" / "lyft_2021.pdf"],
+        help="documents for a new index when --persist-dir holds none",
+    )
     parser.add_argument("--max-chunks", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--base-model", default="local:all-MiniLM-L6-v2")
@@ -88,7 +96,8 @@ def split_nodes(nodes: list[Any], val_ratio: float, seed: int = 0) -> tuple[list
     ids = sorted(n.node_id for n in nodes)
     random.Random(seed).shuffle(ids)
     held_out = set(ids[: min(len(ids) - 1, max(1, round(val_ratio * len(ids))))])
-    return [n for n in nodes if n.node_id not in held_out], [n for n in nodes if n.node_id in held_out]
+    train = [n for n in nodes if n.node_id not in held_out]
+    return train, [n for n in nodes if n.node_id in held_out]
 
 
 def write_questions(nodes: list[Any], llm: str, cache: Path, *, train: bool) -> Any:

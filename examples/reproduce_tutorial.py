@@ -80,8 +80,11 @@ def load_nodes(paths: list[Any], args: argparse.Namespace) -> list[Any]:
     from llama_index_finetune_embed import chunk_documents, load_documents
     from llama_index_finetune_embed.pipeline import sample_chunks
 
-    nodes = chunk_documents(load_documents(paths), chunk_size=args.chunk_size,
-                             chunk_overlap=min(64, args.chunk_size // 4))
+    nodes = chunk_documents(
+        load_documents(paths),
+        chunk_size=args.chunk_size,
+        chunk_overlap=min(64, args.chunk_size // 4),
+    )
     return sample_chunks(nodes, args.max_chunks)
 
 
@@ -180,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     from llama_index_finetune_embed._models import load_embed_model
 
     train, val = make_datasets(args)
-    print(f"train: {len(train.queries)} questions over {len(train.corpus)} chunks; "
-          f"val: {len(val.queries)} questions over {len(val.corpus)} chunks")
+    print(
+        f"train: {len(train.queries)} questions over {len(train.corpus)} chunks; "
+        f"val: {len(val.queries)} questions over {len(val.corpus)} chunks"
+    )
     engine = SentenceTransformersFinetuneEngine(
         train,
         model_id=args.base_model,

@@ -56,7 +56,10 @@ def published(tmp_path) -> Path:
     folder = tmp_path / "published"
     folder.mkdir()
     cols = ["cos_sim-Accuracy@5", "cos_sim-MRR@10", "cos_sim-NDCG@10", "dot_score-MRR@10"]
-    for which, values in {"base": "0.1111,0.2222,0.3333,0.9", "finetuned": "0.4444,0.5555,0.6666,0.9"}.items():
+    for which, values in {
+        "base": "0.1111,0.2222,0.3333,0.9",
+        "finetuned": "0.4444,0.5555,0.6666,0.9",
+    }.items():
         (folder / f"published_bge_small_en_{which}.csv").write_text(
             "epoch,steps," + ",".join(cols) + f"\n-1,-1,{values}\n"
         )
@@ -87,7 +90,7 @@ def test_tutorial_generates_with_an_openai_llm_and_prints_both_tables(
     out = capsys.readouterr().out
     rows = _table_rows(out)
     # table 1 (hit-rate, MRR) and table 2 (three evaluator columns) for both models
-    assert [len(r) for r in rows["base"]] == [2, 3] and [len(r) for r in rows["finetuned"]] == [2, 3]
+    assert [len(r) for r in rows["base"]] == [len(r) for r in rows["finetuned"]] == [2, 3]
     assert rows["published bge-small-en base"] == [[0.1111, 0.2222, 0.3333]]
     assert rows["published bge-small-en finetuned"] == [[0.4444, 0.5555, 0.6666]]
     assert (tmp_path / "o" / "model" / "modules.json").is_file()
@@ -107,8 +110,10 @@ def test_tutorial_needs_both_json_files_or_neither(capsys):
 def test_existing_index_is_finetuned_reembedded_and_persisted(tmp_path, tiny_model_path, capsys):
     docs = _write_docs(tmp_path / "docs", TOPICS)
     storage, out = tmp_path / "storage", tmp_path / "out"
-    common = ["--persist-dir", str(storage), "--base-model", str(tiny_model_path), "--llm", "none",
-              "--epochs", "1", "--batch-size", "2", "--val-ratio", "0.34", "--out", str(out)]
+    common = [
+        "--persist-dir", str(storage), "--base-model", str(tiny_model_path), "--llm", "none",
+        "--epochs", "1", "--batch-size", "2", "--val-ratio", "0.34", "--out", str(out),
+    ]  # fmt: skip
     module = _load("existing_index")
     assert module.main(["--docs", str(docs), *common]) == 0
     printed = capsys.readouterr().out
@@ -126,3 +131,90 @@ def test_existing_index_is_finetuned_reembedded_and_persisted(tmp_path, tiny_mod
     assert module.main([*common, "--docs", str(tmp_path / "missing")]) == 0
     assert "no index in" not in capsys.readouterr().out
     assert (storage / "default__vector_store.json").read_text() == old_vectors
+
+
+# -- rag_query_engine.py ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finetuned_dir(tmp_path_factory, _tiny_model_master) -> Path:
+    """A model directory written by the engine (one quick epoch), with a saved query prompt."""
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed import (
+        EmbeddingQAFinetuneDataset,
+        SentenceTransformersFinetuneEngine,
+    )
+
+    nodes = [TextNode(id_=name, text=text) for name, text in TOPICS.items()]
+    questions = {n.node_id: [f"what about {n.node_id}?"] for n in nodes}
+    train = EmbeddingQAFinetuneDataset.from_nodes(nodes, questions)
+    out = tmp_path_factory.mktemp("rag") / "finetuned"
+    SentenceTransformersFinetuneEngine(
+        train, model_id=str(_tiny_model_master), model_output_path=out, batch_size=4,
+        query_prompt="query: ",
+    ).finetune()  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def restore_settings():
+    """The example sets LlamaIndex's global Settings; put them back for the other tests."""
+    from llama_index.core import Settings
+
+    saved = Settings._embed_model, Settings._llm
+    yield
+    Settings._embed_model, Settings._llm = saved
+
+
+@pytest.mark.slow
+def test_rag_example_serves_the_finetuned_dir_in_a_fresh_process(tmp_path, finetuned_dir):
+    docs = _write_docs(tmp_path / "docs", TOPICS)
+    with FakeOpenAIServer() as server:
+        env = {
+            **os.environ,
+            "OPENAI_API_KEY": "test",
+            "OPENAI_API_BASE": server.url,
+            "HF_HUB_OFFLINE": "1",
+        }
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "rag_query_engine.py"),
+             "--model", str(finetuned_dir), "--docs", str(docs), "--llm", "openai:gpt-4o-mini",
+             "--question", "Who covers auto liability?", "--question", "Where do bikes go?",
+             "--top-k", "2"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "indexed 6 chunks" in proc.stdout and "(query prompt 'query: ')" in proc.stdout
+    assert proc.stdout.count("\nQ: ") == 2 and proc.stdout.count("\nA: ") == 2
+    assert len(re.findall(r"\[\d\.\d{3}\] \w+\.md: ", proc.stdout)) == 4  # top-2 sources each
+    assert sum(server.snapshot()["successes"].values()) == 2  # one answer per question
+
+
+def test_rag_example_plain_huggingface_embedding_retrieval_only(
+    tmp_path, finetuned_dir, restore_settings, capsys
+):
+    docs = _write_docs(tmp_path / "docs", TOPICS)
+    argv = ["--model", str(finetuned_dir), "--plain", "--docs", str(docs), "--llm", "none",
+            "--question", "What about insurance?"]  # fmt: skip
+    assert _load("rag_query_engine").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(query prompt '')" in out  # plain HuggingFaceEmbedding: the saved prompt is not used
+    assert "\nA: " not in out and len(re.findall(r"\[\d\.\d{3}\] \w+\.md: ", out)) == 3
+
+
+def test_rag_example_rejects_a_directory_without_a_model(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _load("rag_query_engine").main(["--model", str(tmp_path)])
+    assert "no modules.json" in capsys.readouterr().err
+
+
+def test_examples_help_runs_without_heavy_imports():
+    for name in ("reproduce_tutorial", "existing_index", "rag_query_engine"):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
