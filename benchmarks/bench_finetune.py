@@ -8,7 +8,7 @@ The reference runs as a subprocess in its own environment (``--ref-python``), ma
 
     python3 -m venv .bench/ref-venv
     .bench/ref-venv/bin/pip install torch==2.13.0   # the CPU build first
-    .bench/ref-venv/bin/pip install llama-index-finetuning 'mistralai<2'
+    .bench/ref-venv/bin/pip install llama-index-finetuning 'mistralai<2' datasets accelerate
 
 Usage (heavy: serialise with the other CPU jobs)::
 
@@ -91,8 +91,10 @@ def run_ref(data: Path, out: Path, ref_python: Path) -> float:
         raise SystemExit(f"reference environment missing: {ref_python} (see this file's docstring)")
     proc = subprocess.run(
         [str(ref_python), __file__, "--ref-worker", str(data), str(out), _minilm()],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )
+    if proc.returncode != 0:
+        raise SystemExit(f"reference run failed:\n{proc.stderr[-3000:]}")
     return float(proc.stdout.strip().splitlines()[-1])
 
 
