@@ -165,7 +165,8 @@ def ir_table(val: Any, models: dict[str, Any], args: argparse.Namespace) -> list
     lines = [f"| model | {header} |", "| --- |" + " --- |" * len(IR_COLUMNS)]
     for name, model in models.items():
         scores = ir_metrics(val, model, max_seq_length=args.max_seq_length)
-        lines.append(f"| {name} | " + " | ".join(f"{scores[k]:.4f}" for k in IR_COLUMNS.values()))
+        values = " | ".join(f"{scores[k]:.4f}" for k in IR_COLUMNS.values())
+        lines.append(f"| {name} | {values} |")
     for which in ("base", "finetuned"):
         published = read_published(args.published, which)
         if published is None:

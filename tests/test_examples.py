@@ -89,6 +89,7 @@ def test_tutorial_generates_with_an_openai_llm_and_prints_both_tables(
     assert sum(server.snapshot()["successes"].values()) >= 6  # a call per chunk at least
     out = capsys.readouterr().out
     rows = _table_rows(out)
+    assert all(line.endswith(" |") for line in out.splitlines() if line.startswith("| "))
     # table 1 (hit-rate, MRR) and table 2 (three evaluator columns) for both models
     assert [len(r) for r in rows["base"]] == [len(r) for r in rows["finetuned"]] == [2, 3]
     assert rows["published bge-small-en base"] == [[0.1111, 0.2222, 0.3333]]
