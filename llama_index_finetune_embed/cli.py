@@ -73,6 +73,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-chunks", type=int, default=None, help="sample at most N chunks")
     run.add_argument("--val-ratio", type=float, default=0.2, help="share of chunks held out (0.2)")
     run.add_argument("--top-k", type=int, default=5, help="retrieval depth for the report (5)")
+    run.add_argument(
+        "--offline-train",
+        choices=("mix", "pseudo"),
+        default="mix",
+        help="offline training pairs: local-LLM questions + inverse-cloze pseudo-queries (mix), "
+        "or pseudo-queries only (faster; measured as good)",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=_cmd_run)
 
@@ -152,6 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
         max_seq_length=args.max_seq_length,
         top_k=args.top_k,
         num_workers=args.num_workers,
+        offline_train=args.offline_train,
         seed=args.seed,
     )
     result = run_pipeline(config, announce=lambda line: print(line, flush=True))

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
@@ -47,6 +47,10 @@ class RunConfig(BaseModel):
     max_seq_length: int | None = Field(default=None, gt=8)
     top_k: int = Field(default=5, gt=0)
     num_workers: int = Field(default=16, gt=0)
+    offline_train: Literal["mix", "pseudo"] = Field(
+        default="mix",
+        description="offline training pairs: local-LLM questions + pseudo-queries, or pseudo only",
+    )
     seed: int = 0
 
 
@@ -251,7 +255,7 @@ def generate_datasets(
 
         train = generate_offline_pairs(
             train_nodes,
-            llm=llm,
+            llm=llm if config.offline_train == "mix" else None,
             questions_per_chunk=config.questions_per_chunk,
             cache_path=cache / "train.jsonl",
             seed=config.seed,

@@ -198,3 +198,15 @@ def test_module_entry_point_help():
     assert proc.returncode == 0
     for command in ("run", "generate", "finetune", "evaluate"):
         assert command in proc.stdout
+
+
+@pytest.mark.slow
+def test_run_without_any_llm_trains_on_pseudo_queries(corpus, tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _run_args(corpus, out, tiny_model_path)
+    args[args.index("--llm") + 1] = "none"
+    assert main(args) == 0
+    train = json.loads((out / "train_dataset.json").read_text())
+    assert set(train["query_sources"].values()) == {"ict"}
+    assert "held-out questions" in (out / "report.md").read_text()
+    assert "| finetuned" in capsys.readouterr().out
