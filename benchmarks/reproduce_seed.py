@@ -23,6 +23,16 @@ Usage (heavy, several minutes of CPU: serialise with the other jobs)::
     # quicker: no reference engine; or a subset of the chunks for a dry run
     flock /tmp/heavy.lock .venv/bin/python benchmarks/reproduce_seed.py --skip-reference
     .venv/bin/python benchmarks/reproduce_seed.py --limit 20 --skip-reference  # not comparable
+
+Measured (2-core CPU, ``--skip-reference``, engine defaults; 668 Lyft / 790 Uber questions)::
+
+    | model | MRR@10 | hit@5 | NDCG@10 | train s |
+    | --- | --- | --- | --- | --- |
+    | base all-MiniLM-L6-v2 | 0.5972 | 0.7620 | 0.6568 | - |
+    | ours: full finetune | 0.6708 | 0.8215 | 0.7253 | 41.5 |
+    | ours: adapter (linear) | 0.6284 | 0.7886 | 0.6850 | 1.3 |
+    | published bge-small-en base | 0.6089 | 0.7291 | 0.6583 | - |
+    | published bge-small-en finetuned | 0.7084 | 0.8481 | 0.7540 | - |
 """
 
 from __future__ import annotations
