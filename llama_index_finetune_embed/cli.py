@@ -76,9 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--offline-train",
         choices=("mix", "pseudo"),
-        default="mix",
-        help="offline training pairs: local-LLM questions + inverse-cloze pseudo-queries (mix), "
-        "or pseudo-queries only (faster; measured as good)",
+        default="pseudo",
+        help="offline training pairs: inverse-cloze pseudo-queries (pseudo, the default: measured "
+        "best) or local-LLM questions + pseudo-queries (mix)",
     )
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=_cmd_run)

@@ -48,7 +48,7 @@ class RunConfig(BaseModel):
     top_k: int = Field(default=5, gt=0)
     num_workers: int = Field(default=16, gt=0)
     offline_train: Literal["mix", "pseudo"] = Field(
-        default="mix",
+        default="pseudo",
         description="offline training pairs: local-LLM questions + pseudo-queries, or pseudo only",
     )
     seed: int = 0

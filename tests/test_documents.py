@@ -84,3 +84,14 @@ def test_stdlib_corpus_chunks_with_stable_ids():
 def test_chunk_overlap_must_be_smaller():
     with pytest.raises(ValueError, match="chunk_overlap"):
         chunk_documents(stdlib_documents()[:1], chunk_size=64, chunk_overlap=64)
+
+
+def test_file_path_and_page_label_are_kept_but_not_embedded(tmp_path):
+    from llama_index.core.schema import MetadataMode
+
+    _make_pdf(tmp_path / "report.pdf", LINES)
+    node = chunk_documents(load_documents([tmp_path]), chunk_size=256, chunk_overlap=16)[0]
+    assert node.metadata["page_label"] == "1" and node.metadata["file_path"].endswith("report.pdf")
+    embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
+    assert "file_path" not in embedded and "page_label" not in embedded
+    assert "page_label: 1" in node.get_content(metadata_mode=MetadataMode.LLM)
