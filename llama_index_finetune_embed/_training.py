@@ -69,6 +69,9 @@ def default_max_seq_length(model: SentenceTransformer, cap: int = 512) -> int:
         # RoBERTa-style models reserve two positions for the padding offset
         offset = 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta"} else 0
         limits.append(positions - offset)
+        return min(limits)
+    # Only without position embeddings to go by: sentence-transformers copies its configured
+    # max_seq_length (256 for all-MiniLM-L6-v2, which takes 512) into the tokenizer's limit.
     tokenizer_max = getattr(getattr(model, "tokenizer", None), "model_max_length", None)
     if isinstance(tokenizer_max, int) and 0 < tokenizer_max < 1_000_000:
         limits.append(tokenizer_max)

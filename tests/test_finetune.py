@@ -263,3 +263,13 @@ def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tm
     assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 2
     assert trainer.args.prompts == {"anchor": "query: "}  # trained with the prompt it saves
     assert trainer.args.batch_sampler.func is ChunkAwareBatchSampler
+
+
+def test_default_length_is_what_the_positions_take_not_the_st_config():
+    """all-MiniLM-L6-v2 is configured for 256 tokens but takes 512; 10-K chunks need them."""
+    from llama_index_finetune_embed._models import LOCAL_MINILM, load_sentence_transformer
+    from llama_index_finetune_embed._training import default_max_seq_length
+
+    model = load_sentence_transformer(LOCAL_MINILM, device="cpu")
+    assert model.max_seq_length == 256
+    assert default_max_seq_length(model) == 512
