@@ -91,6 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chunk-size", type=int, default=512)
     gen.add_argument("--chunk-overlap", type=int, default=64)
     gen.add_argument("--max-chunks", type=int, default=None)
+    gen.add_argument("--offline-train", choices=("mix", "pseudo"), default="pseudo")
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(func=_cmd_generate)
 
@@ -179,38 +180,26 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         make_llm,
         resolve_choices,
         sample_chunks,
+        training_pairs,
     )
 
     out = Path(args.out)
-    config = RunConfig(docs=args.docs, out=str(out.parent), llm=args.llm)
+    config = RunConfig(
+        docs=args.docs,
+        out=str(out.parent),
+        llm=args.llm,
+        questions_per_chunk=args.questions_per_chunk,
+        num_workers=args.num_workers,
+        offline_train=args.offline_train,
+        seed=args.seed,
+    )
     choice = resolve_choices(config).llm
     print(f"question source: {choice}", flush=True)
     docs = load_documents(args.docs, show_progress=True) if args.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
     nodes = sample_chunks(nodes, args.max_chunks, seed=args.seed)
-    cache = args.cache or f"{out}.cache.jsonl"
-    llm = make_llm(choice)
-    if choice.startswith("openai:"):
-        from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
-
-        dataset = generate_qa_embedding_pairs(
-            nodes,
-            llm=llm,
-            num_questions_per_chunk=args.questions_per_chunk,
-            num_workers=args.num_workers,
-            cache_path=cache,
-            show_progress=True,
-        )
-    else:
-        from llama_index_finetune_embed.pseudo import generate_offline_pairs
-
-        dataset = generate_offline_pairs(
-            nodes,
-            llm=llm,
-            questions_per_chunk=args.questions_per_chunk,
-            cache_path=cache,
-            seed=args.seed,
-        )
+    cache = Path(args.cache or f"{out}.cache.jsonl")
+    dataset = training_pairs(nodes, choice, make_llm(choice), config, cache)
     dataset.save_json(out)
     print(f"wrote {out}: {len(dataset)} queries over {len(dataset.corpus)} chunks")
 

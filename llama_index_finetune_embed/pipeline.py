@@ -234,9 +234,9 @@ def generate_datasets(
 ) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
     """Stage 3: questions for train and val chunks (``DIR/{train,val}_dataset.json``).
 
-    With an API LLM both sides get LLM questions. Offline, training pairs come from the offline
-    mix (local LLM questions that pass the filters plus pseudo-queries) and held-out questions
-    from the local LLM alone, so the report measures retrieval of questions, not of sentences.
+    With an API LLM both sides get LLM questions. Offline, training pairs are inverse-cloze
+    pseudo-queries (plus filtered local-LLM questions with ``offline_train="mix"``) and held-out
+    questions come from the local LLM alone, so the report measures retrieval of questions.
     Finished chunks are cached in ``DIR/cache/*.jsonl``: an interrupted run loses nothing.
     """
     train_path, val_path = out / "train_dataset.json", out / "val_dataset.json"
@@ -247,19 +247,12 @@ def generate_datasets(
         )
     llm = make_llm(choices.llm)
     cache = out / "cache"
+    train = training_pairs(train_nodes, choices.llm, llm, config, cache / "train.jsonl")
     if choices.llm.startswith("openai:"):
-        train = _llm_questions(train_nodes, llm, config, cache / "train.jsonl")
         val = _llm_questions(val_nodes, llm, config, cache / "val.jsonl")
     else:
-        from llama_index_finetune_embed.pseudo import generate_offline_pairs, offline_val_questions
+        from llama_index_finetune_embed.pseudo import offline_val_questions
 
-        train = generate_offline_pairs(
-            train_nodes,
-            llm=llm if config.offline_train == "mix" else None,
-            questions_per_chunk=config.questions_per_chunk,
-            cache_path=cache / "train.jsonl",
-            seed=config.seed,
-        )
         val = offline_val_questions(
             val_nodes,
             llm=llm,
@@ -274,6 +267,23 @@ def generate_datasets(
     val.save_json(val_path)
     stages.mark("generate", train_queries=len(train), val_queries=len(val))
     return train, val
+
+
+def training_pairs(
+    nodes: Sequence[TextNode], choice: str, llm: Any, config: RunConfig, cache_path: Path
+) -> EmbeddingQAFinetuneDataset:
+    """Training pairs for ``nodes``: API-LLM questions, or the offline pairs (resumable cache)."""
+    if choice.startswith("openai:"):
+        return _llm_questions(nodes, llm, config, cache_path)
+    from llama_index_finetune_embed.pseudo import generate_offline_pairs
+
+    return generate_offline_pairs(
+        nodes,
+        llm=llm if config.offline_train == "mix" else None,
+        questions_per_chunk=config.questions_per_chunk,
+        cache_path=cache_path,
+        seed=config.seed,
+    )
 
 
 def _llm_questions(
