@@ -8,31 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from _corpus import write_docs
 from _fake_openai import FakeOpenAIServer
 
 from llama_index_finetune_embed.cli import main
 
-TOPICS = {
-    "riders": "Riders request trips in the app and are matched with nearby drivers",
-    "drivers": "Drivers choose when to work and are paid per trip with tips on top",
-    "insurance": "Insurance covers auto liability while a driver is on a trip",
-    "bikes": "Bikes and scooters serve short trips in dense city centres",
-    "pricing": "Prices rise with demand so that more drivers come online at busy hours",
-    "safety": "Safety features include trip sharing, background checks and an emergency button",
-}
-
-
-def _write_corpus(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, sentence in TOPICS.items():
-        body = " ".join(f"{sentence} (note {i} on {name})." for i in range(6))
-        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{body}\n")
-    return folder
-
 
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    return _write_corpus(tmp_path / "docs")
+    return write_docs(tmp_path / "docs")
 
 
 @pytest.fixture

@@ -10,18 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from _corpus import TOPICS, write_docs
 from _fake_openai import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TOPICS = {
-    "riders": "Riders request trips in the app and are matched with nearby drivers",
-    "drivers": "Drivers choose when to work and are paid per trip with tips on top",
-    "insurance": "Insurance covers auto liability while a driver is on a trip",
-    "bikes": "Bikes and scooters serve short trips in dense city centres",
-    "pricing": "Prices rise with demand so that more drivers come online at busy hours",
-    "safety": "Safety features include trip sharing, background checks and an emergency button",
-}
 
 
 def _load(name: str):
@@ -30,14 +22,6 @@ def _load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _write_docs(folder: Path, topics: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, sentence in topics.items():
-        body = " ".join(f"{sentence} (note {i} on {name})." for i in range(5))
-        (folder / f"{name}.md").write_text(f"# {name.title()}\n\n{body}\n")
-    return folder
 
 
 def _table_rows(text: str) -> dict[str, list[float]]:
@@ -73,8 +57,8 @@ def published(tmp_path) -> Path:
 def test_tutorial_generates_with_an_openai_llm_and_prints_both_tables(
     tmp_path, tiny_model_path, published, monkeypatch, capsys
 ):
-    train_docs = _write_docs(tmp_path / "lyft", dict(list(TOPICS.items())[:4]))
-    val_docs = _write_docs(tmp_path / "uber", dict(list(TOPICS.items())[4:]))
+    train_docs = write_docs(tmp_path / "lyft", dict(list(TOPICS.items())[:4]), notes=5)
+    val_docs = write_docs(tmp_path / "uber", dict(list(TOPICS.items())[4:]), notes=5)
     with FakeOpenAIServer() as server:
         monkeypatch.setenv("OPENAI_API_KEY", "test")
         monkeypatch.setenv("OPENAI_API_BASE", server.url)
@@ -109,7 +93,7 @@ def test_tutorial_needs_both_json_files_or_neither(capsys):
 
 @pytest.mark.slow
 def test_existing_index_is_finetuned_reembedded_and_persisted(tmp_path, tiny_model_path, capsys):
-    docs = _write_docs(tmp_path / "docs", TOPICS)
+    docs = write_docs(tmp_path / "docs", TOPICS, notes=5)
     storage, out = tmp_path / "storage", tmp_path / "out"
     common = [
         "--persist-dir", str(storage), "--base-model", str(tiny_model_path), "--llm", "none",
@@ -170,7 +154,7 @@ def restore_settings():
 
 @pytest.mark.slow
 def test_rag_example_serves_the_finetuned_dir_in_a_fresh_process(tmp_path, finetuned_dir):
-    docs = _write_docs(tmp_path / "docs", TOPICS)
+    docs = write_docs(tmp_path / "docs", TOPICS, notes=5)
     with FakeOpenAIServer() as server:
         env = {
             **os.environ,
@@ -195,7 +179,7 @@ def test_rag_example_serves_the_finetuned_dir_in_a_fresh_process(tmp_path, finet
 def test_rag_example_plain_huggingface_embedding_retrieval_only(
     tmp_path, finetuned_dir, restore_settings, capsys
 ):
-    docs = _write_docs(tmp_path / "docs", TOPICS)
+    docs = write_docs(tmp_path / "docs", TOPICS, notes=5)
     argv = ["--model", str(finetuned_dir), "--plain", "--docs", str(docs), "--llm", "none",
             "--question", "What about insurance?"]  # fmt: skip
     assert _load("rag_query_engine").main(argv) == 0
