@@ -349,6 +349,7 @@ class PipelineResult(BaseModel):
 
 
 def evaluate_models(
+    train: EmbeddingQAFinetuneDataset,
     val: EmbeddingQAFinetuneDataset,
     choices: Choices,
     model_dir: Path,
@@ -370,7 +371,9 @@ def evaluate_models(
     )
     table.plot(out / "report.png")
     atomic_write_json(out / "report.json", table.to_dict())
-    atomic_write_text(out / "report.md", render_run_report(table, choices, config, out))
+    atomic_write_text(
+        out / "report.md", render_run_report(table, train, val, choices, config, stages)
+    )
     stages.mark("evaluate")
     return table
 
@@ -382,12 +385,17 @@ def _saved_max_seq_length(model_dir: Path) -> int | None:
     return json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
 
 
-def render_run_report(table: Any, choices: Choices, config: RunConfig, out: Path) -> str:
+def render_run_report(
+    table: Any,
+    train: EmbeddingQAFinetuneDataset,
+    val: EmbeddingQAFinetuneDataset,
+    choices: Choices,
+    config: RunConfig,
+    stages: Stages,
+) -> str:
     """``report.md``: what was run on what, then the comparison table and its details."""
-    state = json.loads((out / "stages.json").read_text(encoding="utf-8"))["done"]
+    state, out = stages.done, stages.path.parent
     docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
-    val = EmbeddingQAFinetuneDataset.from_json(out / "val_dataset.json")
-    train = EmbeddingQAFinetuneDataset.from_json(out / "train_dataset.json")
     lines = [
         "# finetune-embed report",
         "",
@@ -436,7 +444,7 @@ def run_pipeline(
     announce(f"pairs: {len(train)} for training, {len(val)} held-out questions")
     model_dir = finetune_model(train, choices, config, out, stages)
     announce(f"model: {model_dir}")
-    table = evaluate_models(val, choices, model_dir, config, out, stages)
+    table = evaluate_models(train, val, choices, model_dir, config, out, stages)
     announce(f"finished in {time.perf_counter() - started:.0f} s")
     metrics = {r.name: dict(r.metrics) for r in table.results}
     return PipelineResult(
