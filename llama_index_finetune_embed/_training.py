@@ -140,11 +140,15 @@ class ChunkAwareBatchSampler(DefaultBatchSampler):
         seed: int = 0,
         *,
         keys: Sequence[frozenset[str]],
+        clusters: Sequence[int] | None = None,
     ) -> None:
         super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
         if len(keys) != len(dataset):
             raise ValueError(f"got {len(keys)} row keys for {len(dataset)} rows")
+        if clusters is not None and len(clusters) != len(keys):
+            raise ValueError(f"got {len(clusters)} cluster ids for {len(keys)} rows")
         self.keys = list(keys)
+        self.clusters = list(clusters) if clusters is not None else None
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -160,6 +164,9 @@ class ChunkAwareBatchSampler(DefaultBatchSampler):
 
     def _one_pass(self, generator: torch.Generator) -> Iterator[list[int]]:
         remaining = torch.randperm(len(self.keys), generator=generator).tolist()
+        if self.clusters is not None:  # clusters in a random order, each one's rows together
+            rank = torch.randperm(max(self.clusters) + 1, generator=generator).tolist()
+            remaining.sort(key=lambda i: rank[self.clusters[i]])
         while remaining:
             batch: list[int] = []
             taken: set[str] = set()
@@ -347,6 +354,14 @@ def precision_flags(precision: str, device: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+def grouped(engine: Any) -> bool:
+    """Whether a chunk's questions share one batch and one chunk encoding (the default loss only)."""
+    opts = engine.options
+    return bool(opts["group_by_chunk"]) and engine.loss is None and not (
+        opts["hard_negatives"] or opts["cached_loss"]
+    )
+
+
 def build_loss(engine: Any) -> torch.nn.Module:
     """The engine's loss: the given one, or (Cached)MNRL, wrapped in MatryoshkaLoss if asked."""
     from sentence_transformers.sentence_transformer import losses
@@ -354,6 +369,10 @@ def build_loss(engine: Any) -> torch.nn.Module:
     opts, model = engine.options, engine.model
     if engine.loss is not None:
         loss = engine.loss if isinstance(engine.loss, torch.nn.Module) else engine.loss(model)
+    elif grouped(engine):
+        from llama_index_finetune_embed._grouped import GroupedMultipleNegativesRankingLoss
+
+        loss = GroupedMultipleNegativesRankingLoss(model, symmetric=opts["symmetric"])
     else:
         directions = ("query_to_doc", "doc_to_query") if opts["symmetric"] else ("query_to_doc",)
         if opts["cached_loss"]:
@@ -399,7 +418,25 @@ def build_args(engine: Any, evaluate: bool, best_metric: str) -> Any:
         SentenceTransformerTrainingArguments,
     )
 
-    sampler = partial(ChunkAwareBatchSampler, keys=engine._keys)
+    from llama_index_finetune_embed._grouped import (
+        ChunkGroupedBatchSampler,
+        chunk_groups,
+        topic_clusters,
+    )
+
+    rows: list[list[int]] = [[i] for i in range(len(engine._rows))]
+    keys = engine._keys
+    if grouped(engine):
+        rows, keys = chunk_groups(engine._rows, engine._keys)
+    clusters = None
+    if engine.options["topic_batches"]:
+        texts = [engine.train_dataset.queries[qid] for qid, _, _ in engine._rows]
+        clusters = topic_clusters(engine.model, texts, rows, engine.batch_size,
+                                  prompt=engine.query_prompt, seed=engine.options["seed"])
+    if grouped(engine):
+        sampler = partial(ChunkGroupedBatchSampler, groups=rows, keys=keys, clusters=clusters)
+    else:
+        sampler = partial(ChunkAwareBatchSampler, keys=keys, clusters=clusters)
     if engine.args is not None:  # the user's settings win; fill in what they left at defaults
         if engine.args.batch_sampler == "batch_sampler":
             engine.args.batch_sampler = sampler
@@ -519,7 +556,8 @@ def summary(
         "learning_rate": args.learning_rate,
         "max_seq_length": engine.max_seq_length,
         "precision": "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32"),
-        "batch_sampler": "chunk-aware no-duplicates",
+        "batch_sampler": ("chunk-grouped" if grouped(engine) else "chunk-aware no-duplicates")
+        + (", topic clusters" if engine.options["topic_batches"] else ""),
         **{k: v for k, v in engine.options.items() if k not in {"learning_rate", "precision"}},
         "query_prompt": engine.query_prompt,
         "document_prompt": engine.document_prompt,

@@ -34,18 +34,21 @@ class SentenceTransformersFinetuneEngine:
 
     Drop-in for llama-index-finetuning's engine of the same name, trained with
     ``SentenceTransformerTrainer``. The default recipe: MultipleNegativesRankingLoss in both
-    directions, batches in which no two rows share a chunk, an overlapping chunk or a query (so
-    they are never each other's in-batch negatives), warmup, the longest input the model takes
-    (<= 512 tokens), bf16 autocast where the hardware has it, and dropout off (on a CPU it makes
-    training about 4x slower for no measured gain). Runs unchanged under ``torchrun`` (DDP);
-    rank 0 saves.
+    directions over batches of ``batch_size`` chunks, each with all its questions and encoded
+    once (``group_by_chunk``), drawn from one topic cluster of the base model's question
+    embeddings (``topic_batches``: in-batch negatives about the same thing, not random ones); no
+    two chunks of a batch overlap or share a text, so they are never false negatives of each
+    other; 2 epochs with warmup, the longest input the model takes (<= 512 tokens), bf16 autocast
+    where the hardware has it, and dropout off (on a CPU it makes training about 4x slower for
+    no measured gain). Runs unchanged under ``torchrun`` (DDP); rank 0 saves.
 
     Args:
         train_dataset: the training pairs.
         model_id: hub id, local directory, or ``"local:all-MiniLM-L6-v2"`` (the packaged model).
         model_output_path: where the finetuned model, its card and ``metrics.json`` go.
         val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
-        batch_size: rows per batch (each row's chunk is a negative for every other row).
+        batch_size: chunks per batch (each chunk is a negative for every other chunk's
+            questions); with ``group_by_chunk=False``, (question, chunk) rows per batch.
         epochs: passes over the training pairs.
         loss: ``None`` (the recipe), a sentence-transformers loss built on :attr:`model`, or a
             callable ``model -> loss``.
@@ -66,6 +69,12 @@ class SentenceTransformersFinetuneEngine:
         cached_loss: CachedMultipleNegativesRankingLoss: large batches in small memory.
         mini_batch_size: the cached loss's mini-batch size.
         symmetric: also rank the queries given a chunk (a second loss direction, no extra pass).
+        group_by_chunk: put every question of a chunk in the chunk's batch and encode the chunk
+            once (about half the compute with two questions per chunk). Applies to the default
+            loss without hard negatives or the cached loss; otherwise a chunk's questions go to
+            different batches.
+        topic_batches: cluster the chunks by their questions' base-model embeddings (k-means,
+            about ``batch_size`` chunks per cluster) and fill each batch from one cluster.
         overlap_words: chunks whose opening ``overlap_words`` words occur in another chunk stay
             out of each other's batches; ``None`` turns the check off.
         query_prompt: ``None``: the model's saved query prompt or its family's (bge, e5).
@@ -97,7 +106,7 @@ class SentenceTransformersFinetuneEngine:
         model_output_path: str | os.PathLike[str] = "exp_finetune",
         val_dataset: EmbeddingQAFinetuneDataset | None = None,
         batch_size: int = 16,
-        epochs: int = 1,
+        epochs: int = 2,
         loss: nn.Module | Callable[[SentenceTransformer], nn.Module] | None = None,
         *,
         learning_rate: float = 1e-4,
@@ -114,6 +123,8 @@ class SentenceTransformersFinetuneEngine:
         cached_loss: bool = False,
         mini_batch_size: int = 16,
         symmetric: bool = True,
+        group_by_chunk: bool = True,
+        topic_batches: bool = True,
         overlap_words: int | None = 16,
         query_prompt: str | None = None,
         document_prompt: str | None = None,
@@ -149,6 +160,7 @@ class SentenceTransformersFinetuneEngine:
             "weight_decay": weight_decay, "precision": precision, "dropout": dropout,
             "attention_dropout": attention_dropout,
             "freeze_layers": freeze_layers,
+            "group_by_chunk": group_by_chunk, "topic_batches": topic_batches,
             "hard_negatives": hard_negatives, "hard_negative_margin": hard_negative_margin,
             "matryoshka_dims": list(matryoshka_dims) if matryoshka_dims else None,
             "cached_loss": cached_loss, "mini_batch_size": mini_batch_size,

@@ -273,3 +273,128 @@ def test_default_length_is_what_the_positions_take_not_the_st_config():
     model = load_sentence_transformer(LOCAL_MINILM, device="cpu")
     assert model.max_seq_length == 256
     assert default_max_seq_length(model) == 512
+
+
+# -- chunk-grouped batches -----------------------------------------------------------------
+
+
+def test_grouped_batches_keep_a_chunks_questions_together_and_overlaps_apart(toy_dataset):
+    from llama_index_finetune_embed._grouped import ChunkGroupedBatchSampler, chunk_groups
+    from llama_index_finetune_embed._training import (
+        build_train_dataset,
+        chunk_conflict_keys,
+        row_keys,
+    )
+
+    words = [f"w{i}" for i in range(60)]
+    corpus = {**toy_dataset.corpus, "a": " ".join(words[:40]), "b": " ".join(words[30:])}
+    queries = {**toy_dataset.queries, "qa": "about a", "qb": "about b", "qb2": "more on b"}
+    relevant = {**toy_dataset.relevant_docs, "qa": ["a"], "qb": ["b"], "qb2": ["b"]}
+    ds = EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
+    rows = [(qid, doc, []) for qid, _, doc in ds.pairs()]
+    groups, keys = chunk_groups(rows, row_keys(ds, rows, chunk_conflict_keys(ds.corpus, 8)))
+    assert len(groups) == 10 and sorted(len(g) for g in groups)[-1] == 2
+    sampler = ChunkGroupedBatchSampler(
+        build_train_dataset(ds, rows), batch_size=4, drop_last=False, groups=groups, keys=keys,
+        seed=3,
+    )
+    seen = []
+    for batch in sampler:
+        docs = [rows[i][1] for i in batch]
+        assert not {"a", "b"} <= set(docs)  # overlapping chunks are never in-batch negatives
+        for doc in set(docs):  # every question of a chunk comes with it
+            assert docs.count(doc) == sum(1 for _, d, _ in rows if d == doc)
+        assert len(set(docs)) <= 4
+        seen += batch
+    assert sorted(seen) == list(range(len(rows)))
+    assert len(list(sampler)) == len(sampler) == 3
+
+
+def test_grouped_loss_encodes_a_shared_chunk_once_and_never_as_its_own_negative(
+    tiny_model_path,
+):
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.util import cos_sim
+
+    from llama_index_finetune_embed._grouped import GroupedMultipleNegativesRankingLoss
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu").eval()
+    queries = [q for pair in QUESTIONS[:2] for q in pair]
+    docs = list(TOY_TEXTS[:4])
+    grouped = GroupedMultipleNegativesRankingLoss(model)
+    with torch.no_grad():  # distinct positives: exactly sentence-transformers' symmetric MNRL
+        ref = MultipleNegativesRankingLoss(model, directions=("query_to_doc", "doc_to_query"))
+        want = ref([model.preprocess(queries), model.preprocess(docs)], None)
+        got = grouped([model.preprocess(queries), model.preprocess(docs)], None)
+        assert float(got) == pytest.approx(float(want), abs=1e-6)
+
+        calls = []
+        hook = model.register_forward_hook(lambda m, i, o: calls.append(len(i[0]["input_ids"])))
+        shared = [TOY_TEXTS[0], TOY_TEXTS[0], TOY_TEXTS[1], TOY_TEXTS[1]]
+        got = grouped([model.preprocess(queries), model.preprocess(shared)], None)
+        hook.remove()
+        assert calls == [4, 2]  # four queries, two distinct chunks
+        q = model.encode(queries, convert_to_tensor=True)
+        d = model.encode(TOY_TEXTS[:2], convert_to_tensor=True)
+        owner = torch.tensor([0, 0, 1, 1])
+        q2d = cos_sim(q, d) * 20
+        d2q = (cos_sim(d[owner], q) * 20).masked_fill(
+            (owner[:, None] == owner[None, :]) & ~torch.eye(4, dtype=torch.bool), -torch.inf
+        )
+        log_z = torch.logsumexp(torch.cat([q2d, d2q], dim=1), dim=1)
+        want = -(q2d[torch.arange(4), owner] - log_z).mean()
+        assert float(got) == pytest.approx(float(want), abs=1e-5)
+
+        # chunks embedded in length-sorted slices, each padded to its own longest: same loss
+        docs = [TOY_TEXTS[0][:40], TOY_TEXTS[1], TOY_TEXTS[2][:90], TOY_TEXTS[3]]
+        features = [model.preprocess(queries), model.preprocess(docs)]
+        whole = GroupedMultipleNegativesRankingLoss(model, slice_rows=100)(features, None)
+        sliced = GroupedMultipleNegativesRankingLoss(model, slice_rows=1)
+        calls = []
+        hook = model.register_forward_hook(lambda m, i, o: calls.append(i[0]["input_ids"].shape))
+        assert float(sliced(features, None)) == pytest.approx(float(whole), abs=1e-5)
+        hook.remove()
+        widths = [shape[1] for shape in calls[1:]]  # longest first, each slice trimmed
+        assert len(calls) == 5 and widths == sorted(widths, reverse=True) and widths[-1] < widths[0]
+
+
+def test_topic_batches_draw_each_batch_from_one_cluster_of_similar_questions(toy_dataset):
+    import torch
+
+    from llama_index_finetune_embed._grouped import (
+        ChunkGroupedBatchSampler,
+        chunk_groups,
+        topic_clusters,
+    )
+    from llama_index_finetune_embed._training import (
+        build_train_dataset,
+        chunk_conflict_keys,
+        row_keys,
+    )
+
+    rows = [(qid, doc, []) for qid, _, doc in toy_dataset.pairs()]
+    groups, keys = chunk_groups(rows, row_keys(toy_dataset, rows, chunk_conflict_keys(
+        toy_dataset.corpus, 8)))
+    topic_of = {doc: i % 2 for i, doc in enumerate(toy_dataset.corpus)}  # two topics
+
+    class Directions:  # stands in for the model: a question points the way of its chunk's topic
+        def encode(self, texts, **kwargs):
+            by_text = {toy_dataset.queries[q]: topic_of[d] for q, d, _ in rows}
+            noise = torch.Generator().manual_seed(0)
+            base = torch.eye(2)[[by_text[t] for t in texts]]
+            return base + 0.1 * torch.rand(len(texts), 2, generator=noise)
+
+    texts = [toy_dataset.queries[qid] for qid, _, _ in rows]
+    clusters = topic_clusters(Directions(), texts, groups, batch_size=4, seed=1)
+    assert len(set(clusters)) == 2
+    pairs = {(topic_of[rows[g[0]][1]], c) for g, c in zip(groups, clusters, strict=True)}
+    assert len(pairs) == 2  # one cluster per topic
+    assert topic_clusters(Directions(), texts, groups, batch_size=8) == [0] * 8
+    sampler = ChunkGroupedBatchSampler(build_train_dataset(toy_dataset, rows), batch_size=4,
+                                       drop_last=False, groups=groups, keys=keys,
+                                       clusters=clusters, seed=5)
+    for batch in sampler:
+        assert len({topic_of[rows[i][1]] for i in batch}) == 1
+        assert len(batch) == 8  # four chunks with both their questions
