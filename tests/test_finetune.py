@@ -250,7 +250,8 @@ def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tm
         SentenceTransformerTrainingArguments,
     )
 
-    from llama_index_finetune_embed._training import ChunkAwareBatchSampler, build_trainer
+    from llama_index_finetune_embed._grouped import ChunkGroupedBatchSampler
+    from llama_index_finetune_embed._training import build_trainer
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "mine"), per_device_train_batch_size=2, learning_rate=5e-5,
@@ -262,7 +263,7 @@ def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tm
     assert trainer.args is args and evaluator is None
     assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 2
     assert trainer.args.prompts == {"anchor": "query: "}  # trained with the prompt it saves
-    assert trainer.args.batch_sampler.func is ChunkAwareBatchSampler
+    assert trainer.args.batch_sampler.func is ChunkGroupedBatchSampler
 
 
 def test_default_length_is_what_the_positions_take_not_the_st_config():
