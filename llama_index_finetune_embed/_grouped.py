@@ -62,6 +62,9 @@ class ChunkGroupedBatchSampler(ChunkAwareBatchSampler):
             self.groups, batch_size, drop_last, valid_label_columns, generator, seed, keys=keys,
             clusters=clusters,
         )
+        # batches vary in rows; accelerate's DDP sharding drops every batch whose length differs
+        # from ``batch_size`` unless it is None ("a list of indices with dynamic length")
+        self.batch_size = None  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in super().__iter__():

@@ -149,6 +149,7 @@ class ChunkAwareBatchSampler(DefaultBatchSampler):
             raise ValueError(f"got {len(clusters)} cluster ids for {len(keys)} rows")
         self.keys = list(keys)
         self.clusters = list(clusters) if clusters is not None else None
+        self.items_per_batch = batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -172,21 +173,21 @@ class ChunkAwareBatchSampler(DefaultBatchSampler):
             taken: set[str] = set()
             deferred: list[int] = []
             for index in remaining:
-                if len(batch) < self.batch_size and taken.isdisjoint(self.keys[index]):
+                if len(batch) < self.items_per_batch and taken.isdisjoint(self.keys[index]):
                     batch.append(index)
                     taken |= self.keys[index]
                 else:
                     deferred.append(index)
             remaining = deferred
-            if len(batch) == self.batch_size or not self.drop_last:
+            if len(batch) == self.items_per_batch or not self.drop_last:
                 yield batch
             else:
                 return
 
     def __len__(self) -> int:
         if self.drop_last:
-            return len(self.keys) // self.batch_size
-        return (len(self.keys) + self.batch_size - 1) // self.batch_size
+            return len(self.keys) // self.items_per_batch
+        return (len(self.keys) + self.items_per_batch - 1) // self.items_per_batch
 
 
 def max_compatible_rows(keys: Sequence[frozenset[str]]) -> int:

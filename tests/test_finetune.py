@@ -241,7 +241,8 @@ def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"]["batch_size"] == 4  # 2 ranks x 2 rows
+    assert metrics["recipe"]["batch_size"] == 4  # 2 ranks x 2 chunks
+    assert metrics["global_steps"] == 4  # 8 chunks / (2 ranks x 2 chunks) x 2 epochs: it trained
     assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
 
 
