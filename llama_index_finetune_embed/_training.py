@@ -356,7 +356,7 @@ def precision_flags(precision: str, device: str) -> dict[str, bool]:
 
 
 def grouped(engine: Any) -> bool:
-    """Whether a chunk's questions share one batch and one chunk encoding (the default loss only)."""
+    """Whether a chunk's questions share its batch and one encoding of it (default loss only)."""
     opts = engine.options
     return bool(opts["group_by_chunk"]) and engine.loss is None and not (
         opts["hard_negatives"] or opts["cached_loss"]
