@@ -135,7 +135,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="model id or path (default: packaged all-MiniLM-L6-v2; e.g. BAAI/bge-small-en-v1.5)",
     )
     p.add_argument("--epochs", type=int, default=None, help="training epochs (recipe default)")
-    p.add_argument("--batch-size", type=int, default=None, help="chunks per training batch (recipe default)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="chunks per training batch (recipe default)")
     p.add_argument("--max-seq-length", type=int, default=None, help="tokens per text (model max)")
 
 
