@@ -89,9 +89,11 @@ def run_ref(data: Path, out: Path, ref_python: Path) -> float:
     """Train with llama-index-finetuning's engine in its own venv; return training seconds."""
     if not ref_python.is_file():
         raise SystemExit(f"reference environment missing: {ref_python} (see this file's docstring)")
-    proc = subprocess.run(
-        [str(ref_python), __file__, "--ref-worker", str(data), str(out), _minilm()],
-        capture_output=True, text=True,
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(  # in ``out``: the reference writes checkpoints/ into its cwd
+        [str(ref_python), str(Path(__file__).resolve()), "--ref-worker", str(data),
+         str(out.resolve()), _minilm()],
+        capture_output=True, text=True, cwd=out,
     )
     if proc.returncode != 0:
         raise SystemExit(f"reference run failed:\n{proc.stderr[-3000:]}")
