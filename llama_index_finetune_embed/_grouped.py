@@ -5,21 +5,20 @@ while questions are short. The classic recipe keeps a chunk's questions in separ
 each chunk is encoded once per question. Grouping puts all questions of a chunk in one batch and
 :class:`GroupedMultipleNegativesRankingLoss` encodes each distinct chunk once: the same in-batch
 negatives per question at a fraction of the compute (about half with two questions per chunk).
+The batches themselves come from ``_training.ChunkAwareBatchSampler`` given :func:`chunk_groups`
+(and :func:`topic_clusters`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from sentence_transformers.util import cos_sim
 from torch import Tensor, nn
 
-from llama_index_finetune_embed._training import ChunkAwareBatchSampler
-
 if TYPE_CHECKING:
-    from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
 
@@ -32,43 +31,6 @@ def chunk_groups(
         by_chunk.setdefault(doc_id, []).append(index)
     groups = list(by_chunk.values())
     return groups, [frozenset().union(*(keys[i] for i in group)) for group in groups]
-
-
-class ChunkGroupedBatchSampler(ChunkAwareBatchSampler):
-    """Batches of ``batch_size`` chunks with all their questions; no two chunks share a key.
-
-    Keys as in :class:`ChunkAwareBatchSampler` (overlapping chunks, shared texts and questions
-    never meet in one batch), but a chunk's own questions travel together.
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        batch_size: int,
-        drop_last: bool,
-        valid_label_columns: list[str] | None = None,
-        generator: torch.Generator | None = None,
-        seed: int = 0,
-        *,
-        groups: Sequence[Sequence[int]],
-        keys: Sequence[frozenset[str]],
-        clusters: Sequence[int] | None = None,
-    ) -> None:
-        if sum(len(g) for g in groups) != len(dataset):
-            raise ValueError(f"groups cover {sum(len(g) for g in groups)} of {len(dataset)} rows")
-        self.groups = [list(g) for g in groups]
-        # the parent batches "items": here an item is a group, its keys the group's keys
-        super().__init__(
-            self.groups, batch_size, drop_last, valid_label_columns, generator, seed, keys=keys,
-            clusters=clusters,
-        )
-        # batches vary in rows; accelerate's DDP sharding drops every batch whose length differs
-        # from ``batch_size`` unless it is None ("a list of indices with dynamic length")
-        self.batch_size = None  # type: ignore[assignment]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in super().__iter__():
-            yield [row for group in batch for row in self.groups[group]]
 
 
 class GroupedMultipleNegativesRankingLoss(nn.Module):

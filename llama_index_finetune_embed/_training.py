@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,10 +125,13 @@ def row_keys(
 
 
 class ChunkAwareBatchSampler(DefaultBatchSampler):
-    """Shuffled batches in which no two rows share a key (same chunk, overlap, or query).
+    """Shuffled batches in which no two items share a key (same chunk, overlap, or query).
 
     A stricter ``NoDuplicatesBatchSampler``: identical texts are caught as there, and so are two
-    questions about one chunk and chunks that overlap, which have different texts.
+    questions about one chunk and chunks that overlap, which have different texts. An item is a
+    row, or with ``groups`` a group of rows (all questions of one chunk) that travel together;
+    ``keys`` and ``clusters`` are per item. With ``clusters``, batches are filled one cluster at
+    a time (clusters in a random order).
     """
 
     def __init__(
@@ -141,21 +145,32 @@ class ChunkAwareBatchSampler(DefaultBatchSampler):
         *,
         keys: Sequence[frozenset[str]],
         clusters: Sequence[int] | None = None,
+        groups: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
-        if len(keys) != len(dataset):
-            raise ValueError(f"got {len(keys)} row keys for {len(dataset)} rows")
+        self.groups = [list(g) for g in groups] if groups is not None else None
+        if self.groups is not None and sum(map(len, self.groups)) != len(dataset):
+            raise ValueError(f"groups cover {sum(map(len, self.groups))} of {len(dataset)} rows")
+        items = len(self.groups) if self.groups is not None else len(dataset)
+        if len(keys) != items:
+            raise ValueError(f"got {len(keys)} keys for {items} items")
         if clusters is not None and len(clusters) != len(keys):
-            raise ValueError(f"got {len(clusters)} cluster ids for {len(keys)} rows")
+            raise ValueError(f"got {len(clusters)} cluster ids for {len(keys)} items")
         self.keys = list(keys)
         self.clusters = list(clusters) if clusters is not None else None
         self.items_per_batch = batch_size
+        if self.groups is not None:
+            # batches vary in rows; accelerate's DDP sharding drops every batch whose length
+            # differs from ``batch_size`` unless it is None ("indices with dynamic length")
+            self.batch_size = None  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         expected, yielded = len(self), 0
         for _ in range(1 + _MAX_RESAMPLE_PASSES):
             for batch in self._one_pass(generator):
+                if self.groups is not None:
+                    batch = [row for item in batch for row in self.groups[item]]
                 yield batch
                 yielded += 1
                 if yielded >= expected:
@@ -411,36 +426,31 @@ def build_evaluator(engine: Any, name: str) -> Any:
     )
 
 
+def build_sampler(engine: Any) -> Callable[..., ChunkAwareBatchSampler]:
+    """The batch sampler factory: rows (or chunk groups), their keys, and topic clusters."""
+    from llama_index_finetune_embed._grouped import chunk_groups, topic_clusters
+
+    groups, keys = None, engine._keys
+    if grouped(engine):
+        groups, keys = chunk_groups(engine._rows, engine._keys)
+    clusters = None
+    if engine.options["topic_batches"]:
+        texts = [engine.train_dataset.queries[qid] for qid, _, _ in engine._rows]
+        items = groups if groups is not None else [[i] for i in range(len(engine._rows))]
+        clusters = topic_clusters(engine.model, texts, items, engine.batch_size,
+                                  prompt=engine.query_prompt, seed=engine.options["seed"])
+    return partial(ChunkAwareBatchSampler, keys=keys, clusters=clusters, groups=groups)
+
+
 def build_args(engine: Any, evaluate: bool, best_metric: str) -> Any:
     """Training arguments of the recipe; ``engine.args`` replaces them when given."""
-    from functools import partial
-
     from sentence_transformers.sentence_transformer.training_args import (
         SentenceTransformerTrainingArguments,
     )
 
-    from llama_index_finetune_embed._grouped import (
-        ChunkGroupedBatchSampler,
-        chunk_groups,
-        topic_clusters,
-    )
-
-    rows: list[list[int]] = [[i] for i in range(len(engine._rows))]
-    keys = engine._keys
-    if grouped(engine):
-        rows, keys = chunk_groups(engine._rows, engine._keys)
-    clusters = None
-    if engine.options["topic_batches"]:
-        texts = [engine.train_dataset.queries[qid] for qid, _, _ in engine._rows]
-        clusters = topic_clusters(engine.model, texts, rows, engine.batch_size,
-                                  prompt=engine.query_prompt, seed=engine.options["seed"])
-    if grouped(engine):
-        sampler = partial(ChunkGroupedBatchSampler, groups=rows, keys=keys, clusters=clusters)
-    else:
-        sampler = partial(ChunkAwareBatchSampler, keys=keys, clusters=clusters)
     if engine.args is not None:  # the user's settings win; fill in what they left at defaults
         if engine.args.batch_sampler == "batch_sampler":
-            engine.args.batch_sampler = sampler
+            engine.args.batch_sampler = build_sampler(engine)
         if engine.args.prompts is None:  # train with the prompts the saved model will carry
             engine.args.prompts = _column_prompts(engine)
         return engine.args
@@ -462,7 +472,7 @@ def build_args(engine: Any, evaluate: bool, best_metric: str) -> Any:
         warmup_steps=opts["warmup_ratio"],
         weight_decay=opts["weight_decay"],
         seed=opts["seed"],
-        batch_sampler=sampler,
+        batch_sampler=build_sampler(engine),
         prompts=_column_prompts(engine),
         save_strategy=strategy,
         save_steps=steps or 500,

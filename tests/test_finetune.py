@@ -251,8 +251,7 @@ def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tm
         SentenceTransformerTrainingArguments,
     )
 
-    from llama_index_finetune_embed._grouped import ChunkGroupedBatchSampler
-    from llama_index_finetune_embed._training import build_trainer
+    from llama_index_finetune_embed._training import ChunkAwareBatchSampler, build_trainer
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "mine"), per_device_train_batch_size=2, learning_rate=5e-5,
@@ -264,7 +263,8 @@ def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tm
     assert trainer.args is args and evaluator is None
     assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 2
     assert trainer.args.prompts == {"anchor": "query: "}  # trained with the prompt it saves
-    assert trainer.args.batch_sampler.func is ChunkGroupedBatchSampler
+    assert trainer.args.batch_sampler.func is ChunkAwareBatchSampler
+    assert trainer.args.batch_sampler.keywords["groups"]  # the recipe's chunk-grouped batches
 
 
 def test_default_length_is_what_the_positions_take_not_the_st_config():
@@ -281,8 +281,9 @@ def test_default_length_is_what_the_positions_take_not_the_st_config():
 
 
 def test_grouped_batches_keep_a_chunks_questions_together_and_overlaps_apart(toy_dataset):
-    from llama_index_finetune_embed._grouped import ChunkGroupedBatchSampler, chunk_groups
+    from llama_index_finetune_embed._grouped import chunk_groups
     from llama_index_finetune_embed._training import (
+        ChunkAwareBatchSampler,
         build_train_dataset,
         chunk_conflict_keys,
         row_keys,
@@ -296,7 +297,7 @@ def test_grouped_batches_keep_a_chunks_questions_together_and_overlaps_apart(toy
     rows = [(qid, doc, []) for qid, _, doc in ds.pairs()]
     groups, keys = chunk_groups(rows, row_keys(ds, rows, chunk_conflict_keys(ds.corpus, 8)))
     assert len(groups) == 10 and sorted(len(g) for g in groups)[-1] == 2
-    sampler = ChunkGroupedBatchSampler(
+    sampler = ChunkAwareBatchSampler(
         build_train_dataset(ds, rows), batch_size=4, drop_last=False, groups=groups, keys=keys,
         seed=3,
     )
@@ -365,12 +366,9 @@ def test_grouped_loss_encodes_a_shared_chunk_once_and_never_as_its_own_negative(
 def test_topic_batches_draw_each_batch_from_one_cluster_of_similar_questions(toy_dataset):
     import torch
 
-    from llama_index_finetune_embed._grouped import (
-        ChunkGroupedBatchSampler,
-        chunk_groups,
-        topic_clusters,
-    )
+    from llama_index_finetune_embed._grouped import chunk_groups, topic_clusters
     from llama_index_finetune_embed._training import (
+        ChunkAwareBatchSampler,
         build_train_dataset,
         chunk_conflict_keys,
         row_keys,
@@ -394,7 +392,7 @@ def test_topic_batches_draw_each_batch_from_one_cluster_of_similar_questions(toy
     pairs = {(topic_of[rows[g[0]][1]], c) for g, c in zip(groups, clusters, strict=True)}
     assert len(pairs) == 2  # one cluster per topic
     assert topic_clusters(Directions(), texts, groups, batch_size=8) == [0] * 8
-    sampler = ChunkGroupedBatchSampler(build_train_dataset(toy_dataset, rows), batch_size=4,
+    sampler = ChunkAwareBatchSampler(build_train_dataset(toy_dataset, rows), batch_size=4,
                                        drop_last=False, groups=groups, keys=keys,
                                        clusters=clusters, seed=5)
     for batch in sampler:
