@@ -235,11 +235,13 @@ class SentenceTransformersFinetuneEngine:
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume, **train_kwargs)
         seconds = time.perf_counter() - start
-        if not trainer.is_world_process_zero():
-            return
-        final = evaluator(self.model) if evaluator is not None else {}
-        self.metrics = _training.summary(self, trainer, final, seconds, resume)
-        self._save(trainer)
+        if trainer.is_world_process_zero():
+            final = evaluator(self.model) if evaluator is not None else {}
+            self.metrics = _training.summary(self, trainer, final, seconds, resume)
+            self._save(trainer)
+        # under torchrun, ranks leave together: a rank that exits while rank 0 still saves can
+        # abort in the process group's teardown ("terminate called without an active exception")
+        trainer.accelerator.wait_for_everyone()
 
     def _resume_point(self, trainer: Any) -> str | None:
         from transformers.trainer_utils import get_last_checkpoint

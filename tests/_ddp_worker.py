@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import torch.distributed as dist
+
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
 
@@ -14,6 +16,8 @@ def main(data: str, model: str, out: str) -> None:
         train, model_id=model, model_output_path=out, batch_size=2, device="cpu"
     )
     engine.finetune()
+    if dist.is_initialized():  # as a torchrun script should end
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
