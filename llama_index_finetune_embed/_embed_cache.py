@@ -18,6 +18,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from llama_index_finetune_embed._io import atomic_write_json, text_hash
+from llama_index_finetune_embed._models import is_hf_embedding
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 # Fields that change what a base model returns; secrets (api_key) and batch sizes stay out.
 _IDENTITY_FIELDS = (
     "model_name", "query_instruction", "text_instruction", "max_length", "normalize",
-    "pooling", "dimensions", "mode",
+    "pooling", "dimensions", "mode", "long_texts",
 )  # fmt: skip
 _CACHE_CHUNK = 256  # texts embedded (and written to disk) per cache shard
 
@@ -112,7 +113,7 @@ class EmbeddingCache:
         self.computed += len(texts)
         if side == "text":
             raw = self.model.get_text_embedding_batch(texts)
-        elif type(self.model).__name__ == "HuggingFaceEmbedding" and hasattr(self.model, "_embed"):
+        elif is_hf_embedding(self.model):
             # same call as its _get_query_embedding, one batch instead of one text at a time
             raw = self.model._embed(texts, prompt_name="query")
         elif self.query_workers > 1:

@@ -129,20 +129,25 @@ def prompt_pair(prompts: dict[str, str]) -> tuple[str, str]:
     return prompts.get("query", ""), doc
 
 
-def load_embed_model(model_id: str | os.PathLike[str], **kwargs: Any) -> Any:
+def load_embed_model(
+    model_id: str | os.PathLike[str], *, long_texts: str = "window", **kwargs: Any
+) -> Any:
     """A LlamaIndex ``HuggingFaceEmbedding`` that embeds exactly as the model was saved to.
 
     ``HuggingFaceEmbedding`` replaces a model's saved prompts with its own table (``""`` for a
     local path), so for a local directory the saved query/document prompts are passed explicitly.
     Hub ids keep LlamaIndex's defaults (e.g. the bge query instruction). Keyword arguments go to
     ``HuggingFaceEmbedding`` (``query_instruction=``/``text_instruction=`` override the prompts).
+    ``long_texts="window"`` (default) embeds chunks longer than the model's window whole, as the
+    token-weighted mean of consecutive windows; ``"truncate"`` keeps only their start, as
+    ``HuggingFaceEmbedding`` does (see ``_windowed``).
 
     Example:
         >>> embed = load_embed_model("local:all-MiniLM-L6-v2")  # doctest: +SKIP
         >>> len(embed.get_query_embedding("hello"))  # doctest: +SKIP
         384
     """
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index_finetune_embed._windowed import WindowedHuggingFaceEmbedding
 
     resolved = resolve_model_id(model_id)
     is_dir = Path(resolved).is_dir()
@@ -155,9 +160,16 @@ def load_embed_model(model_id: str | os.PathLike[str], **kwargs: Any) -> Any:
     kwargs.setdefault("trust_remote_code", False)
     kwargs.setdefault("device", "cpu" if not _cuda_available() else None)
     try:
-        return HuggingFaceEmbedding(model_name=resolved, **kwargs)
+        return WindowedHuggingFaceEmbedding(model_name=resolved, long_texts=long_texts, **kwargs)
     except OSError as exc:
         raise FileNotFoundError(model_not_found_message(str(model_id), exc)) from None
+
+
+def is_hf_embedding(model: Any) -> bool:
+    """Whether ``model`` is a LlamaIndex ``HuggingFaceEmbedding`` or subclass (no import)."""
+    return hasattr(model, "_embed") and any(
+        cls.__name__ == "HuggingFaceEmbedding" for cls in type(model).__mro__
+    )
 
 
 def _cuda_available() -> bool:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from llama_index_finetune_embed import _evalmath
+from llama_index_finetune_embed._models import is_hf_embedding
 from llama_index_finetune_embed._results import (
     ComparisonTable,
     PairedDiff,
@@ -411,7 +412,7 @@ def _model_label(spec: Any) -> str:
 
 
 def _embed_queries(model: Any, queries: list[str], workers: int, progress: bool) -> list[Any]:
-    if type(model).__name__ == "HuggingFaceEmbedding" and hasattr(model, "_embed"):
+    if is_hf_embedding(model):
         return model._embed(queries, prompt_name="query")  # batched encode, query prompt
     from llama_index.core.async_utils import asyncio_run
 
