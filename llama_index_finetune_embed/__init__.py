@@ -4,6 +4,7 @@ Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (t
 sentence-transformers) are imported by the stage that needs them, not here.
 """
 
+from llama_index_finetune_embed._models import load_embed_model
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
@@ -46,6 +47,7 @@ __all__ = [
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "ir_metrics",
+    "load_embed_model",
     "load_finetuned_model",
     "load_documents",
     "parse_questions",

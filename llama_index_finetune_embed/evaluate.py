@@ -117,7 +117,8 @@ def evaluate_retrieval(
         method: ``"fast"`` (batched, embed model only), ``"retriever"`` (VectorStoreIndex +
             RetrieverEvaluator) or ``"auto"`` (fast unless a retriever is given).
         name: label of the result (default: the model or retriever class name).
-        max_seq_length: for a model given by id/path, truncate inputs to this many tokens.
+        max_seq_length: for a model given by id/path, tokens it reads at once (longer chunks
+            are read whole, in windows of this size: ``load_embed_model``).
         workers: concurrent queries on the retriever path (or query embeddings for API models).
         show_progress: progress bars; default: when this module logs at INFO.
         confidence: level of the bootstrap intervals.

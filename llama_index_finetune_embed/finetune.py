@@ -278,7 +278,9 @@ class SentenceTransformersFinetuneEngine:
     def get_finetuned_model(self, **model_kwargs: Any) -> BaseEmbedding:
         """The finetuned model as a LlamaIndex ``HuggingFaceEmbedding`` with its training prompts.
 
-        Same as :func:`load_finetuned_model` on ``model_output_path``.
+        Same as :func:`load_finetuned_model` on ``model_output_path``. Chunks longer than the
+        model's window are embedded whole (token-weighted mean of consecutive windows); pass
+        ``long_texts="truncate"`` to keep only their start, as ``HuggingFaceEmbedding`` does.
 
         Example:
             >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP
