@@ -54,7 +54,7 @@ def build_embed_model(spec: str | None) -> Any:
                 "error: the OpenAI embedding model needs: pip install llama-index-embeddings-openai"
             ) from None
         return OpenAIEmbedding(model=spec.split(":", 1)[1])
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed import load_embed_model
 
     return load_embed_model(spec)
 

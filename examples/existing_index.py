@@ -174,8 +174,11 @@ def answer(index: Any, question: str, llm: str, top_k: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from llama_index_finetune_embed import SentenceTransformersFinetuneEngine, load_finetuned_model
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed import (
+        SentenceTransformersFinetuneEngine,
+        load_embed_model,
+        load_finetuned_model,
+    )
 
     base = load_embed_model(args.base_model)
     index = load_or_build_index(args, base)

@@ -180,8 +180,11 @@ def ir_table(val: Any, models: dict[str, Any], args: argparse.Namespace) -> list
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from llama_index_finetune_embed import SentenceTransformersFinetuneEngine, load_finetuned_model
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed import (
+        SentenceTransformersFinetuneEngine,
+        load_embed_model,
+        load_finetuned_model,
+    )
 
     train, val = make_datasets(args)
     print(
