@@ -68,19 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output directory (rerun to resume)")
     _add_llm_args(run)
     _add_model_args(run)
-    run.add_argument("--chunk-size", type=int, default=512, help="tokens per chunk (512)")
-    run.add_argument("--chunk-overlap", type=int, default=64, help="token overlap (64)")
-    run.add_argument("--max-chunks", type=int, default=None, help="sample at most N chunks")
+    _add_pair_args(run)
     run.add_argument("--val-ratio", type=float, default=0.2, help="share of chunks held out (0.2)")
     run.add_argument("--top-k", type=int, default=5, help="retrieval depth for the report (5)")
-    run.add_argument(
-        "--offline-train",
-        choices=("mix", "pseudo"),
-        default="pseudo",
-        help="offline training pairs: inverse-cloze pseudo-queries (pseudo, the default: measured "
-        "best) or local-LLM questions + pseudo-queries (mix)",
-    )
-    run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="documents or chunks -> question dataset JSON")
@@ -88,11 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="dataset JSON to write")
     gen.add_argument("--cache", default=None, help="resume cache (default: OUT.cache.jsonl)")
     _add_llm_args(gen)
-    gen.add_argument("--chunk-size", type=int, default=512)
-    gen.add_argument("--chunk-overlap", type=int, default=64)
-    gen.add_argument("--max-chunks", type=int, default=None)
-    gen.add_argument("--offline-train", choices=("mix", "pseudo"), default="pseudo")
-    gen.add_argument("--seed", type=int, default=0)
+    _add_pair_args(gen)
     gen.set_defaults(func=_cmd_generate)
 
     ft = sub.add_parser("finetune", help="dataset JSON -> finetuned model directory")
@@ -116,6 +102,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", default=None, help="write a PNG chart here")
     ev.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _add_pair_args(p: argparse.ArgumentParser) -> None:
+    """Chunking and training-pair options shared by ``run`` and ``generate``."""
+    p.add_argument("--chunk-size", type=int, default=512, help="tokens per chunk (512)")
+    p.add_argument("--chunk-overlap", type=int, default=64, help="token overlap (64)")
+    p.add_argument("--max-chunks", type=int, default=None, help="sample at most N chunks")
+    p.add_argument(
+        "--offline-train",
+        choices=("mix", "pseudo"),
+        default="pseudo",
+        help="offline training pairs: inverse-cloze pseudo-queries (pseudo, the default: measured "
+        "best) or local-LLM questions + pseudo-queries (mix)",
+    )
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
