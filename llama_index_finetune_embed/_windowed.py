@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class WindowedHuggingFaceEmbedding(HuggingFaceEmbedding):
     long_texts: LongTexts = Field(
         default="window", description="'window': embed long chunks whole; 'truncate': cut them"
     )
+    _warned: bool = PrivateAttr(default=False)
 
     def __init__(self, *args: Any, long_texts: LongTexts = "window", **kwargs: Any) -> None:
         if long_texts not in ("window", "truncate"):
@@ -75,7 +76,11 @@ class WindowedHuggingFaceEmbedding(HuggingFaceEmbedding):
         """Content tokens per window: the model's length less special tokens and the prompt."""
         tokenizer = getattr(self._model, "tokenizer", None)
         if tokenizer is None or not getattr(tokenizer, "is_fast", False):
-            logger.warning("long_texts='window' needs a fast tokenizer; truncating long texts")
+            if not self._warned:  # _embed runs once per embed batch: say it once
+                logger.warning("long_texts='window' needs a fast tokenizer; truncating long texts")
+                self._warned = True
+            return None
+        if self._model.max_seq_length is None:  # no length limit: nothing is cut
             return None
         prompt = (self._model.prompts or {}).get("text") or ""
         used = tokenizer.num_special_tokens_to_add(pair=False)

@@ -95,3 +95,16 @@ def test_split_returns_a_text_that_fits_whole():
 def test_unknown_long_texts_mode_is_one_clear_error(tiny_model_path):
     with pytest.raises(ValueError, match="long_texts must be 'window' or 'truncate'"):
         _models.load_embed_model(tiny_model_path, long_texts="chop")
+
+
+def test_without_a_fast_tokenizer_long_texts_are_truncated_with_one_warning(
+    models, monkeypatch, caplog
+):
+    window, truncate = models
+    monkeypatch.setattr(type(window._model.tokenizer), "is_fast", False)
+    long = " ".join(["lyft"] * 14 + ["uber"] * 20)
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed._windowed"):
+        first = window.get_text_embedding(long)
+        window.get_text_embedding_batch([long, "uber drivers"])
+    assert np.allclose(first, truncate.get_text_embedding(long), atol=1e-5)
+    assert sum("needs a fast tokenizer" in r.getMessage() for r in caplog.records) == 1
