@@ -319,6 +319,9 @@ def card_section(summary: dict[str, Any]) -> str:
         lines += ["", "Validation metrics (final model):", ""]
         lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items())]
+    if summary.get("guard"):
+        lines += ["", "Guard (NDCG@10 x100 against the base as LlamaIndex loads it):", ""]
+        lines += [summary["guard"]["message"]]
     return "\n".join(lines) + "\n"
 
 
@@ -359,6 +362,19 @@ def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
     if not frozen:
         raise ValueError("freeze_layers: this model has no embeddings/encoder layers to freeze")
     return frozen
+
+
+def average_with_base(
+    model: SentenceTransformer, base_state: dict[str, torch.Tensor], base_weight: float
+) -> None:
+    """In place: every floating weight becomes ``base_weight * base + (1 - base_weight) * own``."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            base = base_state.get(name)
+            if base is not None and tensor.is_floating_point():
+                tensor.mul_(1.0 - base_weight).add_(base.to(tensor), alpha=base_weight)
 
 
 def precision_flags(precision: str, device: str) -> dict[str, bool]:
@@ -572,6 +588,7 @@ def summary(
         **{k: v for k, v in engine.options.items() if k not in {"learning_rate", "precision"}},
         "query_prompt": engine.query_prompt,
         "document_prompt": engine.document_prompt,
+        "base_weight": engine.base_weight,
     }
     state = trainer.state
     return {

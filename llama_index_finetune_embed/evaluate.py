@@ -265,6 +265,12 @@ def compare_embed_models(
 ) -> ComparisonTable:
     """One row per model, deltas and paired-bootstrap differences against the first model.
 
+    Put first what the user has today: a model id or path is loaded as LlamaIndex loads it
+    (``HuggingFaceEmbedding(model_name=...)``: its configured max length, long chunks
+    truncated; saved prompts kept), or pass the embed model of the user's own index. Variants
+    (windows, other lengths) are extra rows: e.g. ``load_embed_model(id, long_texts="window")``.
+    ``max_seq_length`` overrides the length of every model given by id/path.
+
     Every model is evaluated on the fast path (embeddings computed once per model, reused by
     all metrics); the resamples are shared, so the differences are paired by query.
 

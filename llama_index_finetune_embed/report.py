@@ -137,7 +137,13 @@ def _paired_section(table: ComparisonTable, name: str, keys: list[str], examples
         out.append("| " + " | ".join(cells) + " |")
     primary = table.result(name).primary_metric
     counts = table.win_loss_counts(name, metric=primary)
+    diff = table.paired_diff(name, primary)
+    half = 100 * (diff.ci[1] - diff.ci[0]) / 2
     out += [
+        "",
+        f"Resolution: with {table.results[0].num_queries} queries the interval of the "
+        f"{metric_label(primary, k)} difference is ±{half:.1f} points wide: differences "
+        f"smaller than about {half:.0f} points cannot be told from noise here.",
         "",
         f"Per query ({metric_label(primary, k)}): {name} better on {counts['better']}, worse on "
         f"{counts['worse']}, same on {counts['same']}.",

@@ -11,7 +11,7 @@ MAX = 16  # tokens the model reads at once: [CLS] + 14 content tokens + [SEP]
 
 @pytest.fixture
 def models(tiny_model_path):
-    window = _models.load_embed_model(tiny_model_path, max_length=MAX)
+    window = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="window")
     truncate = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="truncate")
     return window, truncate
 

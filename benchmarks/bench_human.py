@@ -1,0 +1,369 @@
+"""Human-query benchmark: does finetuning help the questions people write, not only generated ones?
+
+Scores embed models on the human-query sets in ``../shared/data/human/`` (BEIR layout: SciFact
+train claims over the SciFact corpus; SQuAD questions over 24 Wikipedia articles). Each set's
+relevant documents are split in two halves at random (``--split-seed``); a query belongs to the
+half that holds all of its relevant documents. Every model is scored on the queries of half B
+against the *whole* corpus (NDCG@10 / MRR@10 / hit@10 x100, paired-bootstrap 95% interval of the
+difference to the status-quo base). Rows:
+
+- ``base``: what a LlamaIndex user has today: ``HuggingFaceEmbedding(model_name=<base>)`` as
+  shipped (its configured max length, long texts truncated). Every delta is against this row.
+- ``base windows`` (``--base-variants``): the same model reading long texts in windows.
+- ``(a) tutorial``: the engine trained on the tutorial's 668 GPT-3.5 Lyft questions
+  (``../shared/data/seed10k/train_dataset.json``), served as ``get_finetuned_model()`` serves
+  it; the Uber val MRR@10 (790 GPT-3.5 questions) is printed beside it, as served (long chunks
+  cut at the model's length) and with long chunks read in windows.
+- ``(b) offline job``: the main job's offline training stage on the set's own corpus, no labels:
+  inverse-cloze pseudo-queries (``generate_offline_pairs``, the ``--offline-train pseudo``
+  default) over ``--offline-chunks`` sampled documents, then the same recipe.
+- ``(c) human half``: trained on half A's human (query, document) pairs: the ceiling that better
+  generated questions could reach.
+
+Recipes are engine keywords (``--recipe NAME='{"learning_rate": 2e-5}'``; ``default`` = the
+engine's defaults), each trained with every ``--seeds`` seed. Usage (heavy: one at a time)::
+
+    .venv/bin/python benchmarks/bench_human.py --quick            # ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_human.py                    # the full sets, 2 seeds
+
+``--quick`` scores 300 queries per set over the relevant documents plus 1,700 random others of
+SciFact (SQuAD's 1,023 paragraphs whole) and trains (b) on 400 documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+HUMAN = SHARED / "human"
+SETS = {"scifact": "scifact_train", "squad": "squad_even"}
+METRICS = ("ndcg@10", "mrr@10", "accuracy@10")
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def load_beir(folder: Path) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """(corpus id -> "title\\ntext", query id -> text, query id -> relevant corpus ids)."""
+    corpus, queries, qrels = {}, {}, {}
+    with open(folder / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            title, text = row.get("title") or "", row.get("text") or ""
+            corpus[str(row["_id"])] = f"{title}\n{text}" if title else text
+    with open(folder / "queries.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            queries[str(row["_id"])] = row["text"]
+    with open(folder / "qrels" / "train.tsv", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if float(row["score"]) > 0 and row["corpus-id"] in corpus:
+                qrels.setdefault(row["query-id"], []).append(row["corpus-id"])
+    return corpus, queries, {q: d for q, d in qrels.items() if q in queries}
+
+
+def split_by_document(
+    qrels: dict[str, list[str]], seed: int
+) -> tuple[list[str], list[str]]:
+    """(half A query ids, half B query ids): no relevant document is on both sides."""
+    docs = sorted({d for ids in qrels.values() for d in ids})
+    random.Random(seed).shuffle(docs)
+    half_a = set(docs[: len(docs) // 2])
+    a = [q for q, ids in qrels.items() if all(d in half_a for d in ids)]
+    b = [q for q, ids in qrels.items() if not any(d in half_a for d in ids)]
+    return sorted(a), sorted(b)
+
+
+class HumanSet:
+    """One human-query set: its eval dataset (half B), training pairs (half A) and corpus."""
+
+    def __init__(self, name: str, quick: bool, split_seed: int) -> None:
+        from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+
+        self.name = name
+        corpus, queries, qrels = load_beir(HUMAN / SETS[name])
+        train_q, eval_q = split_by_document(qrels, split_seed)
+        self.human_train = EmbeddingQAFinetuneDataset(
+            queries={q: queries[q] for q in train_q},
+            corpus={d: corpus[d] for q in train_q for d in qrels[q]},
+            relevant_docs={q: qrels[q] for q in train_q},
+        )
+        rng = random.Random(split_seed)
+        if quick:
+            eval_q = sorted(rng.sample(eval_q, min(300, len(eval_q))))
+            needed = {d for q in eval_q for d in qrels[q]}
+            others = sorted(set(corpus) - needed)
+            keep = needed | set(rng.sample(others, max(0, min(len(others), 2000 - len(needed)))))
+            corpus = {k: v for k, v in corpus.items() if k in keep}
+        self.corpus = corpus
+        self.eval = EmbeddingQAFinetuneDataset(
+            queries={q: queries[q] for q in eval_q},
+            corpus=corpus,
+            relevant_docs={q: qrels[q] for q in eval_q},
+        )
+
+    def offline_train(self, n_docs: int, seed: int) -> Any:
+        """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs."""
+        from llama_index.core.schema import TextNode
+
+        from llama_index_finetune_embed.pseudo import generate_offline_pairs
+
+        ids = sorted(self.corpus)
+        ids = sorted(random.Random(seed).sample(ids, min(n_docs, len(ids))))
+        nodes = [TextNode(id_=i, text=self.corpus[i]) for i in ids]
+        return generate_offline_pairs(nodes, llm=None, seed=seed)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def status_quo_base(base_path: str) -> Any:
+    """The base exactly as LlamaIndex loads it: plain HuggingFaceEmbedding, truncating."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(model_name=base_path, device="cpu")
+
+
+def train(dataset: Any, base: str, out: Path, recipe: dict[str, Any], seed: int) -> Any:
+    """Train with the engine into ``out``; return (seconds, engine metrics)."""
+    from llama_index_finetune_embed import SentenceTransformersFinetuneEngine
+
+    start = time.perf_counter()
+    engine = SentenceTransformersFinetuneEngine(
+        dataset, model_id=base, model_output_path=out, seed=seed, **recipe
+    )
+    engine.finetune()
+    return time.perf_counter() - start, engine.metrics
+
+
+def uber_mrr(model_dir: Path, served: Any, windows: bool, bf16: bool) -> tuple[float, ...]:
+    """Uber val MRR@10 as served (long chunks cut at the model's length) [, read in windows]."""
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, evaluate_retrieval
+    from llama_index_finetune_embed._models import load_embed_model
+
+    val = EmbeddingQAFinetuneDataset.from_json(SHARED / "seed10k" / "val_dataset.json")
+    models = [served]
+    if windows:
+        models.append(fast(load_embed_model(model_dir, long_texts="window"), bf16))
+    return tuple(
+        evaluate_retrieval(val, m, top_k=10, n_resamples=200, show_progress=False)
+        .metrics["mrr@10"] for m in models
+    )
+
+
+def fast(model: Any, bf16: bool) -> Any:
+    """The embed model with bf16 weights (about 2-4x faster on CPUs with bf16 matmuls)."""
+    if bf16:
+        import torch
+
+        model._model.to(torch.bfloat16)
+    return model
+
+
+def variants(model_dir: Path, base_path: str, args: argparse.Namespace) -> Any:
+    """(label suffix, model dir, served embed model) for a trained model and its variants:
+    reading long texts in windows, and weight-space averages with the base (``--mix``)."""
+    from llama_index_finetune_embed import load_finetuned_model
+
+    yield "", model_dir, fast(load_finetuned_model(model_dir), args.bf16)
+    if args.serve_windows:
+        model = load_finetuned_model(model_dir, long_texts="window")
+        yield " windows", model_dir, fast(model, args.bf16)
+    for length in args.serve_lengths:
+        model = load_finetuned_model(model_dir, max_length=length)
+        yield f" served at {length}", model_dir, fast(model, args.bf16)
+    for weight in args.mix:
+        mixed = model_dir / f"mix{weight}"
+        mix_with_base(model_dir, base_path, weight, mixed)
+        yield f" base_weight={weight}", mixed, fast(load_finetuned_model(mixed), args.bf16)
+
+
+def mix_with_base(model_dir: Path, base_path: str, weight: float, out: Path) -> None:
+    """Save ``weight`` x base + ``1 - weight`` x the finetuned model into ``out`` (WiSE-FT)."""
+    from sentence_transformers import SentenceTransformer
+
+    from llama_index_finetune_embed._training import average_with_base
+
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    base = SentenceTransformer(base_path, device="cpu")
+    average_with_base(model, base.state_dict(), weight)
+    model.save_pretrained(str(out), create_model_card=False)
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+class Scorer:
+    """Scores models on one set against the base; keeps each row's numbers for the table."""
+
+    def __init__(self, hset: HumanSet, base: Any) -> None:
+        from llama_index_finetune_embed import evaluate_retrieval
+
+        self.hset = hset
+        self.base = evaluate_retrieval(hset.eval, base, top_k=10, name="base")
+        self.rows: list[dict[str, Any]] = [self._row(self.base, None)]
+
+    def add(self, label: str, model: Any, **extra: Any) -> dict[str, Any]:
+        from llama_index_finetune_embed import ComparisonTable, evaluate_retrieval
+
+        result = evaluate_retrieval(self.hset.eval, model, top_k=10, name=label)
+        table = ComparisonTable.from_results([self.base, result])
+        row = self._row(result, table, **extra)
+        self.rows.append(row)
+        print(_fmt_row(self.hset.name, row), flush=True)
+        return row
+
+    def _row(self, result: Any, table: Any, **extra: Any) -> dict[str, Any]:
+        row = {"set": self.hset.name, "model": result.name, **extra}
+        for m in METRICS:
+            row[m] = 100 * result.metrics[m]
+            if table is not None:
+                d = table.paired_diff(result.name, m)
+                row[f"d_{m}"] = (100 * d.delta, 100 * d.ci[0], 100 * d.ci[1])
+        return row
+
+
+def _fmt_row(name: str, row: dict[str, Any]) -> str:
+    parts = [f"{name:8s} {row['model']:34s}"]
+    for m in METRICS:
+        cell = f"{row[m]:5.1f}"
+        if f"d_{m}" in row:
+            d, lo, hi = row[f"d_{m}"]
+            cell += f" ({d:+.1f} [{lo:+.1f},{hi:+.1f}])"
+        parts.append(f"{m} {cell}")
+    if "guard" in row:
+        parts.append(f"guard {row['guard']} (trained: canary {row['canary']:+.1f})")
+    if "uber" in row:
+        parts.append("uber mrr@10 " + "/".join(f"{v:.3f}" for v in row["uber"]))
+    return "  ".join(parts)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One table: model x set, NDCG@10 with its paired interval, MRR@10, hit@10, Uber MRR@10."""
+    lines = [
+        "| model | set | NDCG@10 | Δ NDCG@10 [95%] | MRR@10 | hit@10 | Uber MRR@10 |",
+        "|:--|:--|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        delta = "-" if "d_ndcg@10" not in r else "{:+.1f} [{:+.1f}, {:+.1f}]".format(
+            *r["d_ndcg@10"]
+        )
+        uber = "-" if "uber" not in r else " / ".join(f"{v:.3f}" for v in r["uber"])
+        lines.append(
+            f"| {r['model']} | {r['set']} | {r['ndcg@10']:.1f} | {delta} | "
+            f"{r['mrr@10']:.1f} | {r['accuracy@10']:.1f} | {uber} |"
+        )
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="300 queries a set, smaller corpora")
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--rows", default="abc", help="which of (a), (b), (c) to train: e.g. 'a'")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--recipe", action="append", default=[],
+                   help='NAME=JSON engine keywords; default: default={}')
+    p.add_argument("--base-variants", action="store_true",
+                   help="also score the base reading long texts in windows")
+    p.add_argument("--serve-windows", action="store_true",
+                   help="also score each finetuned model reading long texts in windows")
+    p.add_argument("--mix", nargs="*", type=float, default=[],
+                   help="also score each model averaged with the base at these base weights")
+    p.add_argument("--serve-lengths", nargs="*", type=int, default=[],
+                   help="also score each model served at these max lengths (truncating)")
+    p.add_argument("--uber-windows", action="store_true",
+                   help="also score Uber val with long chunks read in windows")
+    p.add_argument("--bf16", action="store_true",
+                   help="embed in bf16 (faster on CPU; every row alike, base included)")
+    p.add_argument("--offline-chunks", type=int, default=None,
+                   help="documents the (b) rows train on (default 1500, quick 400)")
+    p.add_argument("--out", type=Path, default=ROOT / ".bench" / "human")
+    return p.parse_args(argv)
+
+
+def recipes(specs: list[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for spec in specs or ["default={}"]:
+        name, _, js = spec.partition("=")
+        out[name] = json.loads(js or "{}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not (HUMAN / "README.md").is_file():
+        sys.exit(f"needs the human-query sets in {HUMAN} (a checkout with ../shared beside it)")
+    from llama_index_finetune_embed._models import load_embed_model, packaged_minilm_path
+
+    base_path = str(packaged_minilm_path())
+    started = time.perf_counter()
+    sets = {n: HumanSet(n, args.quick, args.split_seed) for n in args.sets}
+    for n, s in sets.items():
+        print(f"{n}: {len(s.eval.queries)} eval queries over {len(s.corpus)} docs; "
+              f"{len(s.human_train.queries)} human training queries", flush=True)
+    scorers = {n: Scorer(s, fast(status_quo_base(base_path), args.bf16)) for n, s in sets.items()}
+    for sc in scorers.values():
+        print(_fmt_row(sc.hset.name, sc.rows[0]), flush=True)
+        if args.base_variants:
+            windows = load_embed_model(base_path, long_texts="window")
+            sc.add("base windows", fast(windows, args.bf16))
+            sc.add("base at 512", fast(load_embed_model(base_path, max_length=512), args.bf16))
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+
+    tutorial = EmbeddingQAFinetuneDataset.from_json(SHARED / "seed10k" / "train_dataset.json")
+    n_off = args.offline_chunks or (400 if args.quick else 1500)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for rname, recipe in recipes(args.recipe).items():
+        for seed in args.seeds:
+            tag = f"{rname} s{seed}"
+            jobs = []
+            if "a" in args.rows:
+                jobs.append(("(a) tutorial", tutorial, list(scorers.values())))
+            for name, sc in scorers.items():
+                if "b" in args.rows:
+                    jobs.append(("(b) offline job", sets[name].offline_train(n_off, seed), [sc]))
+                if "c" in args.rows:
+                    jobs.append(("(c) human half", sets[name].human_train, [sc]))
+            for kind, data, targets in jobs:
+                with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+                    secs, metrics = train(data, base_path, Path(tmp), recipe, seed)
+                    guard = metrics.get("guard") or {}
+                    for suffix, model_dir, model in variants(Path(tmp), base_path, args):
+                        extra: dict[str, Any] = {"seconds": secs}
+                        if guard and not suffix:
+                            extra["guard"] = guard["decision"]
+                            extra["canary"] = guard["tried"][0]["checks"][0]["delta"]
+                        if kind.startswith("(a)") and "windows" not in suffix:
+                            extra["uber"] = uber_mrr(model_dir, model, args.uber_windows,
+                                                     args.bf16)
+                        for sc in targets:
+                            sc.add(f"{kind} {tag}{suffix}", model, **extra)
+    rows = [r for sc in scorers.values() for r in sc.rows]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"human-{stamp}.json").write_text(json.dumps(
+        {"argv": sys.argv[1:], "rows": rows}, indent=1), encoding="utf-8")
+    print()
+    print(markdown(rows))
+    print(f"\n{time.perf_counter() - started:.0f} s; rows in {args.out}/human-{stamp}.json")
+
+
+if __name__ == "__main__":
+    main()
