@@ -7,8 +7,9 @@ model's saved prompts and max_seq_length 512:
 - *truncated*: sentence-transformers' InformationRetrievalEvaluator; a chunk longer than 512
   tokens is cut (70% of the Uber chunks are), as llama-index-finetuning and the tutorial do;
 - *served*: this package's ``evaluate_retrieval`` with ``load_embed_model`` (what
-  ``get_finetuned_model()`` gives a ``VectorStoreIndex``), which reads long chunks whole
-  (``long_texts="window"``).
+  ``get_finetuned_model()`` gives a ``VectorStoreIndex``). Until #12 that read long chunks whole
+  (``long_texts="window"``); it now truncates them like ``HuggingFaceEmbedding``, so the two
+  evaluations differ only in their code paths.
 
 The reference runs as a subprocess in its own environment (``--ref-python``), made with::
 

@@ -115,7 +115,7 @@ class HumanSet:
             relevant_docs={q: qrels[q] for q in eval_q},
         )
 
-    def offline_train(self, n_docs: int, seed: int) -> Any:
+    def offline_train(self, n_docs: int, seed: int, **options: Any) -> Any:
         """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs."""
         from llama_index.core.schema import TextNode
 
@@ -124,7 +124,7 @@ class HumanSet:
         ids = sorted(self.corpus)
         ids = sorted(random.Random(seed).sample(ids, min(n_docs, len(ids))))
         nodes = [TextNode(id_=i, text=self.corpus[i]) for i in ids]
-        return generate_offline_pairs(nodes, llm=None, seed=seed)
+        return generate_offline_pairs(nodes, llm=None, seed=seed, **options)
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -295,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="embed in bf16 (faster on CPU; every row alike, base included)")
     p.add_argument("--offline-chunks", type=int, default=None,
                    help="documents the (b) rows train on (default 1500, quick 400)")
+    p.add_argument("--offline-options", type=json.loads, default={},
+                   help='JSON keywords for generate_offline_pairs, e.g. \'{"remove_prob": 0.9}\'')
     p.add_argument("--out", type=Path, default=ROOT / ".bench" / "human")
     return p.parse_args(argv)
 
@@ -339,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
                 jobs.append(("(a) tutorial", tutorial, list(scorers.values())))
             for name, sc in scorers.items():
                 if "b" in args.rows:
-                    jobs.append(("(b) offline job", sets[name].offline_train(n_off, seed), [sc]))
+                    pairs = sets[name].offline_train(n_off, seed, **args.offline_options)
+                    jobs.append(("(b) offline job", pairs, [sc]))
                 if "c" in args.rows:
                     jobs.append(("(c) human half", sets[name].human_train, [sc]))
             for kind, data, targets in jobs:

@@ -25,6 +25,7 @@ from llama_index_finetune_embed.generate import (
     generate_qa_embedding_pairs,
     parse_questions,
 )
+from llama_index_finetune_embed.guard import GuardReport, RetrievalGuard, load_canary
 from llama_index_finetune_embed.llms import LocalLLM
 from llama_index_finetune_embed.pseudo import generate_offline_pairs, generate_pseudo_queries
 
@@ -36,7 +37,9 @@ __all__ = [
     "ComparisonTable",
     "EmbeddingAdapterFinetuneEngine",
     "EmbeddingQAFinetuneDataset",
+    "GuardReport",
     "LocalLLM",
+    "RetrievalGuard",
     "RetrievalResult",
     "SentenceTransformersFinetuneEngine",
     "chunk_documents",
@@ -47,6 +50,7 @@ __all__ = [
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "ir_metrics",
+    "load_canary",
     "load_embed_model",
     "load_finetuned_model",
     "load_documents",

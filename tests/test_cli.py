@@ -65,6 +65,9 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     assert (out / "report.png").stat().st_size > 10_000
     report = (out / "report.md").read_text()
     assert "held-out questions" in report and "finetuned" in report
+    assert "| base (as LlamaIndex loads it) |" in report  # the status quo is the first row
+    assert "- guard: the finetuned model" in report and "canary (171 questions)" in report
+    assert "Resolution: with" in report
     stages = json.loads((out / "stages.json").read_text())["done"]
     assert set(stages) == {"chunks", "split", "generate", "finetune", "evaluate"}
 

@@ -78,6 +78,15 @@ def test_markdown_has_intervals_deltas_verdicts_and_examples(table):
     assert "| model | acc@1 | acc@3 | acc@5 | acc@10 | MRR@10 | NDCG@10 | MAP@100 |" in md
 
 
+def test_markdown_states_its_resolution(table):
+    """The width of the paired interval, so a reader knows which differences it can show."""
+    md = table.to_markdown()
+    d = table.paired_diff("better", "mrr")
+    half = 100 * (d.ci[1] - d.ci[0]) / 2
+    assert f"Resolution: with 300 queries the interval of the MRR@5 difference is ±{half:.1f}" in md
+    assert 0.5 < half < 20
+
+
 def test_single_result_markdown_has_no_comparison(table):
     md = table.results[0].to_markdown()
     assert "| base |" in md and " vs " not in md

@@ -1,0 +1,56 @@
+"""The main job's report lines: the guard's decision and the few-questions note, in plain words."""
+
+from __future__ import annotations
+
+import json
+
+from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.guard import GuardCheck, GuardReport
+from llama_index_finetune_embed.pipeline import _few_questions_note, _guard_lines
+
+
+def _metrics_with_guard(tmp_path, decision: str, weight: float):
+    lost = GuardCheck(name="canary", queries=171, base=80.0, model=20.0, delta=-60.0,
+                      ci=(-65.0, -55.0), loses=True)
+    kept = GuardCheck(name="canary", queries=171, base=80.0, model=80.0, delta=0.0,
+                      ci=(0.0, 0.0), loses=False)
+    report = GuardReport(
+        decision=decision, base_weight=weight, tolerance=1.0, checks=[kept],
+        tried=[{"base_weight": 0.0, "checks": [lost.model_dump(mode="json")]}],
+    )
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"guard": {"message": report.message,
+                                          **report.model_dump(mode="json")}}))
+    return path
+
+
+def test_report_says_when_the_guard_handed_back_the_base(tmp_path):
+    lines = _guard_lines(_metrics_with_guard(tmp_path, "base", 1.0))
+    assert lines[0].startswith("- guard: the finetuned model and its averages with the base all")
+    assert "canary -60.0 NDCG@10 points" in lines[0] and "base model's weights" in lines[0]
+    assert "canary (171 questions) 80.0 -> 20.0 [-65.0, -55.0]" in lines[1]
+
+
+def test_report_says_when_the_guard_averaged(tmp_path):
+    lines = _guard_lines(_metrics_with_guard(tmp_path, "averaged", 0.5))
+    assert "its average with the base (base weight 0.50)" in lines[0]
+
+
+def test_report_without_guard_or_metrics(tmp_path):
+    assert _guard_lines(tmp_path / "missing.json") == []
+    (tmp_path / "m.json").write_text("{}")
+    assert _guard_lines(tmp_path / "m.json") == ["- guard: off"]
+
+
+def test_few_held_out_questions_are_called_out():
+    def ds(n):
+        return EmbeddingQAFinetuneDataset(
+            queries={f"q{i}": f"q {i}?" for i in range(n)},
+            corpus={f"c{i}": f"chunk {i}" for i in range(150)},
+            relevant_docs={f"q{i}": [f"c{i}"] for i in range(n)},
+        )
+
+    note = _few_questions_note(ds(20))
+    assert len(note) == 1 and "only 20 held-out questions" in note[0]
+    assert "150 held-out chunks" in note[0]
+    assert _few_questions_note(ds(120)) == []
