@@ -277,7 +277,10 @@ class SentenceTransformersFinetuneEngine:
         if self.base_weight > 0:
             _training.average_with_base(self.model, self._base_state, self.base_weight)
         if trainer.is_world_process_zero():
-            report = guard.decide(self.model, self._base_state) if guard else None
+            report = (
+                guard.decide(self.model, self._base_state, base_weight=self.base_weight)
+                if guard else None
+            )
             if report is not None and report.decision == "base":  # the base exactly as it was
                 self.max_seq_length = self.model.max_seq_length = self._served_base_length
             final = evaluator(self.model) if evaluator is not None else {}

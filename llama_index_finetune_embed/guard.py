@@ -78,19 +78,21 @@ class GuardReport(BaseModel):
         worst = ", ".join(
             f"{c.name} NDCG@10 {c.base:.1f} -> {c.model:.1f}" for c in self.checks
         )
+        first = self.tried[0]["base_weight"] if self.tried else 0.0
+        model = "the finetuned model" + (f" (base weight {first:.2f})" if first else "")
         if self.decision == "finetuned":
-            return f"guard: the finetuned model does not lose to its base ({worst})"
+            return f"guard: {model} does not lose to its base ({worst})"
         lost = "; ".join(
             f"{c['name']} {c['delta']:+.1f}" for c in self.tried[0]["checks"] if c["loses"]
         )
         if self.decision == "averaged":
             return (
-                f"guard: the finetuned model lost to its base ({lost} NDCG@10 points); handing "
-                f"back its average with the base (base weight {self.base_weight:.2f}), which "
+                f"guard: {model} lost to its base ({lost} NDCG@10 points); handing back a "
+                f"closer average with the base (base weight {self.base_weight:.2f}), which "
                 f"does not lose ({worst})"
             )
         return (
-            f"guard: the finetuned model and its averages with the base all lost to the base "
+            f"guard: {model} and its closer averages with the base all lost to the base "
             f"({lost} NDCG@10 points); handing back the base model's weights unchanged"
         )
 
@@ -138,9 +140,17 @@ class RetrievalGuard:
             model.max_seq_length = saved
 
     def decide(
-        self, model: SentenceTransformer, base_state: Mapping[str, torch.Tensor]
+        self,
+        model: SentenceTransformer,
+        base_state: Mapping[str, torch.Tensor],
+        *,
+        base_weight: float = 0.0,
     ) -> GuardReport:
-        """Check ``model``; if it loses, average it with ``base_state`` in place (see module)."""
+        """Check ``model``; if it loses, average it with ``base_state`` in place (see module).
+
+        ``base_weight``: the base's share already in ``model`` (the engine's own average), so
+        that the report states the base's share of the weights handed back.
+        """
         from llama_index_finetune_embed._training import average_with_base
 
         if not self._base:
@@ -152,10 +162,11 @@ class RetrievalGuard:
                 model.load_state_dict(trained)
                 average_with_base(model, base_state, weight)
             checks = self.evaluate(model)
-            tried.append({"base_weight": weight, "checks": [c.model_dump() for c in checks]})
+            share = 1.0 - (1.0 - base_weight) * (1.0 - weight)
+            tried.append({"base_weight": share, "checks": [c.model_dump() for c in checks]})
             if not any(c.loses for c in checks):
                 decision = "finetuned" if weight == 0.0 else "averaged"
-                return self._report(decision, weight, checks, tried)
+                return self._report(decision, share, checks, tried)
         model.load_state_dict(dict(base_state))
         return self._report("base", 1.0, self._base_checks(), tried)
 

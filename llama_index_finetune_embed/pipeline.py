@@ -455,8 +455,8 @@ def _guard_lines(metrics_path: Path) -> list[str]:
     )
     return [
         f"- {guard['message']}",
-        f"- guard checks of the trained weights, NDCG@10 x100 base -> trained [95% interval of "
-        f"the difference]: {checks}",
+        f"- guard checks of the finetuned model before the guard, NDCG@10 x100 base -> "
+        f"finetuned [95% interval of the difference]: {checks}",
     ]
 
 

@@ -60,8 +60,11 @@ def test_unchanged_model_is_kept_and_a_broken_one_is_replaced(minilm_path, small
                 tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.5)
     broken = guard.evaluate(model)[0]
     assert broken.loses and broken.delta < -20
-    replaced = guard.decide(model, base_state)
+    replaced = guard.decide(model, base_state, base_weight=0.5)  # as if already averaged once
     assert replaced.decision in ("averaged", "base")
+    # the base's share of each candidate: 0.5 as given, then 0.5 and 0.75 more of the base
+    assert [t["base_weight"] for t in replaced.tried] == [0.5, 0.75, 0.875][: len(replaced.tried)]
+    assert "the finetuned model (base weight 0.50) " in replaced.message
     assert replaced.tried[0]["checks"][0]["loses"]
     assert not any(c.loses for c in replaced.checks)  # what is handed back does not lose
     assert "lost to" in replaced.message

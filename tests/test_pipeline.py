@@ -26,14 +26,14 @@ def _metrics_with_guard(tmp_path, decision: str, weight: float):
 
 def test_report_says_when_the_guard_handed_back_the_base(tmp_path):
     lines = _guard_lines(_metrics_with_guard(tmp_path, "base", 1.0))
-    assert lines[0].startswith("- guard: the finetuned model and its averages with the base all")
+    assert lines[0].startswith("- guard: the finetuned model and its closer averages with the base")
     assert "canary -60.0 NDCG@10 points" in lines[0] and "base model's weights" in lines[0]
     assert "canary (171 questions) 80.0 -> 20.0 [-65.0, -55.0]" in lines[1]
 
 
 def test_report_says_when_the_guard_averaged(tmp_path):
     lines = _guard_lines(_metrics_with_guard(tmp_path, "averaged", 0.5))
-    assert "its average with the base (base weight 0.50)" in lines[0]
+    assert "a closer average with the base (base weight 0.50)" in lines[0]
 
 
 def test_report_without_guard_or_metrics(tmp_path):
