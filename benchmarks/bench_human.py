@@ -23,11 +23,13 @@ difference to the status-quo base). Rows:
 Recipes are engine keywords (``--recipe NAME='{"learning_rate": 2e-5}'``; ``default`` = the
 engine's defaults), each trained with every ``--seeds`` seed. Usage (heavy: one at a time)::
 
-    .venv/bin/python benchmarks/bench_human.py --quick            # ~10 min on 2 cores
-    .venv/bin/python benchmarks/bench_human.py                    # the full sets, 2 seeds
+    .venv/bin/python benchmarks/bench_human.py --quick --bf16     # rows a, b, c; 2 seeds
+    .venv/bin/python benchmarks/bench_human.py                    # the full sets (longer)
 
-``--quick`` scores 300 queries per set over the relevant documents plus 1,700 random others of
-SciFact (SQuAD's 1,023 paragraphs whole) and trains (b) on 400 documents.
+``--quick`` scores 300 queries per set over their relevant documents plus random others (2,000
+SciFact abstracts in all; SQuAD's 1,023 paragraphs whole) and trains (b) on 400 documents.
+Measured on 2 cores with ``--quick --bf16``: rows a with 2 seeds and two ``--mix`` averages 23
+min; rows b, c with 2 seeds and one average 28 min. The full mode was not timed end to end.
 """
 
 from __future__ import annotations
