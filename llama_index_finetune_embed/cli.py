@@ -139,6 +139,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="chunks per training batch (recipe default)")
     p.add_argument("--max-seq-length", type=int, default=None, help="tokens per text (model max)")
+    p.add_argument("--base-weight", type=float, default=None,
+                   help="base share of the averaged weights (recipe default 0.5; 0 = as trained)")
+    p.add_argument("--no-guard", dest="guard", action="store_false",
+                   help="hand back the model even where it loses to its base (see README)")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -160,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         batch_size=args.batch_size,
         max_seq_length=args.max_seq_length,
+        base_weight=args.base_weight,
+        guard=args.guard,
         top_k=args.top_k,
         num_workers=args.num_workers,
         offline_train=args.offline_train,
@@ -214,16 +220,20 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     val = EmbeddingQAFinetuneDataset.from_json(args.val) if args.val else None
     options = {
         k: getattr(args, k)
-        for k in ("epochs", "batch_size", "max_seq_length")
+        for k in ("epochs", "batch_size", "max_seq_length", "base_weight")
         if getattr(args, k) is not None
     }
     engine = SentenceTransformersFinetuneEngine(
-        train, model_id=args.base_model, model_output_path=args.out, val_dataset=val, **options
-    )
+        train, model_id=args.base_model, model_output_path=args.out, val_dataset=val,
+        guard=args.guard, **options,
+    )  # fmt: skip
     engine.finetune()
     print(f"wrote {args.out}")
     for key, value in sorted(engine.metrics.items()):
-        print(f"  {key}: {value}")
+        if key != "guard":
+            print(f"  {key}: {value}")
+    if "guard" in engine.metrics:
+        print(engine.metrics["guard"]["message"])
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

@@ -47,6 +47,10 @@ class RunConfig(BaseModel):
     epochs: int | None = Field(default=None, gt=0, description="None = the engine's recipe")
     batch_size: int | None = Field(default=None, gt=1)
     max_seq_length: int | None = Field(default=None, gt=8)
+    base_weight: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="None = the engine's recipe (0.5)"
+    )
+    guard: bool = Field(default=True, description="check the model against its base (guard)")
     top_k: int = Field(default=5, gt=0)
     num_workers: int = Field(default=16, gt=0)
     offline_train: Literal["mix", "pseudo"] = Field(
@@ -324,7 +328,7 @@ def finetune_model(
     if stages.finished("finetune", model_dir):
         return model_dir
     options: dict[str, Any] = {}
-    for key in ("epochs", "batch_size", "max_seq_length"):
+    for key in ("epochs", "batch_size", "max_seq_length", "base_weight"):
         if getattr(config, key) is not None:
             options[key] = getattr(config, key)
     checkpoints = model_dir / "checkpoints"
@@ -334,6 +338,7 @@ def finetune_model(
         model_output_path=model_dir,
         seed=config.seed,
         resume_from_checkpoint=checkpoints.is_dir() and any(checkpoints.iterdir()),
+        guard=config.guard,
         guard_checks={"held-out": val},
         **options,
     )

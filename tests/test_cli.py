@@ -165,6 +165,15 @@ def test_stage_commands_generate_finetune_evaluate(
     args = ["finetune", str(data), "--out", str(model), "--base-model", str(tiny_model_path)]
     assert main([*args, "--epochs", "1", "--batch-size", "4"]) == 0
     assert (model / "model.safetensors").is_file()
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["recipe"]["base_weight"] == 0.5 and "guard" in metrics  # the defaults
+    assert "guard: the finetuned model" in capsys.readouterr().out
+    raw = tmp_path / "ft-raw"
+    raw_args = ["--out", str(raw), "--epochs", "1", "--batch-size", "4"]
+    assert main([*args[:2], "--base-model", str(tiny_model_path), *raw_args,
+                 "--base-weight", "0", "--no-guard"]) == 0
+    metrics = json.loads((raw / "metrics.json").read_text())
+    assert metrics["recipe"]["base_weight"] == 0.0 and "guard" not in metrics
     capsys.readouterr()
     report, plot = tmp_path / "r.md", tmp_path / "r.png"
     argv = ["evaluate", str(data), f"base={tiny_model_path}", f"ft={model}"]
