@@ -29,7 +29,8 @@ engine's defaults), each trained with every ``--seeds`` seed. Usage (heavy: one 
 ``--quick`` scores 300 queries per set over their relevant documents plus random others (2,000
 SciFact abstracts in all; SQuAD's 1,023 paragraphs whole) and trains (b) on 400 documents.
 Measured on 2 cores with ``--quick --bf16``: rows a with 2 seeds and two ``--mix`` averages 23
-min; rows b, c with 2 seeds and one average 28 min. The full mode was not timed end to end.
+min; rows b, c with 2 seeds and one average 28 min; rows a, b, c 24 min per seed. The full mode
+was not timed end to end.
 """
 
 from __future__ import annotations
