@@ -12,10 +12,11 @@ the finetuned model and its base are both scored (NDCG@10, per query) on
 The base is scored as a LlamaIndex user already has it (its configured length, long texts
 truncated). A model *loses* on a check when its mean NDCG@10 is more than ``tolerance`` points
 below the base's, or the paired-bootstrap 95% interval of the difference is entirely below 0.
-When it loses, weight-space averages with the base are tried (base weight 0.5, then 0.75:
-WiSE-FT, Wortsman et al. 2022), and the first that loses nowhere is kept; if every one loses,
-the base weights themselves are handed back. What was checked and decided goes into
-``metrics.json`` (``"guard"``), the model card and the main job's report.
+When it loses, closer weight-space averages with the base are tried (half, then three quarters
+of the way back to the base: WiSE-FT, Wortsman et al. 2022; after the engine's default average
+with base share 0.5 that is a base share of 0.75, then 0.875), and the first that loses nowhere
+is kept; if every one loses, the base weights themselves are handed back. What was checked and
+decided goes into ``metrics.json`` (``"guard"``), the model card and the main job's report.
 """
 
 from __future__ import annotations
