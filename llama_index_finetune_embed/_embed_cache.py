@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from llama_index_finetune_embed._io import atomic_write_json, text_hash
+from llama_index_finetune_embed._io import atomic_open, atomic_write_json, text_hash
 from llama_index_finetune_embed._models import is_hf_embedding
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
@@ -146,7 +145,7 @@ class EmbeddingCache:
         if not (self.path / "identity.json").is_file():
             atomic_write_json(self.path / "identity.json", self._identity)
         name = f"{side}-{text_hash(''.join(hashes))[:16]}.npz"
-        with atomic_binary(self.path / name) as fh:
+        with atomic_open(self.path / name, "wb") as fh:
             np.savez(fh, hashes=np.array(hashes), vectors=vectors)
 
 
@@ -158,30 +157,6 @@ def _check_dims(vectors: np.ndarray, identity: dict[str, Any], known: dict[str, 
                 f"base model {identity} returned {vectors.shape[1]}-dim vectors, but earlier "
                 f"ones (cached or just embedded) have {dim}; an adapter needs one fixed dimension"
             )
-
-
-class atomic_binary:
-    """Context manager: a binary file handle whose content replaces ``path`` only on success."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> Any:
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        self.fh = os.fdopen(fd, "wb")
-        return self.fh
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        try:
-            if exc_type is None:
-                self.fh.flush()
-                os.fsync(self.fh.fileno())
-        finally:
-            self.fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
 
 
 class EmbeddedDataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,23 +26,42 @@ def stable_id(*parts: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` that replaces it (fsync'd) only if the block succeeds.
+
+    The temp name is unique (``.<name>.<random>.part``), so concurrent writers never collide, and
+    a failed or interrupted block leaves the old file untouched and no temp file behind.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.bin"
+        >>> with atomic_open(target, "wb") as fh:
+        ...     _ = fh.write(b"done")
+        >>> target.read_bytes()
+        b'done'
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one."""
+    with atomic_open(path) as fh:
+        fh.write(text)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> None:

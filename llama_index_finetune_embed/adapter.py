@@ -23,12 +23,11 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index_finetune_embed._embed_cache import (
     EmbeddedDataset,
     EmbeddingCache,
-    atomic_binary,
     base_model_identity,
     check_same_base,
     mrr_at_k,
 )
-from llama_index_finetune_embed._io import atomic_write_json
+from llama_index_finetune_embed._io import atomic_open, atomic_write_json
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 if TYPE_CHECKING:
@@ -158,7 +157,7 @@ class AdapterEmbedding(BaseEmbedding):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self._module.state_dict().items()}
-        with atomic_binary(path / WEIGHTS_NAME) as fh:
+        with atomic_open(path / WEIGHTS_NAME, "wb") as fh:
             fh.write(save(state))
         atomic_write_json(path / CONFIG_NAME, self._config)
         return path
@@ -204,23 +203,6 @@ class AdapterEmbedding(BaseEmbedding):
 
 
 # -- the engine -------------------------------------------------------------------------------
-
-
-def _as_dataset(data: Any, name: str) -> EmbeddingQAFinetuneDataset:
-    if not isinstance(data, EmbeddingQAFinetuneDataset):
-        if not all(hasattr(data, a) for a in ("queries", "corpus", "relevant_docs")):
-            raise TypeError(
-                f"{name} must be an EmbeddingQAFinetuneDataset, got {type(data).__name__}"
-            )
-        # llama-index-finetuning's dataset class has the same fields
-        data = EmbeddingQAFinetuneDataset(
-            queries=data.queries, corpus=data.corpus, relevant_docs=data.relevant_docs
-        )
-    if not data.queries:
-        raise ValueError(
-            f"{name} has no queries: an adapter needs (query, chunk) pairs to train on"
-        )
-    return data
 
 
 class EmbeddingAdapterFinetuneEngine:
@@ -277,8 +259,11 @@ class EmbeddingAdapterFinetuneEngine:
         query_workers: int = 1,
         show_progress: bool = False,
     ) -> None:
-        self.train_dataset = _as_dataset(train_dataset, "train_dataset")
-        self.val_dataset = None if val_dataset is None else _as_dataset(val_dataset, "val_dataset")
+        self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train_dataset, "train_dataset")
+        self.val_dataset = (
+            None if val_dataset is None
+            else EmbeddingQAFinetuneDataset.coerce(val_dataset, "val_dataset")
+        )
         if not isinstance(base_embed_model, BaseEmbedding):
             raise TypeError(
                 "base_embed_model must be a LlamaIndex BaseEmbedding, "

@@ -87,6 +87,51 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 raise ValueError(f"failed_chunks names chunk {cid!r}, which is not in the corpus")
         return self
 
+    @classmethod
+    def coerce(
+        cls, data: Any, name: str = "dataset", *, allow_path: bool = False
+    ) -> EmbeddingQAFinetuneDataset:
+        """Return ``data`` as a freshly validated dataset, or raise one error naming ``name``.
+
+        Accepts this class, llama-index-finetuning's (same fields), any object with
+        ``queries``/``corpus``/``relevant_docs`` mappings, and with ``allow_path`` a JSON path.
+        Validation is redone because a dataset may have been edited after it was built.
+
+        Raises:
+            TypeError: not a dataset (nor, with ``allow_path``, a path to one).
+            ValueError: no queries, or ids that do not match (the message says which).
+
+        Example:
+            >>> EmbeddingQAFinetuneDataset.coerce(
+            ...     {"queries": {}, "corpus": {"c": "t"}, "relevant_docs": {}}, "train_dataset"
+            ... )
+            Traceback (most recent call last):
+            ...
+            TypeError: train_dataset must be an EmbeddingQAFinetuneDataset, got dict
+        """
+        if allow_path and isinstance(data, (str, os.PathLike)):
+            return cls.from_json(data)
+        fields = ("queries", "corpus", "relevant_docs")
+        if not all(isinstance(getattr(data, f, None), Mapping) for f in fields):
+            hint = " (or a path to its JSON)" if allow_path else ""
+            raise TypeError(
+                f"{name} must be an EmbeddingQAFinetuneDataset{hint}, got {type(data).__name__}"
+            )
+        if not data.queries:
+            raise ValueError(f"{name} is empty: it has no queries to train or evaluate on")
+        values = data.model_dump() if isinstance(data, cls) else {
+            "queries": dict(data.queries),
+            "corpus": dict(data.corpus),
+            "relevant_docs": {k: list(v) for k, v in data.relevant_docs.items()},
+            "mode": getattr(data, "mode", "text"),
+        }
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            lines = str(exc).splitlines()
+            detail = next((ln.strip() for ln in lines[1:] if ln.strip()), lines[0])
+            raise ValueError(f"{name} has inconsistent ids: {detail}") from None
+
     # -- size and iteration ---------------------------------------------------------------
 
     def __len__(self) -> int:

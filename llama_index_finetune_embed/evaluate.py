@@ -65,7 +65,6 @@ __all__ = [
     "evaluate_embeddings",
     "evaluate_retrieval",
     "ir_metrics",
-    "check_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def evaluate_retrieval(
         >>> f"{hit:.3f} [{lo:.3f}, {hi:.3f}]"  # doctest: +SKIP
         '0.762 [0.732, 0.792]'
     """
-    ds = check_dataset(dataset)
+    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
     _check_options(top_k, confidence, n_resamples)
     if retriever is not None and embed_model is not None:
         raise ValueError("pass either embed_model or retriever=, not both")
@@ -189,7 +188,7 @@ def evaluate_embeddings(
         >>> emb = embed_dataset(val, embed_model)  # doctest: +SKIP
         >>> at5, at10 = (evaluate_embeddings(val, emb, top_k=k) for k in (5, 10))  # doctest: +SKIP
     """
-    ds = check_dataset(dataset)
+    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
     _check_options(top_k, confidence, n_resamples)
     qids, cids = list(ds.queries), list(ds.corpus)
     _check_shapes(embeddings, len(qids), len(cids))
@@ -242,7 +241,7 @@ def embed_dataset(
         >>> emb.queries.shape, emb.corpus.shape  # doctest: +SKIP
         ((790, 384), (395, 384))
     """
-    ds = check_dataset(dataset)
+    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
     model = resolve_embed_model(embed_model, max_seq_length=max_seq_length)
     progress = show(show_progress)
     corpus = model.get_text_embedding_batch(list(ds.corpus.values()), show_progress=progress)
@@ -279,7 +278,7 @@ def compare_embed_models(
         >>> table = compare_embed_models(val, models, top_k=5)  # doctest: +SKIP
         >>> print(table.to_markdown()); table.plot("report.png")  # doctest: +SKIP
     """
-    ds = check_dataset(dataset)
+    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
     _check_options(top_k, confidence, n_resamples)
     if not models:
         raise ValueError("models is empty: pass e.g. {'base': 'local:all-MiniLM-L6-v2'}")
@@ -323,7 +322,7 @@ def ir_metrics(
     """
     from llama_index_finetune_embed._models import load_sentence_transformer
 
-    ds = check_dataset(dataset)
+    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load_sentence_transformer(model_or_path)
     else:
@@ -340,38 +339,6 @@ def ir_metrics(
 
 
 # -- inputs ---------------------------------------------------------------------------------
-
-
-def check_dataset(dataset: Any) -> EmbeddingQAFinetuneDataset:
-    """The dataset itself (any object with queries/corpus/relevant_docs) or one read from JSON.
-
-    Raises:
-        ValueError: no queries, no corpus, a query without expected ids, or an expected id that
-            is not in the corpus.
-    """
-    if isinstance(dataset, (str, os.PathLike)):
-        return EmbeddingQAFinetuneDataset.from_json(dataset)
-    for attr in ("queries", "corpus", "relevant_docs"):
-        if not isinstance(getattr(dataset, attr, None), Mapping):
-            raise TypeError(
-                f"dataset must be an EmbeddingQAFinetuneDataset (or a path to its JSON), "
-                f"got {type(dataset).__name__} without a {attr!r} mapping"
-            )
-    if not dataset.queries:
-        raise ValueError("the dataset has no queries: nothing to evaluate")
-    if not dataset.corpus:
-        raise ValueError("the dataset's corpus is empty: nothing to retrieve from")
-    for qid in dataset.queries:
-        expected = dataset.relevant_docs.get(qid) or []
-        if not expected:
-            raise ValueError(f"query {qid!r} has no expected ids in relevant_docs")
-        missing = [d for d in expected if d not in dataset.corpus]
-        if missing:
-            raise ValueError(
-                f"expected id {missing[0]!r} of query {qid!r} is not in the corpus: "
-                "the corpus must contain every relevant chunk"
-            )
-    return dataset
 
 
 def resolve_embed_model(model: Any, *, max_seq_length: int | None = None) -> BaseEmbedding:

@@ -159,9 +159,10 @@ class SentenceTransformersFinetuneEngine:
         guard_tolerance: float = 1.0,
         guard_checks: Mapping[str, EmbeddingQAFinetuneDataset] | None = None,
     ) -> None:
-        self.train_dataset = _check_dataset(train_dataset, "train_dataset")
+        self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train_dataset, "train_dataset")
         self.val_dataset = (
-            None if val_dataset is None else _check_dataset(val_dataset, "val_dataset")
+            None if val_dataset is None
+            else EmbeddingQAFinetuneDataset.coerce(val_dataset, "val_dataset")
         )
         _check_numbers(batch_size, epochs, learning_rate, warmup_ratio, hard_negatives,
                        freeze_layers, hard_negative_margin, mini_batch_size, checkpoint_steps,
@@ -176,7 +177,7 @@ class SentenceTransformersFinetuneEngine:
         self.base_weight = base_weight
         self.guard, self.guard_tolerance = guard, guard_tolerance
         self.guard_checks = {
-            name: _check_dataset(ds, f"guard_checks[{name!r}]")
+            name: EmbeddingQAFinetuneDataset.coerce(ds, f"guard_checks[{name!r}]")
             for name, ds in (guard_checks or {}).items()
         }
         if guard_tolerance < 0:
@@ -381,28 +382,6 @@ def load_finetuned_model(
 
 
 # -- input checks (raised where the input enters) --------------------------------------------
-
-
-def _check_dataset(dataset: Any, name: str) -> EmbeddingQAFinetuneDataset:
-    if not all(hasattr(dataset, key) for key in ("queries", "corpus", "relevant_docs")):
-        raise TypeError(
-            f"{name} must be an EmbeddingQAFinetuneDataset, got {type(dataset).__name__}"
-        )
-    data = {
-        "queries": dict(dataset.queries),
-        "corpus": dict(dataset.corpus),
-        "relevant_docs": {k: list(v) for k, v in dataset.relevant_docs.items()},
-        "mode": getattr(dataset, "mode", "text"),
-        "metadata_mode": getattr(dataset, "metadata_mode", None),
-    }
-    if not data["queries"]:
-        raise ValueError(f"{name} is empty: it has no queries to train or evaluate on")
-    try:  # re-validate: the dataset may have been edited after it was built
-        return EmbeddingQAFinetuneDataset(**data)
-    except ValueError as exc:
-        first = str(exc).splitlines()
-        detail = next((line.strip() for line in first[1:] if line.strip()), first[0])
-        raise ValueError(f"{name} has inconsistent ids: {detail}") from None
 
 
 def _check_numbers(

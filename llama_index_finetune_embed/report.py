@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llama_index_finetune_embed._io import atomic_open
+
 if TYPE_CHECKING:
     from llama_index_finetune_embed._results import ComparisonTable, PairedDiff
 
@@ -219,10 +221,8 @@ def plot_comparison(
             color="#555555",
         )
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + "_part")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out)
+    with atomic_open(out, "wb") as fh:
+        fig.savefig(fh, format="png")
     return out
 
 

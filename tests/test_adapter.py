@@ -218,7 +218,7 @@ def test_loading_for_another_base_model_is_one_clear_error(tmp_path):
 def test_bad_inputs_are_clear_errors_where_they_enter(tmp_path):
     ds = toy_dataset()
     empty = EmbeddingQAFinetuneDataset(queries={}, corpus={"c": "text"}, relevant_docs={})
-    with pytest.raises(ValueError, match="train_dataset has no queries"):
+    with pytest.raises(ValueError, match="train_dataset is empty"):
         EmbeddingAdapterFinetuneEngine(empty, HashEmbedding())
     with pytest.raises(TypeError, match="must be a LlamaIndex BaseEmbedding"):
         EmbeddingAdapterFinetuneEngine(ds, "text-embedding-3-small")

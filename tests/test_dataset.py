@@ -208,3 +208,18 @@ def test_merge_combines_and_checks_ids():
     clash = b.model_copy(update={"corpus": {k: "other" for k in b.corpus}})
     with pytest.raises(ValueError, match="different texts"):
         a.merge(clash)
+
+
+def test_coerce_accepts_lookalikes_and_names_the_argument(tmp_path):
+    from types import SimpleNamespace
+
+    other = SimpleNamespace(queries={"q": "x?"}, corpus={"c": "t"}, relevant_docs={"q": ["c"]})
+    ds = EmbeddingQAFinetuneDataset.coerce(other, "train_dataset")
+    assert isinstance(ds, EmbeddingQAFinetuneDataset) and ds.relevant_docs == {"q": ["c"]}
+    ds.save_json(tmp_path / "d.json")
+    assert EmbeddingQAFinetuneDataset.coerce(tmp_path / "d.json", allow_path=True) == ds
+    with pytest.raises(TypeError, match="val_dataset must be an EmbeddingQAFinetuneDataset"):
+        EmbeddingQAFinetuneDataset.coerce(tmp_path / "d.json", "val_dataset")
+    other.relevant_docs["q"] = ["gone"]
+    with pytest.raises(ValueError, match="val_dataset has inconsistent ids.*'gone'"):
+        EmbeddingQAFinetuneDataset.coerce(other, "val_dataset")
