@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -106,3 +107,30 @@ def truncate_torn_tail(path: str | os.PathLike[str]) -> None:
         fh.truncate(data.rfind(b"\n") + 1)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Create directory ``path`` if needed and prove it is writable, or raise one clear error.
+
+    Raises:
+        NotADirectoryError: ``path`` exists and is a file.
+        PermissionError: it cannot be created or written (``what`` names it in the message).
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{what} {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"{what} {out} is not writable ({exc.strerror or exc}); pass a directory you can "
+            "write to"
+        ) from None
+    return out
+
+
+def progress_enabled(show_progress: bool | None, logger: logging.Logger) -> bool:
+    """``show_progress`` if given, else whether ``logger`` shows INFO (the one default)."""
+    return logger.isEnabledFor(logging.INFO) if show_progress is None else show_progress

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ def resolve_model_id(model_id: str | os.PathLike[str]) -> str:
     model_id = str(model_id)
     if model_id == LOCAL_MINILM:
         return str(packaged_minilm_path())
-    if model_id in _MINILM_HUB_IDS and _hub_offline():
+    if model_id in _MINILM_HUB_IDS and hub_offline():
         try:
             return str(packaged_minilm_path())
         except FileNotFoundError:
@@ -69,15 +70,17 @@ def resolve_model_id(model_id: str | os.PathLike[str]) -> str:
     return os.path.expanduser(model_id)
 
 
-def _looks_like_path(model_id: str) -> bool:
+def looks_like_path(model_id: str) -> bool:
     """Hub ids are ``name`` or ``org/name``; anything else with a separator is a path."""
     if model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1:
         return True
     return os.sep != "/" and os.sep in model_id
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (in ``environ``, default the process's) forbids the hub."""
+    value = (os.environ if environ is None else environ).get("HF_HUB_OFFLINE", "")
+    return str(value).lower() in {"1", "true", "yes", "on"}
 
 
 def load_sentence_transformer(
@@ -92,7 +95,7 @@ def load_sentence_transformer(
     from sentence_transformers import SentenceTransformer
 
     resolved = resolve_model_id(model_id)
-    if _looks_like_path(resolved) and not Path(resolved).is_dir():
+    if looks_like_path(resolved) and not Path(resolved).is_dir():
         raise FileNotFoundError(f"model directory not found: {resolved}")
     kwargs.setdefault("trust_remote_code", False)
     try:
@@ -155,7 +158,7 @@ def load_embed_model(
 
     resolved = resolve_model_id(model_id)
     is_dir = Path(resolved).is_dir()
-    if _looks_like_path(resolved) and not is_dir:
+    if looks_like_path(resolved) and not is_dir:
         raise FileNotFoundError(f"model directory not found: {resolved}")
     if is_dir:
         query, text = prompt_pair(saved_prompts(resolved))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
-from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
+from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text, writable_dir
 from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
@@ -101,14 +101,13 @@ def resolve_choices(config: RunConfig, *, environ: dict[str, str] | None = None)
 
 
 def _check_model_available(given: str, resolved: str, env: Any) -> None:
-    from llama_index_finetune_embed._models import _looks_like_path
+    from llama_index_finetune_embed._models import hub_offline, looks_like_path
 
     if Path(resolved).is_dir():
         return
-    if _looks_like_path(resolved):
+    if looks_like_path(resolved):
         raise FileNotFoundError(f"model directory not found: {resolved}")
-    offline = str(env.get("HF_HUB_OFFLINE", "")).lower() in {"1", "true", "yes", "on"}
-    if not offline:
+    if not hub_offline(env):
         return  # the hub may have it; loading will say if not
     from llama_index_finetune_embed._models import model_not_found_message
 
@@ -120,17 +119,6 @@ def _check_model_available(given: str, resolved: str, env: Any) -> None:
         raise FileNotFoundError(model_not_found_message(given, exc)) from None
 
 
-def check_writable(out: str | os.PathLike[str]) -> Path:
-    """Create ``out`` if needed and prove it is writable, or raise ``PermissionError``."""
-    path = Path(out)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(f"output directory {path} is not writable ({exc.strerror})") from None
-    return path
 
 
 class Stages:
@@ -481,7 +469,7 @@ def run_pipeline(
         >>> result = run_pipeline(RunConfig(out="runs/demo"))  # doctest: +SKIP
         >>> print(result.table_markdown)  # doctest: +SKIP
     """
-    out = check_writable(config.out)
+    out = writable_dir(config.out, "output directory")
     choices = resolve_choices(config)
     announce(f"question source: {choices.llm} ({choices.llm_reason})")
     announce(f"base model: {config.base_model} ({choices.base_model_reason})")
