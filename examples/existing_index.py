@@ -80,7 +80,7 @@ def load_or_build_index(args: argparse.Namespace, base: Any) -> Any:
         storage = StorageContext.from_defaults(persist_dir=str(args.persist_dir))
         return load_index_from_storage(storage, embed_model=base)
     from llama_index_finetune_embed import chunk_documents, load_documents
-    from llama_index_finetune_embed.pipeline import sample_chunks
+    from llama_index_finetune_embed.documents import sample_chunks
 
     docs = load_documents(args.docs)
     overlap = min(64, args.chunk_size // 4)

@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_nodes(paths: list[Any], args: argparse.Namespace) -> list[Any]:
     """Chunks of the documents, ``--max-chunks`` of them at most (a deterministic sample)."""
     from llama_index_finetune_embed import chunk_documents, load_documents
-    from llama_index_finetune_embed.pipeline import sample_chunks
+    from llama_index_finetune_embed.documents import sample_chunks
 
     nodes = chunk_documents(
         load_documents(paths),

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 from llama_index_finetune_embed import __version__
 
@@ -54,6 +55,13 @@ def _configure_logging(verbose: int) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Which RunConfig fields each subcommand takes; type, default, choices and help come from the field.
+_LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers")
+_PAIR_OPTIONS = ("chunk_size", "chunk_overlap", "max_chunks", "offline_train", "seed")
+_MODEL_OPTIONS = ("base_model", "epochs", "batch_size", "max_seq_length", "base_weight", "guard")
+_RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "top_k")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune-embed",
@@ -66,32 +74,27 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="all stages: documents -> questions -> finetune -> report")
     run.add_argument("docs", nargs="*", help="files or folders (default: Python's own docs)")
     run.add_argument("--out", required=True, help="output directory (rerun to resume)")
-    _add_llm_args(run)
-    _add_model_args(run)
-    _add_pair_args(run)
-    run.add_argument("--val-ratio", type=float, default=0.2, help="share of chunks held out (0.2)")
-    run.add_argument("--top-k", type=int, default=5, help="retrieval depth for the report (5)")
+    _add_config_options(run, _RUN_OPTIONS)
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="documents or chunks -> question dataset JSON")
     gen.add_argument("docs", nargs="*", help="files or folders (default: Python's own docs)")
     gen.add_argument("--out", required=True, help="dataset JSON to write")
     gen.add_argument("--cache", default=None, help="resume cache (default: OUT.cache.jsonl)")
-    _add_llm_args(gen)
-    _add_pair_args(gen)
+    _add_config_options(gen, _LLM_OPTIONS + _PAIR_OPTIONS)
     gen.set_defaults(func=_cmd_generate)
 
     ft = sub.add_parser("finetune", help="dataset JSON -> finetuned model directory")
     ft.add_argument("train", help="training dataset JSON")
     ft.add_argument("--out", required=True, help="model directory to write")
     ft.add_argument("--val", default=None, help="validation dataset JSON (keeps the best step)")
-    _add_model_args(ft)
+    _add_config_options(ft, _MODEL_OPTIONS)
     ft.set_defaults(func=_cmd_finetune)
 
     ev = sub.add_parser("evaluate", help="compare embedding models on a dataset JSON")
     ev.add_argument("dataset", help="dataset JSON with held-out questions")
     ev.add_argument("models", nargs="+", help="model ids/paths, optionally NAME=MODEL")
-    ev.add_argument("--top-k", type=int, default=5)
+    _add_config_options(ev, ("top_k",))
     ev.add_argument(
         "--max-seq-length",
         type=int,
@@ -104,72 +107,56 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_pair_args(p: argparse.ArgumentParser) -> None:
-    """Chunking and training-pair options shared by ``run`` and ``generate``."""
-    p.add_argument("--chunk-size", type=int, default=512, help="tokens per chunk (512)")
-    p.add_argument("--chunk-overlap", type=int, default=64, help="token overlap (64)")
-    p.add_argument("--max-chunks", type=int, default=None, help="sample at most N chunks")
-    p.add_argument(
-        "--offline-train",
-        choices=("mix", "pseudo"),
-        default="pseudo",
-        help="offline training pairs: inverse-cloze pseudo-queries (pseudo, the default: measured "
-        "best) or local-LLM questions + pseudo-queries (mix)",
-    )
-    p.add_argument("--seed", type=int, default=0)
+def _add_config_options(p: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """One ``--flag`` per RunConfig field: its type, default, choices and help come from it."""
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    for name in names:
+        field = RunConfig.model_fields[name]
+        default = field.get_default(call_default_factory=True)
+        flag = name.replace("_", "-")
+        kind, choices = _option_type(field.annotation)
+        if kind is bool:  # on by default: the flag turns it off
+            help_ = f"turn off what is on by default: {field.description}"
+            p.add_argument(f"--no-{flag}", dest=name, action="store_false", help=help_)
+            continue
+        shown = "" if default is None or "default:" in str(field.description) else f" ({default})"
+        p.add_argument(f"--{flag}", type=kind, default=default, choices=choices,
+                       help=f"{field.description}{shown}")  # fmt: skip
 
 
-def _add_llm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--llm",
-        default="auto",
-        help="auto (OpenAI if OPENAI_API_KEY is set, else local), local, none, openai:MODEL",
-    )
-    p.add_argument("--questions-per-chunk", type=int, default=2)
-    p.add_argument("--num-workers", type=int, default=16, help="LLM calls in flight (16)")
+def _option_type(annotation: Any) -> tuple[Any, tuple[Any, ...] | None]:
+    """(argparse type, choices) of a field annotation such as ``int | None`` or ``Literal``."""
+    if get_origin(annotation) is Literal:
+        return str, get_args(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return (args[0] if args else annotation), None
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--base-model",
-        default="local:all-MiniLM-L6-v2",
-        help="model id or path (default: packaged all-MiniLM-L6-v2; e.g. BAAI/bge-small-en-v1.5)",
-    )
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (recipe default)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="chunks per training batch (recipe default)")
-    p.add_argument("--max-seq-length", type=int, default=None, help="tokens per text (model max)")
-    p.add_argument("--base-weight", type=float, default=None,
-                   help="base share of the averaged weights (recipe default 0.5; 0 = as trained)")
-    p.add_argument("--no-guard", dest="guard", action="store_false",
-                   help="hand back the model even where it loses to its base (see README)")
+def _run_config(**values: Any) -> Any:
+    """A RunConfig, or one ValueError naming the flag, the value and the rule it breaks."""
+    from llama_index.core.bridge.pydantic import ValidationError
+
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    try:
+        return RunConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        raise ValueError(
+            f"--{field.replace('_', '-')} {err.get('input')!r}: {err['msg'].lower()}"
+        ) from None
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
+    from llama_index_finetune_embed.pipeline import run_pipeline
 
-    config = RunConfig(
-        docs=args.docs,
-        out=args.out,
-        llm=args.llm,
-        base_model=args.base_model,
-        chunk_size=args.chunk_size,
-        chunk_overlap=args.chunk_overlap,
-        max_chunks=args.max_chunks,
-        questions_per_chunk=args.questions_per_chunk,
-        val_ratio=args.val_ratio,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length,
-        base_weight=args.base_weight,
-        guard=args.guard,
-        top_k=args.top_k,
-        num_workers=args.num_workers,
-        offline_train=args.offline_train,
-        seed=args.seed,
+    config = _run_config(
+        docs=args.docs, out=args.out, **{name: getattr(args, name) for name in _RUN_OPTIONS}
     )
     result = run_pipeline(config, announce=lambda line: print(line, flush=True))
     print()
@@ -181,31 +168,21 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from llama_index_finetune_embed.documents import (
         chunk_documents,
         load_documents,
+        sample_chunks,
         stdlib_documents,
     )
-    from llama_index_finetune_embed.pipeline import (
-        RunConfig,
-        make_llm,
-        resolve_choices,
-        sample_chunks,
-        training_pairs,
-    )
+    from llama_index_finetune_embed.pipeline import make_llm, resolve_choices, training_pairs
 
     out = Path(args.out)
-    config = RunConfig(
-        docs=args.docs,
-        out=str(out.parent),
-        llm=args.llm,
-        questions_per_chunk=args.questions_per_chunk,
-        num_workers=args.num_workers,
-        offline_train=args.offline_train,
-        seed=args.seed,
+    options = _LLM_OPTIONS + _PAIR_OPTIONS
+    config = _run_config(
+        docs=args.docs, out=str(out.parent), **{name: getattr(args, name) for name in options}
     )
     choice = resolve_choices(config).llm
     print(f"question source: {choice}", flush=True)
     docs = load_documents(args.docs, show_progress=True) if args.docs else stdlib_documents()
-    nodes = chunk_documents(docs, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
-    nodes = sample_chunks(nodes, args.max_chunks, seed=args.seed)
+    nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     cache = Path(args.cache or f"{out}.cache.jsonl")
     dataset = training_pairs(nodes, choice, make_llm(choice), config, cache)
     dataset.save_json(out)
@@ -216,16 +193,17 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
     from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
 
+    config = _run_config(out=args.out, **{name: getattr(args, name) for name in _MODEL_OPTIONS})
     train = EmbeddingQAFinetuneDataset.from_json(args.train)
     val = EmbeddingQAFinetuneDataset.from_json(args.val) if args.val else None
-    options = {
-        k: getattr(args, k)
-        for k in ("epochs", "batch_size", "max_seq_length", "base_weight")
-        if getattr(args, k) is not None
+    recipe = {
+        name: getattr(config, name)
+        for name in ("epochs", "batch_size", "max_seq_length", "base_weight")
+        if getattr(config, name) is not None
     }
     engine = SentenceTransformersFinetuneEngine(
-        train, model_id=args.base_model, model_output_path=args.out, val_dataset=val,
-        guard=args.guard, **options,
+        train, model_id=config.base_model, model_output_path=args.out, val_dataset=val,
+        guard=config.guard, **recipe,
     )  # fmt: skip
     engine.finetune()
     print(f"wrote {args.out}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.readers.base import BaseReader
-from llama_index.core.schema import Document
+from llama_index.core.schema import BaseNode, Document
 
 from llama_index_finetune_embed._io import stable_id, text_hash
 
@@ -182,3 +183,20 @@ def chunk_documents(
         node.id_ = node_id
         kept.append(node)
     return kept
+
+
+def sample_chunks(
+    nodes: Sequence[BaseNode], max_chunks: int | None, *, seed: int = 0
+) -> list[BaseNode]:
+    """At most ``max_chunks`` nodes, drawn at random (deterministic for a seed), in their order.
+
+    Example:
+        >>> from llama_index.core.schema import TextNode
+        >>> nodes = [TextNode(text=str(i)) for i in range(10)]
+        >>> [n.text for n in sample_chunks(nodes, 3, seed=0)]
+        ['0', '6', '9']
+    """
+    if not max_chunks or len(nodes) <= max_chunks:
+        return list(nodes)
+    keep = set(random.Random(seed).sample(range(len(nodes)), max_chunks))
+    return [n for i, n in enumerate(nodes) if i in keep]

@@ -29,35 +29,65 @@ BASE_ROW = "base (as LlamaIndex loads it)"
 
 
 class RunConfig(BaseModel):
-    """Settings of one ``finetune-embed run``; every field has an offline-friendly default."""
+    """Settings of one ``finetune-embed run``; every field has an offline-friendly default.
+
+    The CLI builds its options from these fields (flag ``--chunk-size`` for ``chunk_size``, type,
+    default, choices and help from the field), so a default is written here only.
+
+    Example:
+        >>> RunConfig(out="runs/demo", max_chunks=200).llm
+        'auto'
+    """
 
     docs: list[str] = Field(
         default_factory=list, description="files/folders; empty = stdlib topics"
     )
     out: str = Field(description="output directory; reruns resume from what is there")
-    llm: str = Field(default="auto", description="auto | local | none | openai:MODEL")
-    base_model: str = Field(default=LOCAL_MINILM, description="model id, path or local alias")
-    chunk_size: int = Field(default=512, gt=16)
-    chunk_overlap: int = Field(default=64, ge=0)
+    llm: str = Field(
+        default="auto",
+        description="auto (OpenAI if OPENAI_API_KEY is set, else local), local, none, openai:MODEL",
+    )
+    base_model: str = Field(
+        default=LOCAL_MINILM,
+        description="model id or path, e.g. BAAI/bge-small-en-v1.5 (default: the packaged "
+        "all-MiniLM-L6-v2)",
+    )
+    chunk_size: int = Field(default=512, gt=16, description="tokens per chunk")
+    chunk_overlap: int = Field(default=64, ge=0, description="token overlap between chunks")
     max_chunks: int | None = Field(
-        default=None, gt=1, description="sample at most this many chunks"
+        default=None, gt=1, description="sample at most this many chunks (unset: all)"
     )
-    questions_per_chunk: int = Field(default=2, gt=0)
-    val_ratio: float = Field(default=0.2, gt=0.0, lt=1.0)
-    epochs: int | None = Field(default=None, gt=0, description="None = the engine's recipe")
-    batch_size: int | None = Field(default=None, gt=1)
-    max_seq_length: int | None = Field(default=None, gt=8)
+    questions_per_chunk: int = Field(default=2, gt=0, description="questions asked per chunk")
+    val_ratio: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="share of chunks held out for the report"
+    )
+    epochs: int | None = Field(
+        default=None, gt=0, description="training epochs (unset: the recipe's)"
+    )
+    batch_size: int | None = Field(
+        default=None, gt=1, description="chunks per training batch (unset: the recipe's)"
+    )
+    max_seq_length: int | None = Field(
+        default=None, gt=8, description="tokens per text (unset: the model's maximum)"
+    )
     base_weight: float | None = Field(
-        default=None, ge=0.0, lt=1.0, description="None = the engine's recipe (0.5)"
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        description="base share of the averaged weights, 0 = as trained (unset: the recipe's 0.5)",
     )
-    guard: bool = Field(default=True, description="check the model against its base (guard)")
-    top_k: int = Field(default=5, gt=0)
-    num_workers: int = Field(default=16, gt=0)
+    guard: bool = Field(
+        default=True,
+        description="check the model against its base and hand back the better (see README)",
+    )
+    top_k: int = Field(default=5, gt=0, description="retrieval depth for the report")
+    num_workers: int = Field(default=16, gt=0, description="LLM calls in flight")
     offline_train: Literal["mix", "pseudo"] = Field(
         default="pseudo",
-        description="offline training pairs: local-LLM questions + pseudo-queries, or pseudo only",
+        description="offline training pairs: inverse-cloze pseudo-queries (pseudo, measured "
+        "best) or local-LLM questions + pseudo-queries (mix)",
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of sampling, splitting and training")
 
 
 class Choices(BaseModel):
@@ -157,6 +187,7 @@ def load_chunks(config: RunConfig, out: Path, stages: Stages) -> list[TextNode]:
     from llama_index_finetune_embed.documents import (
         chunk_documents,
         load_documents,
+        sample_chunks,
         stdlib_documents,
     )
 
@@ -172,16 +203,6 @@ def load_chunks(config: RunConfig, out: Path, stages: Stages) -> list[TextNode]:
     atomic_write_json(path, [n.to_dict() for n in nodes], indent=None)
     stages.mark("chunks", documents=len(docs), chunks=len(nodes))
     return nodes
-
-
-def sample_chunks(
-    nodes: Sequence[TextNode], max_chunks: int | None, *, seed: int = 0
-) -> list[TextNode]:
-    """At most ``max_chunks`` nodes, drawn at random (deterministic for a seed), in their order."""
-    if not max_chunks or len(nodes) <= max_chunks:
-        return list(nodes)
-    keep = set(random.Random(seed).sample(range(len(nodes)), max_chunks))
-    return [n for i, n in enumerate(nodes) if i in keep]
 
 
 def split_chunks(

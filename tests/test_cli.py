@@ -206,3 +206,21 @@ def test_run_without_any_llm_trains_on_pseudo_queries(corpus, tiny_model_path, t
     assert set(train["query_sources"].values()) == {"ict"}
     assert "held-out questions" in (out / "report.md").read_text()
     assert "| finetuned" in capsys.readouterr().out
+
+
+def test_options_and_defaults_come_from_run_config(tmp_path, capsys):
+    from llama_index_finetune_embed.cli import _build_parser
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    args = _build_parser().parse_args(["run", "--out", str(tmp_path)])
+    config = RunConfig(out=str(tmp_path))
+    shared = set(vars(args)) & set(RunConfig.model_fields)
+    assert shared >= {"chunk_size", "llm", "base_weight", "guard", "offline_train", "top_k"}
+    assert {name: getattr(args, name) for name in shared} == {
+        name: getattr(config, name) for name in shared
+    }
+    assert not _build_parser().parse_args(["finetune", "t.json", "--out", "m", "--no-guard"]).guard
+    # a range error names the flag and the rule, in one line (not pydantic's text)
+    assert main(["run", "--out", str(tmp_path), "--chunk-size", "3"]) == 1
+    line = _one_line_error(capsys)
+    assert "--chunk-size 3" in line and "greater than 16" in line and "pydantic" not in line
