@@ -41,6 +41,22 @@ def test_seed_files_load_and_round_trip(seed_dir, tmp_path, name, n_queries, n_c
         assert raw[key] == original[key]
 
 
+REFERENCE_FILE = Path(__file__).parent / "data" / "llama_index_finetuning_dataset.json"
+
+
+def test_reads_a_file_llama_index_finetuning_wrote(tmp_path):
+    # Written by llama-index-core 0.14.20's EmbeddingQAFinetuneDataset.save_json (the class that
+    # llama-index-finetuning 0.4.2 re-exports); see tests/data/README.md.
+    ds = EmbeddingQAFinetuneDataset.from_json(REFERENCE_FILE)
+    assert (len(ds), len(ds.corpus), ds.mode) == (4, 2, "text")
+    ds.save_json(tmp_path / "ours.json")
+    theirs = json.loads(REFERENCE_FILE.read_text(encoding="utf-8"))
+    ours = json.loads((tmp_path / "ours.json").read_text(encoding="utf-8"))
+    # their reader is ``cls(**json.load(f))`` (pydantic, extra keys ignored): the fields it
+    # knows must come back equal, and nothing it requires may be missing
+    assert {k: ours[k] for k in theirs} == theirs
+
+
 def test_written_file_loads_in_llama_index_finetuning(tmp_path):
     finetuning = pytest.importorskip("llama_index.finetuning")
     ds = _toy()
