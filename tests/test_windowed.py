@@ -26,10 +26,33 @@ def _single_token(embed, word):
     return word
 
 
-def test_text_that_fits_is_embedded_exactly_as_huggingface_embedding(models):
+@pytest.fixture
+def plain(tiny_model_path):
+    """What LlamaIndex itself gives: the real ``HuggingFaceEmbedding``, not our subclass."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(model_name=str(tiny_model_path), max_length=MAX, device="cpu")
+
+
+def test_text_that_fits_is_embedded_exactly_as_huggingface_embedding(models, plain):
     window, truncate = models
     text = "Lyft was founded in 2012."
-    assert np.allclose(window.get_text_embedding(text), truncate.get_text_embedding(text))
+    want = plain.get_text_embedding(text)
+    assert np.allclose(window.get_text_embedding(text), want, atol=1e-6)
+    assert np.allclose(truncate.get_text_embedding(text), want, atol=1e-6)
+    query = "When was Lyft founded?"
+    want_q = plain.get_query_embedding(query)
+    assert np.allclose(window.get_query_embedding(query), want_q, atol=1e-6)
+
+
+def test_truncate_mode_is_huggingface_embedding_on_long_texts(models, plain):
+    _, truncate = models
+    long = " ".join(["lyft"] * 14 + ["uber"] * 20)
+    assert np.allclose(truncate.get_text_embedding(long), plain.get_text_embedding(long), atol=1e-6)
+    batch = ["uber drivers", long, "revenue grew"]
+    assert np.allclose(
+        truncate.get_text_embedding_batch(batch), plain.get_text_embedding_batch(batch), atol=1e-6
+    )
 
 
 def test_long_text_is_the_token_weighted_mean_of_its_windows(models):
