@@ -35,3 +35,9 @@ def test_atomic_write_json_round_trip_and_bad_mode(tmp_path):
             pass
     (tmp_path / "z.jsonl").write_text('{"a": 1}\n{"b": 2', encoding="utf-8")
     assert list(read_jsonl(tmp_path / "z.jsonl")) == [{"a": 1}]  # torn tail skipped
+
+
+def test_atomic_files_get_the_same_mode_as_plain_ones(tmp_path):
+    (tmp_path / "plain.txt").write_text("x", encoding="utf-8")
+    atomic_write_json(tmp_path / "atomic.json", {})
+    assert (tmp_path / "atomic.json").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
