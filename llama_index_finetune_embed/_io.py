@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -60,8 +61,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         raise
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it
+    # Reading the umask means setting it: done once, so no other thread sees a 0 umask mid-run.
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
