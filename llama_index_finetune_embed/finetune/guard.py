@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CANARY_PATH = Path(__file__).parent / "data" / "canary_python_faq.json"
+CANARY_PATH = Path(__file__).parents[1] / "data" / "canary_python_faq.json"
 METRIC = "ndcg@10"
 
 
@@ -152,7 +152,7 @@ class RetrievalGuard:
         ``base_weight``: the base's share already in ``model`` (the engine's own average), so
         that the report states the base's share of the weights handed back.
         """
-        from llama_index_finetune_embed._training import average_with_base
+        from llama_index_finetune_embed.finetune.model import average_with_base
 
         if not self._base:
             raise RuntimeError("RetrievalGuard.score_base(model) must run before training")
