@@ -84,6 +84,14 @@ class SentenceTransformersFinetuneEngine:
         >>> engine.finetune()  # doctest: +SKIP
         >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP
         >>> index = VectorStoreIndex(nodes, embed_model=embed_model)  # doctest: +SKIP
+
+        The same recipe for several runs, one option changed per run:
+
+        >>> recipe = FinetuneRecipe(learning_rate=2e-5, base_weight=0.0)
+        >>> for seed in (0, 1):  # doctest: +SKIP
+        ...     SentenceTransformersFinetuneEngine(
+        ...         train_dataset, model_output_path=f"exp_{seed}", recipe=recipe, seed=seed
+        ...     ).finetune()
     """
 
     def __init__(
@@ -154,8 +162,7 @@ class SentenceTransformersFinetuneEngine:
         check_matryoshka_dims(self.model, recipe.matryoshka_dims)
         # the base weights, kept for the weight-space average after training
         self._base_state = (
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if recipe.base_weight > 0 or recipe.guard else None
+            setup.weights_copy(self.model) if recipe.base_weight > 0 or recipe.guard else None
         )
         self.query_prompt, self.document_prompt = setup.resolve_prompts(
             self.model, self.model_id, recipe.query_prompt, recipe.document_prompt

@@ -152,11 +152,11 @@ class RetrievalGuard:
         ``base_weight``: the base's share already in ``model`` (the engine's own average), so
         that the report states the base's share of the weights handed back.
         """
-        from llama_index_finetune_embed.finetune.model import average_with_base
+        from llama_index_finetune_embed.finetune.model import average_with_base, weights_copy
 
         if not self._base:
             raise RuntimeError("RetrievalGuard.score_base(model) must run before training")
-        trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        trained = weights_copy(model)
         tried = []
         for weight in (0.0, *self.fallback_base_weights):
             if weight:

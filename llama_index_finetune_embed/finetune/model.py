@@ -7,6 +7,7 @@ Imported lazily by the engine (torch loads here).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -111,8 +112,13 @@ def freeze_lower_layers(model: SentenceTransformer, layers: int) -> int:
     return frozen
 
 
+def weights_copy(model: SentenceTransformer) -> dict[str, torch.Tensor]:
+    """A detached copy of every weight (to average with, or restore, after training)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def average_with_base(
-    model: SentenceTransformer, base_state: dict[str, torch.Tensor], base_weight: float
+    model: SentenceTransformer, base_state: Mapping[str, torch.Tensor], base_weight: float
 ) -> None:
     """In place: every floating weight becomes ``base_weight * base + (1 - base_weight) * own``."""
     with torch.no_grad():
@@ -140,4 +146,5 @@ __all__ = [
     "precision_flags",
     "resolve_prompts",
     "set_dropout",
+    "weights_copy",
 ]
