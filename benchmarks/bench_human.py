@@ -198,7 +198,7 @@ def mix_with_base(model_dir: Path, base_path: str, weight: float, out: Path) -> 
     """Save ``weight`` x base + ``1 - weight`` x the finetuned model into ``out`` (WiSE-FT)."""
     from sentence_transformers import SentenceTransformer
 
-    from llama_index_finetune_embed._training import average_with_base
+    from llama_index_finetune_embed.finetune.model import average_with_base
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     base = SentenceTransformer(base_path, device="cpu")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _finetune_data import QUESTIONS, toy_finetune_dataset
 from conftest import TOY_TEXTS
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
@@ -19,23 +20,14 @@ from llama_index_finetune_embed.finetune import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = [
-    ("When was Lyft founded?", "Who rides with Lyft?"),
-    ("What does Uber operate?", "Does Uber deliver freight?"),
-    ("Why did revenue grow in 2021?", "What recovered after the lockdowns?"),
-    ("How are drivers classified?", "What is subject to legal challenge?"),
-    ("What covers auto liability claims?", "What reserves are kept?"),
-    ("Where are bikes offered?", "What is the light vehicles program?"),
-    ("Who bought the autonomous vehicle unit?", "What was sold to Toyota?"),
-    ("What are the risk factors?", "What about the driver network?"),
-]
 
 
 @pytest.fixture
 def toy_dataset() -> EmbeddingQAFinetuneDataset:
-    """16 questions, two per toy chunk (the two must never be in-batch negatives of each other)."""
-    pairs = [(q, text) for text, qs in zip(TOY_TEXTS, QUESTIONS, strict=True) for q in qs]
-    return EmbeddingQAFinetuneDataset.from_pairs(pairs)
+    return toy_finetune_dataset()
+
+
+
 
 
 def _engine(ds, model, out, **kwargs) -> SentenceTransformersFinetuneEngine:
@@ -95,37 +87,6 @@ def test_finetune_saves_model_card_metrics_and_prompts(toy_dataset, tiny_model_p
     np.testing.assert_allclose(json.loads(proc.stdout.splitlines()[-1]), want_q, atol=1e-5)
 
 
-def test_no_batch_mixes_questions_of_one_chunk_or_overlapping_chunks(toy_dataset):
-    from llama_index_finetune_embed._training import (
-        ChunkAwareBatchSampler,
-        build_train_dataset,
-        chunk_conflict_keys,
-        row_keys,
-    )
-
-    words = [f"w{i}" for i in range(60)]
-    corpus = dict(toy_dataset.corpus)
-    corpus["a"] = " ".join(words[:40])
-    corpus["b"] = " ".join(words[30:])  # opens with the last 10 words of "a"
-    ds = toy_dataset.model_copy(update={"corpus": corpus})
-    keys = chunk_conflict_keys(ds.corpus, overlap_words=8)
-    assert keys["a"] & keys["b"]
-    assert not keys["a"] & keys[next(iter(toy_dataset.corpus))]
-
-    rows = [(qid, doc, []) for qid, _, doc in ds.pairs()]
-    row_key = row_keys(ds, rows, keys)
-    sampler = ChunkAwareBatchSampler(
-        build_train_dataset(ds, rows), batch_size=4, drop_last=False, keys=row_key, seed=1
-    )
-    seen = []
-    for batch in sampler:
-        docs = [rows[i][1] for i in batch]
-        assert len(set(docs)) == len(docs)
-        seen += batch
-    assert sorted(seen) == list(range(len(rows)))
-    assert len(list(sampler)) == len(sampler)
-
-
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(toy_dataset, tiny_model_path, tmp_path):
     import shutil
@@ -167,14 +128,12 @@ def test_options_hard_negatives_matryoshka_cached_and_custom_loss(
                 hard_negative_margin=0.99).finetune()
     custom = _engine(toy_dataset, tiny_model_path, tmp_path / "c",
                      loss=lambda model: CoSENTLoss(model))
-    trainer, _ = __import__(
-        "llama_index_finetune_embed._training", fromlist=["build_trainer"]
-    ).build_trainer(custom)
+    trainer, _ = custom.build_trainer()
     assert type(trainer.loss).__name__ == "CoSENTLoss"
 
 
 def test_prompts_resolution_and_sequence_length(toy_dataset, tiny_model_path, tmp_path):
-    from llama_index_finetune_embed._training import resolve_prompts
+    from llama_index_finetune_embed.finetune.model import resolve_prompts
 
     engine = _engine(toy_dataset, tiny_model_path, tmp_path / "p")
     assert engine.max_seq_length == 128  # what the tiny model's positions allow
@@ -246,155 +205,41 @@ def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp
     assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
 
 
-def test_training_arguments_override_the_recipe(toy_dataset, tiny_model_path, tmp_path):
+def test_training_arguments_override_the_recipe_and_stay_untouched(
+    toy_dataset, tiny_model_path, tmp_path
+):
     from sentence_transformers.sentence_transformer.training_args import (
         SentenceTransformerTrainingArguments,
     )
 
-    from llama_index_finetune_embed._training import ChunkAwareBatchSampler, build_trainer
+    from llama_index_finetune_embed.finetune.sampler import ChunkAwareBatchSampler
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "mine"), per_device_train_batch_size=2, learning_rate=5e-5,
         save_strategy="no", report_to=[], use_cpu=True,
     )
+    before = dict(vars(args))
     engine = _engine(toy_dataset, tiny_model_path, tmp_path / "o", args=args,
                      query_prompt="query: ")
-    trainer, evaluator = build_trainer(engine)
-    assert trainer.args is args and evaluator is None
+    trainer, evaluator = engine.build_trainer()
+    assert trainer.args is not args and evaluator is None
     assert trainer.args.learning_rate == 5e-5 and trainer.args.per_device_train_batch_size == 2
+    assert trainer.args.output_dir == str(tmp_path / "mine")
     assert trainer.args.prompts == {"anchor": "query: "}  # trained with the prompt it saves
     assert trainer.args.batch_sampler.func is ChunkAwareBatchSampler
     assert trainer.args.batch_sampler.keywords["groups"]  # the recipe's chunk-grouped batches
+    # the user's object is as they made it: no sampler, no prompts filled in
+    assert args.prompts is None and args.batch_sampler == "batch_sampler"
+    assert {k: v for k, v in vars(args).items() if k in before} == before
 
 
 def test_default_length_is_what_the_positions_take_not_the_st_config():
     """all-MiniLM-L6-v2 is configured for 256 tokens but takes 512; 10-K chunks need them."""
     from llama_index_finetune_embed._models import LOCAL_MINILM, load_sentence_transformer
-    from llama_index_finetune_embed._training import default_max_seq_length
+    from llama_index_finetune_embed.finetune.model import default_max_seq_length
 
     model = load_sentence_transformer(LOCAL_MINILM, device="cpu")
     assert model.max_seq_length == 256
     assert default_max_seq_length(model) == 512
 
 
-# -- chunk-grouped batches -----------------------------------------------------------------
-
-
-def test_grouped_batches_keep_a_chunks_questions_together_and_overlaps_apart(toy_dataset):
-    from llama_index_finetune_embed._grouped import chunk_groups
-    from llama_index_finetune_embed._training import (
-        ChunkAwareBatchSampler,
-        build_train_dataset,
-        chunk_conflict_keys,
-        row_keys,
-    )
-
-    words = [f"w{i}" for i in range(60)]
-    corpus = {**toy_dataset.corpus, "a": " ".join(words[:40]), "b": " ".join(words[30:])}
-    queries = {**toy_dataset.queries, "qa": "about a", "qb": "about b", "qb2": "more on b"}
-    relevant = {**toy_dataset.relevant_docs, "qa": ["a"], "qb": ["b"], "qb2": ["b"]}
-    ds = EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
-    rows = [(qid, doc, []) for qid, _, doc in ds.pairs()]
-    groups, keys = chunk_groups(rows, row_keys(ds, rows, chunk_conflict_keys(ds.corpus, 8)))
-    assert len(groups) == 10 and sorted(len(g) for g in groups)[-1] == 2
-    sampler = ChunkAwareBatchSampler(
-        build_train_dataset(ds, rows), batch_size=4, drop_last=False, groups=groups, keys=keys,
-        seed=3,
-    )
-    seen = []
-    for batch in sampler:
-        docs = [rows[i][1] for i in batch]
-        assert not {"a", "b"} <= set(docs)  # overlapping chunks are never in-batch negatives
-        for doc in set(docs):  # every question of a chunk comes with it
-            assert docs.count(doc) == sum(1 for _, d, _ in rows if d == doc)
-        assert len(set(docs)) <= 4
-        seen += batch
-    assert sorted(seen) == list(range(len(rows)))
-    assert len(list(sampler)) == len(sampler) == 3
-
-
-def test_grouped_loss_encodes_a_shared_chunk_once_and_never_as_its_own_negative(
-    tiny_model_path,
-):
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.util import cos_sim
-
-    from llama_index_finetune_embed._grouped import GroupedMultipleNegativesRankingLoss
-
-    model = SentenceTransformer(str(tiny_model_path), device="cpu").eval()
-    queries = [q for pair in QUESTIONS[:2] for q in pair]
-    docs = list(TOY_TEXTS[:4])
-    grouped = GroupedMultipleNegativesRankingLoss(model)
-    with torch.no_grad():  # distinct positives: exactly sentence-transformers' symmetric MNRL
-        ref = MultipleNegativesRankingLoss(model, directions=("query_to_doc", "doc_to_query"))
-        want = ref([model.preprocess(queries), model.preprocess(docs)], None)
-        got = grouped([model.preprocess(queries), model.preprocess(docs)], None)
-        assert float(got) == pytest.approx(float(want), abs=1e-6)
-
-        calls = []
-        hook = model.register_forward_hook(lambda m, i, o: calls.append(len(i[0]["input_ids"])))
-        shared = [TOY_TEXTS[0], TOY_TEXTS[0], TOY_TEXTS[1], TOY_TEXTS[1]]
-        got = grouped([model.preprocess(queries), model.preprocess(shared)], None)
-        hook.remove()
-        assert calls == [4, 2]  # four queries, two distinct chunks
-        q = model.encode(queries, convert_to_tensor=True)
-        d = model.encode(TOY_TEXTS[:2], convert_to_tensor=True)
-        owner = torch.tensor([0, 0, 1, 1])
-        q2d = cos_sim(q, d) * 20
-        d2q = (cos_sim(d[owner], q) * 20).masked_fill(
-            (owner[:, None] == owner[None, :]) & ~torch.eye(4, dtype=torch.bool), -torch.inf
-        )
-        log_z = torch.logsumexp(torch.cat([q2d, d2q], dim=1), dim=1)
-        want = -(q2d[torch.arange(4), owner] - log_z).mean()
-        assert float(got) == pytest.approx(float(want), abs=1e-5)
-
-        # chunks embedded in length-sorted slices, each padded to its own longest: same loss
-        docs = [TOY_TEXTS[0][:40], TOY_TEXTS[1], TOY_TEXTS[2][:90], TOY_TEXTS[3]]
-        features = [model.preprocess(queries), model.preprocess(docs)]
-        whole = GroupedMultipleNegativesRankingLoss(model, slice_rows=100)(features, None)
-        sliced = GroupedMultipleNegativesRankingLoss(model, slice_rows=1)
-        calls = []
-        hook = model.register_forward_hook(lambda m, i, o: calls.append(i[0]["input_ids"].shape))
-        assert float(sliced(features, None)) == pytest.approx(float(whole), abs=1e-5)
-        hook.remove()
-        widths = [shape[1] for shape in calls[1:]]  # longest first, each slice trimmed
-        assert len(calls) == 5 and widths == sorted(widths, reverse=True) and widths[-1] < widths[0]
-
-
-def test_topic_batches_draw_each_batch_from_one_cluster_of_similar_questions(toy_dataset):
-    import torch
-
-    from llama_index_finetune_embed._grouped import chunk_groups, topic_clusters
-    from llama_index_finetune_embed._training import (
-        ChunkAwareBatchSampler,
-        build_train_dataset,
-        chunk_conflict_keys,
-        row_keys,
-    )
-
-    rows = [(qid, doc, []) for qid, _, doc in toy_dataset.pairs()]
-    groups, keys = chunk_groups(rows, row_keys(toy_dataset, rows, chunk_conflict_keys(
-        toy_dataset.corpus, 8)))
-    topic_of = {doc: i % 2 for i, doc in enumerate(toy_dataset.corpus)}  # two topics
-
-    class Directions:  # stands in for the model: a question points the way of its chunk's topic
-        def encode(self, texts, **kwargs):
-            by_text = {toy_dataset.queries[q]: topic_of[d] for q, d, _ in rows}
-            noise = torch.Generator().manual_seed(0)
-            base = torch.eye(2)[[by_text[t] for t in texts]]
-            return base + 0.1 * torch.rand(len(texts), 2, generator=noise)
-
-    texts = [toy_dataset.queries[qid] for qid, _, _ in rows]
-    clusters = topic_clusters(Directions(), texts, groups, batch_size=4, seed=1)
-    assert len(set(clusters)) == 2
-    pairs = {(topic_of[rows[g[0]][1]], c) for g, c in zip(groups, clusters, strict=True)}
-    assert len(pairs) == 2  # one cluster per topic
-    assert topic_clusters(Directions(), texts, groups, batch_size=8) == [0] * 8
-    sampler = ChunkAwareBatchSampler(build_train_dataset(toy_dataset, rows), batch_size=4,
-                                       drop_last=False, groups=groups, keys=keys,
-                                       clusters=clusters, seed=5)
-    for batch in sampler:
-        assert len({topic_of[rows[i][1]] for i in batch}) == 1
-        assert len(batch) == 8  # four chunks with both their questions

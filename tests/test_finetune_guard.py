@@ -8,7 +8,7 @@ import pytest
 from conftest import TOY_TEXTS
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, _models
-from llama_index_finetune_embed.guard import RetrievalGuard, load_canary
+from llama_index_finetune_embed.finetune.guard import RetrievalGuard, load_canary
 
 
 @pytest.fixture(scope="module")

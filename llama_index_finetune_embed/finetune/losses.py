@@ -1,17 +1,19 @@
-"""Chunk-grouped batches: every question of a chunk in one batch, the chunk encoded once (private).
+"""The training loss: the recipe's (Cached/Grouped) MultipleNegativesRankingLoss, or the user's.
 
 Generated datasets hold several questions per chunk, and chunks are long (hundreds of tokens)
 while questions are short. The classic recipe keeps a chunk's questions in separate batches, so
 each chunk is encoded once per question. Grouping puts all questions of a chunk in one batch and
 :class:`GroupedMultipleNegativesRankingLoss` encodes each distinct chunk once: the same in-batch
 negatives per question at a fraction of the compute (about half with two questions per chunk).
-The batches themselves come from ``_training.ChunkAwareBatchSampler`` given :func:`chunk_groups`
-(and :func:`topic_clusters`).
+The batches themselves come from :class:`~.sampler.ChunkAwareBatchSampler` given
+:func:`~.sampler.chunk_groups` (and :func:`~.sampler.topic_clusters`).
+
+Imported lazily by the engine (torch and sentence-transformers load here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,16 +23,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-
-def chunk_groups(
-    rows: Sequence[tuple[str, str, list[str]]], keys: Sequence[frozenset[str]]
-) -> tuple[list[list[int]], list[frozenset[str]]]:
-    """Row indices grouped by positive chunk id, and each group's keys (the union of its rows')."""
-    by_chunk: dict[str, list[int]] = {}
-    for index, (_, doc_id, _) in enumerate(rows):
-        by_chunk.setdefault(doc_id, []).append(index)
-    groups = list(by_chunk.values())
-    return groups, [frozenset().union(*(keys[i] for i in group)) for group in groups]
+    from llama_index_finetune_embed.finetune.recipe import FinetuneRecipe
 
 
 class GroupedMultipleNegativesRankingLoss(nn.Module):
@@ -114,40 +107,41 @@ def _take(value: Any, index: Tensor, rows: int) -> Any:
     return value
 
 
-def topic_clusters(
+def build_loss(
     model: SentenceTransformer,
-    texts: Sequence[str],
-    items: Sequence[Sequence[int]],
-    batch_size: int,
+    loss: nn.Module | Callable[[SentenceTransformer], nn.Module] | None,
+    recipe: FinetuneRecipe,
     *,
-    prompt: str = "",
-    seed: int = 0,
-    iterations: int = 20,
-) -> list[int]:
-    """A cluster id per item (a list of text indices), about ``batch_size`` items per cluster.
+    grouped: bool,
+) -> nn.Module:
+    """The given loss, or the recipe's (Cached/Grouped) MNRL, wrapped in MatryoshkaLoss if asked."""
+    from sentence_transformers.sentence_transformer import losses
 
-    Topic-aware batches (as TAS-Balanced, Hofstaetter et al. 2021): items are embedded with the
-    model before training (the mean of their texts, here the questions, which are short and
-    cheap to encode) and grouped by spherical k-means, so a batch drawn from one cluster holds
-    negatives that are about the same thing as the positive, not random ones.
-    """
-    k = max(1, round(len(items) / batch_size))
-    if k == 1:
-        return [0] * len(items)
-    emb = model.encode(list(texts), prompt=prompt or None, batch_size=64,
-                       convert_to_tensor=True, normalize_embeddings=True).float().cpu()
-    points = torch.nn.functional.normalize(
-        torch.stack([emb[list(item)].mean(0) for item in items]), dim=1
-    )
-    generator = torch.Generator().manual_seed(seed)
-    centers = points[torch.randperm(len(points), generator=generator)[:k]].clone()
-    assign = torch.zeros(len(points), dtype=torch.long)
-    for _ in range(iterations):
-        assign = (points @ centers.T).argmax(1)
-        for c in range(k):
-            members = points[assign == c]
-            if len(members):
-                centers[c] = torch.nn.functional.normalize(members.mean(0), dim=0)
-            else:  # an empty cluster restarts at a random point
-                centers[c] = points[torch.randint(len(points), (1,), generator=generator)][0]
-    return assign.tolist()
+    if loss is not None:
+        built = loss if isinstance(loss, nn.Module) else loss(model)
+    elif grouped:
+        built = GroupedMultipleNegativesRankingLoss(model, symmetric=recipe.symmetric)
+    else:
+        directions = ("query_to_doc", "doc_to_query") if recipe.symmetric else ("query_to_doc",)
+        if recipe.cached_loss:
+            built = losses.CachedMultipleNegativesRankingLoss(
+                model, mini_batch_size=recipe.mini_batch_size, directions=directions
+            )
+        else:
+            built = losses.MultipleNegativesRankingLoss(model, directions=directions)
+    dims = recipe.matryoshka_dims
+    if dims:
+        built = losses.MatryoshkaLoss(model, built, matryoshka_dims=sorted(dims, reverse=True))
+    return built
+
+
+def check_matryoshka_dims(model: SentenceTransformer, dims: Sequence[int] | None) -> None:
+    """Raise ``ValueError`` unless every Matryoshka size fits the model's embedding width."""
+    if not dims:
+        return
+    width = model.get_embedding_dimension() or max(dims)
+    if any(d < 1 or d > width for d in dims):
+        raise ValueError(f"matryoshka_dims must be in 1..{width}, got {list(dims)}")
+
+
+__all__ = ["GroupedMultipleNegativesRankingLoss", "build_loss", "check_matryoshka_dims"]
