@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.generate.run import GenerationRun, run_sync
-from llama_index_finetune_embed.generate.settings import GenerationSettings
+from llama_index_finetune_embed.generate.settings import (
+    GenerationSettings,
+    with_settings_signature,
+)
 from llama_index_finetune_embed.llms import QUESTION_EXAMPLE, QUESTION_PROMPT_TMPL, LocalLLM
 from llama_index_finetune_embed.pseudo import METHODS, PseudoMethod, generate_pseudo_queries
 
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from llama_index.core.llms import LLM
     from llama_index.core.schema import BaseNode
 
-__all__ = ["clean_question", "generate_offline_pairs", "offline_val_questions"]
+__all__ = ["OfflineSettings", "clean_question", "generate_offline_pairs", "offline_val_questions"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,49 +56,80 @@ _STOPWORDS = frozenset(
 _PERSONAL = re.compile(r"\b(?:you|your|yours|yourself|i|me|my)\b", re.IGNORECASE)
 
 
-def generate_offline_pairs(
-    nodes: Sequence[BaseNode],
-    *,
-    llm: LLM | None = None,
-    questions_per_chunk: int = 1,
-    llm_prefixes: Sequence[str] = ("What",),
-    pseudo: Sequence[PseudoMethod] = ("ict",),
-    pseudo_per_chunk: int = 1,
-    remove_prob: float = 0.0,
-    context_words: int = 200,
-    num_workers: int | None = None,
-    cache_path: str | os.PathLike[str] | None = None,
-    show_progress: bool | None = None,
-    seed: int = 0,
-    metadata_mode: str = "embed",
-) -> EmbeddingQAFinetuneDataset:
-    """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
-
-    The LLM part (skipped when ``llm`` is None) runs the package's ``generate_qa_embedding_pairs``
-    with a one-shot prompt on each chunk cut to ``context_words`` words, then keeps a question
-    only if it ends with "?", has 5-40 words, does not address "you", and shares at least two
-    content words with its chunk. A ``LocalLLM`` (SmolLM2-135M) is set up for this by
-    ``LocalLLM.question_writer``: the example as a previous chat turn, the answer started with
-    "What". The pseudo part
-    adds ``pseudo_per_chunk`` pairs per chunk for each method in ``pseudo`` (see
-    :func:`generate_pseudo_queries`). ``query_sources`` tags every query ``"llm"``, ``"ict"`` or
-    ``"crop"``. The corpus holds every node under its id (plus pseudo positives), so a model
-    trained on it is evaluated on real questions against the node texts.
+@dataclasses.dataclass(frozen=True)
+class OfflineSettings:
+    """How the offline generator asks an LLM, and the seed and rendering of both of its parts.
 
     Args:
-        nodes: the chunks.
-        llm: None (pseudo-queries only), a ``LocalLLM``, or any LlamaIndex LLM.
         questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
         llm_prefixes: LocalLLM only: the assistant's answer starts with the first prefix; chunks
             left without a usable question are asked again with the next one ("How", ...).
-        pseudo: pseudo-query methods to add (``()`` for LLM questions only).
-        pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
         context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
         num_workers: LLM calls in flight; default the LocalLLM's ``batch_size`` (so its
             batching fills), else 4.
         cache_path: resume cache of the LLM part (JSONL, see ``generate_qa_embedding_pairs``).
-        show_progress: progress bar of the LLM part.
-        seed, metadata_mode: passed to both parts.
+        show_progress: progress bar of the LLM part (default: follows the log level).
+        seed: seed of the pseudo-query draw (and of the LLM part's backoff jitter).
+        metadata_mode: how the corpus renders the nodes (``node.get_content(metadata_mode=...)``).
+
+    Raises:
+        ValueError: ``context_words`` < 1 or no ``llm_prefixes`` (checked at construction).
+
+    Example:
+        >>> OfflineSettings(llm_prefixes=("What", "How")).llm_prefixes
+        ('What', 'How')
+    """
+
+    questions_per_chunk: int = 1
+    llm_prefixes: Sequence[str] = ("What",)
+    context_words: int = 200
+    num_workers: int | None = None
+    cache_path: str | os.PathLike[str] | None = None
+    show_progress: bool | None = None
+    seed: int = 0
+    metadata_mode: str = "embed"
+
+    def __post_init__(self) -> None:
+        if self.context_words < 1:
+            raise ValueError(f"context_words must be >= 1, got {self.context_words}")
+        if not self.llm_prefixes:
+            raise ValueError("llm_prefixes must name at least one prefix, e.g. ('What',)")
+
+
+#: Held-out questions get more chances: chunks left without one are asked with "How", "Which".
+_VAL_DEFAULTS: dict[str, Any] = {"llm_prefixes": ("What", "How", "Which")}
+
+
+@with_settings_signature(OfflineSettings)
+def generate_offline_pairs(
+    nodes: Sequence[BaseNode],
+    *,
+    llm: LLM | None = None,
+    pseudo: Sequence[PseudoMethod] = ("ict",),
+    pseudo_per_chunk: int = 1,
+    remove_prob: float = 0.0,
+    **options: Any,
+) -> EmbeddingQAFinetuneDataset:
+    """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
+
+    The LLM part (skipped when ``llm`` is None) runs the package's generator with a one-shot
+    prompt on each chunk cut to ``context_words`` words, then keeps a question only if it ends
+    with "?", has 5-40 words, does not address "you", and shares at least two content words with
+    its chunk (:func:`clean_question`). A ``LocalLLM`` (SmolLM2-135M) is set up for this by
+    ``LocalLLM.question_writer``: the example as a previous chat turn, the answer started with
+    "What". The pseudo part adds ``pseudo_per_chunk`` pairs per chunk for each method in
+    ``pseudo`` (see :func:`generate_pseudo_queries`). ``query_sources`` tags every query
+    ``"llm"``, ``"ict"`` or ``"crop"``. The corpus holds every node under its id (plus pseudo
+    positives), so a model trained on it is evaluated on real questions against the node texts.
+
+    Args:
+        nodes: the chunks.
+        llm: None (pseudo-queries only), a ``LocalLLM``, or any LlamaIndex LLM.
+        pseudo: pseudo-query methods to add (``()`` for LLM questions only).
+        pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
+        **options: the fields of :class:`OfflineSettings` (``questions_per_chunk=1``,
+            ``llm_prefixes=("What",)``, ``context_words=200``, ``num_workers``, ``cache_path``,
+            ``show_progress``, ``seed=0``, ``metadata_mode="embed"``), documented there.
 
     Example:
         >>> train = generate_offline_pairs(nodes)  # ICT pairs only, no LLM  # doctest: +SKIP
@@ -103,8 +137,51 @@ def generate_offline_pairs(
         >>> sorted(set(train.query_sources.values()))  # doctest: +SKIP
         ['ict', 'llm']
     """
-    pseudo = (pseudo,) if isinstance(pseudo, str) else tuple(pseudo)
-    bad = [m for m in pseudo if m not in METHODS]
+    settings = OfflineSettings(**options)
+    methods = _check_request(nodes, llm, pseudo)
+    parts = [] if llm is None else [llm_pairs(nodes, llm, settings)]
+    for method in methods:
+        parts.append(
+            generate_pseudo_queries(
+                nodes, method=method, per_chunk=pseudo_per_chunk, remove_prob=remove_prob,
+                seed=settings.seed, metadata_mode=settings.metadata_mode,
+            )  # fmt: skip
+        )
+    dataset = parts[0].merge(*parts[1:])
+    counts = {src: list(dataset.query_sources.values()).count(src) for src in ("llm", *methods)}
+    logger.info("offline pairs: %s", ", ".join(f"{n} {src}" for src, n in counts.items()))
+    return dataset
+
+
+@with_settings_signature(OfflineSettings, **_VAL_DEFAULTS)
+def offline_val_questions(
+    nodes: Sequence[BaseNode], *, llm: LLM | None = None, **options: Any
+) -> EmbeddingQAFinetuneDataset:
+    """Return held-out queries for evaluation made offline: filtered LLM questions, else ICT.
+
+    With an ``llm``: the filtered questions of :func:`generate_offline_pairs` (no pseudo-queries,
+    and by default three answer prefixes: What, How, Which), so the evaluation measures retrieval
+    of questions. Without one: one sentence per chunk as the query against the full node texts -
+    a much easier, lexical task (the sentence is in its chunk); use that fallback only as a rough
+    check. ``**options`` are the fields of :class:`OfflineSettings`.
+
+    Example:
+        >>> val = offline_val_questions(val_nodes, llm=LocalLLM())  # doctest: +SKIP
+    """
+    settings = OfflineSettings(**{**_VAL_DEFAULTS, **options})
+    if llm is not None:
+        _check_request(nodes, llm, ())
+        return llm_pairs(nodes, llm, settings)
+    return generate_pseudo_queries(
+        nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=settings.seed,
+        metadata_mode=settings.metadata_mode,
+    )  # fmt: skip
+
+
+def _check_request(nodes: Sequence[BaseNode], llm: Any, pseudo: Any) -> tuple[PseudoMethod, ...]:
+    """The pseudo methods asked for, after checking there is something valid to make."""
+    methods = (pseudo,) if isinstance(pseudo, str) else tuple(pseudo)
+    bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"pseudo methods must be among {list(METHODS)}, got {bad}")
     if isinstance(llm, str):
@@ -112,64 +189,11 @@ def generate_offline_pairs(
             f"llm must be an LLM object or None, got {llm!r}: pass LocalLLM() for the offline "
             "model (make_llm turns a --llm choice such as 'local' into one)"
         )
-    if llm is None and not pseudo:
+    if llm is None and not methods:
         raise ValueError("nothing to generate: pass an llm and/or pseudo methods")
     if not nodes:
         raise ValueError("nodes is empty: offline pairs need at least one chunk")
-    parts = []
-    if llm is not None:
-        parts.append(
-            llm_pairs(
-                nodes, llm, questions_per_chunk=questions_per_chunk, prefixes=llm_prefixes,
-                context_words=context_words, num_workers=num_workers, cache_path=cache_path,
-                show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
-            )  # fmt: skip
-        )
-    for method in pseudo:
-        parts.append(
-            generate_pseudo_queries(
-                nodes, method=method, per_chunk=pseudo_per_chunk, remove_prob=remove_prob,
-                seed=seed, metadata_mode=metadata_mode,
-            )  # fmt: skip
-        )
-    dataset = parts[0].merge(*parts[1:])
-    counts = {src: list(dataset.query_sources.values()).count(src) for src in ("llm", *pseudo)}
-    logger.info("offline pairs: %s", ", ".join(f"{n} {src}" for src, n in counts.items()))
-    return dataset
-
-
-def offline_val_questions(
-    nodes: Sequence[BaseNode],
-    *,
-    llm: LLM | None = None,
-    questions_per_chunk: int = 1,
-    llm_prefixes: Sequence[str] = ("What", "How", "Which"),
-    context_words: int = 200,
-    num_workers: int | None = None,
-    cache_path: str | os.PathLike[str] | None = None,
-    show_progress: bool | None = None,
-    seed: int = 0,
-    metadata_mode: str = "embed",
-) -> EmbeddingQAFinetuneDataset:
-    """Return held-out queries for evaluation made offline: filtered LLM questions, else ICT.
-
-    With an ``llm``: the filtered questions of :func:`generate_offline_pairs` (no pseudo-queries),
-    so the evaluation measures retrieval of questions. Without one: one sentence per chunk as the
-    query against the full node texts - a much easier, lexical task (the sentence is in its
-    chunk); use that fallback only as a rough check.
-
-    Example:
-        >>> val = offline_val_questions(val_nodes, llm=LocalLLM())  # doctest: +SKIP
-    """
-    if llm is not None:
-        return generate_offline_pairs(
-            nodes, llm=llm, questions_per_chunk=questions_per_chunk, llm_prefixes=llm_prefixes,
-            pseudo=(), context_words=context_words, num_workers=num_workers, cache_path=cache_path,
-            show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
-        )  # fmt: skip
-    return generate_pseudo_queries(
-        nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=seed, metadata_mode=metadata_mode
-    )
+    return methods
 
 
 def clip_nodes(nodes: Sequence[BaseNode], max_words: int) -> list[BaseNode]:
@@ -232,43 +256,31 @@ class _Asker:
 
 
 def llm_pairs(
-    nodes: Sequence[BaseNode],
-    llm: Any,
-    *,
-    questions_per_chunk: int,
-    prefixes: Sequence[str],
-    context_words: int,
-    num_workers: int | None,
-    cache_path: str | os.PathLike[str] | None,
-    show_progress: bool | None,
-    seed: int,
-    metadata_mode: str,
+    nodes: Sequence[BaseNode], llm: Any, settings: OfflineSettings
 ) -> EmbeddingQAFinetuneDataset:
     """LLM questions through the generation run, then the offline filter; tagged ``"llm"``.
 
-    A LocalLLM is asked once per prefix in ``prefixes``, each pass only about the chunks still
-    without a usable question (greedy decoding would write the same text again for the same
-    prefix); each pass has its own resume cache (``cache_path`` with ``.<prefix>`` added).
+    A LocalLLM is asked once per prefix in ``llm_prefixes``, each pass only about the chunks
+    still without a usable question (greedy decoding would write the same text again for the
+    same prefix); each pass has its own resume cache (``cache_path`` with ``.<prefix>`` added).
     """
-    if context_words < 1:
-        raise ValueError(f"context_words must be >= 1, got {context_words}")
-    if not prefixes:
-        raise ValueError("llm_prefixes must name at least one prefix, e.g. ('What',)")
-    asker = _Asker.for_llm(llm, prefixes, num_workers)
+    prefixes, n = settings.llm_prefixes, settings.questions_per_chunk
+    asker = _Asker.for_llm(llm, prefixes, settings.num_workers)
     texts = {node.node_id: node.get_content() for node in nodes}
     kept: dict[str, list[str]] = {}
     stats: dict[str, float | int] = {}
     for i, (prefix, pass_llm) in enumerate(zip(prefixes, asker.passes, strict=False)):
-        todo = [n for n in nodes if len(kept.get(n.node_id, [])) < questions_per_chunk]
+        todo = [node for node in nodes if len(kept.get(node.node_id, [])) < n]
         if not todo:
             break
-        settings = GenerationSettings(
-            num_workers=asker.num_workers, cache_path=_pass_cache(cache_path, i, prefix),
-            show_progress=show_progress, max_attempts=asker.max_attempts, seed=seed,
+        run_settings = GenerationSettings(
+            num_workers=asker.num_workers, cache_path=_pass_cache(settings.cache_path, i, prefix),
+            show_progress=settings.show_progress, max_attempts=asker.max_attempts,
+            seed=settings.seed,
             metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt
         )  # fmt: skip
-        raw = _ask(clip_nodes(todo, context_words), pass_llm, asker.prompt, questions_per_chunk,
-                   settings)  # fmt: skip
+        clipped = clip_nodes(todo, settings.context_words)
+        raw = _ask(clipped, pass_llm, asker.prompt, n, run_settings)
         for key, value in raw.generation_stats.items():
             stats[key] = stats.get(key, 0) + value
         stats["llm_questions_written"] = stats.get("llm_questions_written", 0) + len(raw)
@@ -277,7 +289,7 @@ def llm_pairs(
             if clean and clean not in kept.get(nid, []):
                 kept.setdefault(nid, []).append(clean)
     dataset = EmbeddingQAFinetuneDataset.from_nodes(
-        nodes, kept, metadata_mode=metadata_mode, query_sources=dict.fromkeys(kept, "llm")
+        nodes, kept, metadata_mode=settings.metadata_mode, query_sources=dict.fromkeys(kept, "llm")
     )
     stats["llm_questions_kept"] = len(dataset)
     logger.info(

@@ -340,6 +340,15 @@ def test_cache_key_of_an_llm_that_has_one_is_used():
     assert cache_model_id(llm) == llm.cache_key
 
 
+def test_generate_imports_no_torch_and_no_later_stage():
+    from _imports import modules_loaded_by
+
+    loaded = modules_loaded_by("llama_index_finetune_embed.generate")
+    ours = {name.split(".")[1] for name in loaded if name.startswith("llama_index_finetune_embed.")}
+    assert "torch" not in loaded and "sentence_transformers" not in loaded
+    assert ours <= {"generate", "dataset", "_io"}, sorted(ours)
+
+
 def test_client_retries_are_flagged(server, caplog):
     generate_qa_embedding_pairs(_nodes(1), server.llm(max_retries=2), **FAST)
     assert "max_retries=2" in caplog.text

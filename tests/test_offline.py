@@ -141,3 +141,19 @@ def tenk_nodes():
         TextNode(id_=f"chunk-{i}", text=TENK.replace("2021", str(2000 + i)), metadata={"page": i})
         for i in range(4)
     ]
+
+
+def test_offline_settings_are_checked_at_construction_and_shown_as_keywords():
+    import inspect
+
+    from llama_index_finetune_embed.offline import OfflineSettings
+
+    with pytest.raises(ValueError, match="context_words must be >= 1"):
+        OfflineSettings(context_words=0)
+    with pytest.raises(ValueError, match="llm_prefixes must name at least one prefix"):
+        generate_offline_pairs([TextNode(text="x")], llm_prefixes=())  # before any work
+    train = inspect.signature(generate_offline_pairs).parameters
+    val = inspect.signature(offline_val_questions).parameters
+    assert train["llm_prefixes"].default == ("What",) and train["context_words"].default == 200
+    assert val["llm_prefixes"].default == ("What", "How", "Which")
+    assert set(train) - set(val) == {"pseudo", "pseudo_per_chunk", "remove_prob"}

@@ -164,25 +164,10 @@ def test_variant_ids_are_stable_and_reversible():
 
 
 def test_pseudo_imports_no_llm_code():
-    """pseudo.py alone (without the package __init__, which imports every stage) loads no LLM,
-    generation or offline module."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    """pseudo.py loads no LLM, generation or offline module (nor torch)."""
+    from _imports import modules_loaded_by
 
-    import llama_index_finetune_embed
-
-    package_dir = str(Path(llama_index_finetune_embed.__file__).parent)
-    code = (
-        "import sys, types\n"
-        "pkg = types.ModuleType('llama_index_finetune_embed')\n"
-        f"pkg.__path__ = [{package_dir!r}]\n"
-        "sys.modules['llama_index_finetune_embed'] = pkg\n"
-        "import llama_index_finetune_embed.pseudo\n"
-        "print(' '.join(m for m in sys.modules if m.startswith('llama_index_finetune_embed.')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(out.stdout.split())
-    assert "llama_index_finetune_embed.pseudo" in loaded
-    stems = {name.split(".")[1] for name in loaded}
-    assert not stems & {"generate", "llms", "offline", "_gguf"}, sorted(loaded)
+    loaded = modules_loaded_by("llama_index_finetune_embed.pseudo")
+    ours = {name.split(".")[1] for name in loaded if name.startswith("llama_index_finetune_embed.")}
+    assert "pseudo" in ours and not ours & {"generate", "llms", "offline", "_gguf"}, sorted(ours)
+    assert "torch" not in loaded

@@ -51,7 +51,7 @@ numbered, and nothing else: no introduction and no answers.
 """
 
 
-@with_settings_signature
+@with_settings_signature(GenerationSettings)
 async def agenerate_qa_embedding_pairs(
     nodes: Sequence[BaseNode],
     llm: LLM | None = None,

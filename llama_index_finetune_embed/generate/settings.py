@@ -2,7 +2,8 @@
 
 :class:`GenerationSettings` is the one place the keyword options of
 :func:`~llama_index_finetune_embed.generate.generate_qa_embedding_pairs` are defined (names, types,
-defaults, limits); :func:`with_settings_signature` shows them as the public functions' keywords.
+defaults, limits); :func:`with_settings_signature` shows them as the public functions' keywords
+(the offline generator's settings use it too).
 """
 
 from __future__ import annotations
@@ -124,21 +125,32 @@ def check_inputs(nodes: Any, template: Any, num_questions: Any) -> None:
     _positive_int("num_questions_per_chunk", num_questions)
 
 
-def with_settings_signature(func: F) -> F:
-    """Show ``func``'s ``**options`` as the keyword-only fields of :class:`GenerationSettings`.
+def with_settings_signature(settings_cls: type, **defaults: Any) -> Callable[[F], F]:
+    """Show a function's ``**options`` as the keyword-only fields of ``settings_cls``.
 
-    ``inspect.signature``, ``help()`` and notebooks then list every option with its default;
+    ``inspect.signature``, ``help()`` and notebooks then list every option with its default
+    (``defaults`` overrides some, for a function that builds its settings with other defaults);
     the options themselves stay defined once, in the settings class.
+
+    Example:
+        >>> @with_settings_signature(GenerationSettings)
+        ... def run(nodes, **options): ...
+        >>> list(inspect.signature(run).parameters)[:3]
+        ['nodes', 'num_workers', 'cache_path']
     """
-    sig = inspect.signature(func)
-    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    params += [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                          annotation=f.type)  # fmt: skip
-        for f in dataclasses.fields(GenerationSettings)
-    ]
-    func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    return func
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func)
+        params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        params += [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=f.type,
+                              default=defaults.get(f.name, f.default))  # fmt: skip
+            for f in dataclasses.fields(settings_cls)
+        ]
+        func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
 
 
 def _positive_int(name: str, value: Any) -> None:
