@@ -1,10 +1,13 @@
-"""The offline local LLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``.
+"""LocalLLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``; choosing an LLM.
 
 transformers, torch and gguf are imported when the model is first used, not when this module is.
 Concurrent ``acomplete``/``achat`` calls are batched: each call queues its prompt and one collector
 runs up to ``batch_size`` queued prompts in a single left-padded ``generate`` in a worker thread,
-so a caller that awaits many completions at once (``asyncio.gather``, or the generation helper
-with ``num_workers=batch_size``) gets batched generation without knowing about it.
+so a caller that awaits many completions at once (``asyncio.gather``, or the generator with
+``num_workers=batch_size``) gets batched generation without knowing about it. A LocalLLM owns its
+question-writing settings (:meth:`LocalLLM.question_writer`) and its resume-cache key
+(:attr:`LocalLLM.cache_key`). :func:`resolve_choices` and :func:`make_llm` turn the main job's
+``--llm`` choice (``auto``, ``local``, ``none``, ``openai:MODEL``) into an LLM object.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ QUESTION_PROMPT_TMPL = "Text: {context_str}\n\nWrite one question about this tex
 
 #: One-shot example of a question, given as a previous chat turn: (user turn, assistant turn).
 QUESTION_EXAMPLE = (
-    "Text: Lyft's revenue grew in 2021 as ride volume recovered after COVID-19 lockdowns ended "
-    "in many cities.\n\nWrite one question about this text.",
+    QUESTION_PROMPT_TMPL.format(
+        context_str="Lyft's revenue grew in 2021 as ride volume recovered after COVID-19 "
+        "lockdowns ended in many cities."
+    ),
     "Why did Lyft's revenue grow in 2021?",
 )
 

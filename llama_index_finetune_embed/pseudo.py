@@ -24,7 +24,6 @@ and imports none: mixing these pairs with LLM questions is the job of
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 from collections.abc import Sequence
@@ -37,7 +36,6 @@ from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
 
-logger = logging.getLogger(__name__)
 
 PseudoMethod = Literal["ict", "crop"]
 #: The pseudo-query methods, as ``generate_pseudo_queries(method=...)`` names them.
