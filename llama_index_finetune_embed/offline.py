@@ -304,9 +304,10 @@ def llm_pairs(
 def _ask(
     nodes: Sequence[BaseNode], llm: Any, prompt: str, n: int, settings: GenerationSettings
 ) -> EmbeddingQAFinetuneDataset:
-    """One generation pass; a small LLM fails on most chunks, so failures come back in the
-    dataset (``failed_chunks``, ``generation_stats``) instead of one warning per chunk."""
-    run = GenerationRun(nodes, llm, prompt, n, settings, warn_failures=False)
+    """One generation pass. A small LLM writes nothing usable for most chunks: those come back
+    counted in the result (``generation_stats["unusable_chunks"]``, ``failed_chunks``) rather
+    than as one warning each; other failures (LLM errors) are still logged per chunk."""
+    run = GenerationRun(nodes, llm, prompt, n, settings, warn_unusable=False)
     return run_sync(run.execute())
 
 

@@ -313,8 +313,8 @@ def test_unknown_keyword_is_a_type_error(server):
     assert not server.snapshot()["requests"]
 
 
-def test_failures_come_back_by_value_and_can_be_left_unlogged(caplog):
-    """The offline generator asks a weak LLM: its failures are read from the result, not logs."""
+def test_unusable_outputs_come_back_by_value_and_can_go_unlogged(caplog):
+    """The offline generator asks a weak LLM: it reads those failures from the result."""
     from llama_index.core.llms import MockLLM
 
     from llama_index_finetune_embed.generate import GenerationSettings
@@ -322,7 +322,7 @@ def test_failures_come_back_by_value_and_can_be_left_unlogged(caplog):
 
     settings = GenerationSettings(max_attempts=1, **FAST)
     ds = run_sync(GenerationRun(_nodes(2), MockLLM(), "{context_str}", 2, settings,
-                                warn_failures=False).execute())  # fmt: skip
+                                warn_unusable=False).execute())  # fmt: skip
     assert ds.generation_stats["unusable_chunks"] == 2 and len(ds.failed_chunks) == 2
     assert "chunk 'chunk-000' failed" not in caplog.text
     generate_qa_embedding_pairs(_nodes(1), MockLLM(), max_attempts=1, **FAST)

@@ -2,8 +2,9 @@
 
 :class:`GenerationRun` does the work behind
 :func:`~llama_index_finetune_embed.generate.agenerate_qa_embedding_pairs`; failed chunks come back
-by value (``dataset.failed_chunks``, ``generation_stats["unusable_chunks"]``), and are logged
-one per chunk only when ``warn_failures`` is set. :func:`run_sync` runs a coroutine from sync code.
+by value (``dataset.failed_chunks``, ``generation_stats["unusable_chunks"]``) and are logged one
+per chunk, except chunks the LLM wrote nothing usable for when ``warn_unusable`` is off (a weak
+local LLM fails on most chunks). :func:`run_sync` runs a coroutine from sync code.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class GenerationRun:
         num_questions: int,
         settings: GenerationSettings,
         *,
-        warn_failures: bool = True,
+        warn_unusable: bool = True,
     ) -> None:
         check_inputs(nodes, template, num_questions)
         if llm is None:
@@ -80,7 +81,7 @@ class GenerationRun:
             llm = Settings.llm
         _warn_client_retries(llm)
         self.nodes, self.llm, self.template, self.n = list(nodes), llm, template, num_questions
-        self.settings, self.warn_failures = settings, warn_failures
+        self.settings, self.warn_unusable = settings, warn_unusable
         self.mode = settings.mode
         self.texts = {n.node_id: n.get_content(metadata_mode=self.mode) for n in self.nodes}
         self.rng = random.Random(settings.seed)
@@ -156,15 +157,15 @@ class GenerationRun:
                 break
             self.stats["retries"] += 1
             await asyncio.sleep(self._delay(attempt, retry_after))
-        if reason.startswith(_UNUSABLE):
-            self.stats["unusable_chunks"] += 1
+        unusable = reason.startswith(_UNUSABLE)
+        self.stats["unusable_chunks"] += unusable
         reason = f"{reason} (after {attempt} attempt{'s' if attempt > 1 else ''})"
         if self.settings.on_failure == "raise":
             raise RuntimeError(
                 f"question generation failed for chunk {nid!r}: {reason}. Chunks finished so far "
                 "are in cache_path (if set); pass on_failure='continue' to record failures instead"
             )
-        if self.warn_failures:
+        if self.warn_unusable or not unusable:
             logger.warning("chunk %r failed: %s", nid, reason)
         self.failed[nid] = reason
 
