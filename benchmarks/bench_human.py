@@ -122,7 +122,7 @@ class HumanSet:
         """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs."""
         from llama_index.core.schema import TextNode
 
-        from llama_index_finetune_embed.pseudo import generate_offline_pairs
+        from llama_index_finetune_embed.offline import generate_offline_pairs
 
         ids = sorted(self.corpus)
         ids = sorted(random.Random(seed).sample(ids, min(n_docs, len(ids))))

@@ -151,7 +151,7 @@ def run_config(config: str, epochs: float) -> dict:
 
 def make_llm_pairs(limit: int | None, batch_size: int) -> None:
     """Write SmolLM questions for the Lyft chunks (offline prompt + filters) to LLM_PAIRS."""
-    from llama_index_finetune_embed.pseudo import generate_offline_pairs
+    from llama_index_finetune_embed.offline import generate_offline_pairs
 
     nodes = lyft_nodes()[:limit] if limit else lyft_nodes()
     start = time.perf_counter()

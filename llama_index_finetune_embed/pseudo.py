@@ -17,33 +17,32 @@ differs from the chunk (the chunk minus a sentence, a crop) is its own corpus en
 :func:`source_chunk_id` recovers the node a variant came from (e.g. to keep pairs of one chunk
 out of each other's in-batch negatives). The corpus also keeps every node's own text under its
 node id, so the dataset merges with LLM-written pairs built from the same nodes. Pseudo pairs are
-for training only: evaluate on real questions against the node texts.
+for training only: evaluate on real questions against the node texts. This module calls no LLM
+and imports none: mixing these pairs with LLM questions is the job of
+:mod:`~llama_index_finetune_embed.offline`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import random
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from llama_index_finetune_embed._io import text_hash
-from llama_index_finetune_embed._offline import llm_pairs
 from llama_index_finetune_embed._sentences import split_sentences
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 if TYPE_CHECKING:
-    from llama_index.core.llms import LLM
     from llama_index.core.schema import BaseNode
 
-logger = logging.getLogger(__name__)
 
 PseudoMethod = Literal["ict", "crop"]
-_METHODS = ("ict", "crop")
+#: The pseudo-query methods, as ``generate_pseudo_queries(method=...)`` names them.
+METHODS: tuple[PseudoMethod, ...] = ("ict", "crop")
 _VARIANT_SEP = "#"
 _WORD = re.compile(r"\S+")
+
 
 def generate_pseudo_queries(
     nodes: Sequence[BaseNode],
@@ -110,119 +109,6 @@ def generate_pseudo_queries(
     )
 
 
-def generate_offline_pairs(
-    nodes: Sequence[BaseNode],
-    *,
-    llm: LLM | Literal["local"] | None = None,
-    questions_per_chunk: int = 1,
-    llm_prefixes: Sequence[str] = ("What",),
-    pseudo: Sequence[PseudoMethod] = ("ict",),
-    pseudo_per_chunk: int = 1,
-    remove_prob: float = 0.0,
-    context_words: int = 200,
-    num_workers: int | None = None,
-    cache_path: str | os.PathLike[str] | None = None,
-    show_progress: bool | None = None,
-    seed: int = 0,
-    metadata_mode: str = "embed",
-) -> EmbeddingQAFinetuneDataset:
-    """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
-
-    The LLM part (skipped when ``llm`` is None) runs the package's ``generate_qa_embedding_pairs``
-    with a one-shot prompt on each chunk cut to ``context_words`` words, then keeps a question
-    only if it ends with "?", has 5-40 words, does not address "you", and shares at least two
-    content words with its chunk. ``"local"`` (or any ``LocalLLM``) is SmolLM2-135M set up for
-    this: the example as a previous chat turn, the answer started with "What". The pseudo part
-    adds ``pseudo_per_chunk`` pairs per chunk for each method in ``pseudo`` (see
-    :func:`generate_pseudo_queries`). ``query_sources`` tags every query ``"llm"``, ``"ict"`` or
-    ``"crop"``. The corpus holds every node under its id (plus pseudo positives), so a model
-    trained on it is evaluated on real questions against the node texts.
-
-    Args:
-        nodes: the chunks.
-        llm: None (pseudo-queries only), ``"local"``, or any LlamaIndex LLM.
-        questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
-        llm_prefixes: LocalLLM only: the assistant's answer starts with the first prefix; chunks
-            left without a usable question are asked again with the next one ("How", ...).
-        pseudo: pseudo-query methods to add (``()`` for LLM questions only).
-        pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
-        context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
-        num_workers: LLM calls in flight; default the LocalLLM's ``batch_size`` (so its
-            batching fills), else 4.
-        cache_path: resume cache of the LLM part (JSONL, see ``generate_qa_embedding_pairs``).
-        show_progress: progress bar of the LLM part.
-        seed, metadata_mode: passed to both parts.
-
-    Example:
-        >>> train = generate_offline_pairs(nodes)  # ICT pairs only, no LLM  # doctest: +SKIP
-        >>> train = generate_offline_pairs(nodes, llm="local")  # doctest: +SKIP
-        >>> sorted(set(train.query_sources.values()))  # doctest: +SKIP
-        ['ict', 'llm']
-    """
-    pseudo = (pseudo,) if isinstance(pseudo, str) else tuple(pseudo)
-    bad = [m for m in pseudo if m not in _METHODS]
-    if bad:
-        raise ValueError(f"pseudo methods must be among {list(_METHODS)}, got {bad}")
-    if llm is None and not pseudo:
-        raise ValueError("nothing to generate: pass an llm and/or pseudo methods")
-    if not nodes:
-        raise ValueError("nodes is empty: offline pairs need at least one chunk")
-    parts = []
-    if llm is not None:
-        parts.append(
-            llm_pairs(
-                nodes, llm, questions_per_chunk=questions_per_chunk, prefixes=llm_prefixes,
-                context_words=context_words, num_workers=num_workers, cache_path=cache_path,
-                show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
-            )  # fmt: skip
-        )
-    for method in pseudo:
-        parts.append(
-            generate_pseudo_queries(
-                nodes, method=method, per_chunk=pseudo_per_chunk, remove_prob=remove_prob,
-                seed=seed, metadata_mode=metadata_mode,
-            )  # fmt: skip
-        )
-    dataset = parts[0].merge(*parts[1:])
-    counts = {src: list(dataset.query_sources.values()).count(src) for src in ("llm", *pseudo)}
-    logger.info("offline pairs: %s", ", ".join(f"{n} {src}" for src, n in counts.items()))
-    return dataset
-
-
-def offline_val_questions(
-    nodes: Sequence[BaseNode],
-    *,
-    llm: LLM | Literal["local"] | None = None,
-    questions_per_chunk: int = 1,
-    llm_prefixes: Sequence[str] = ("What", "How", "Which"),
-    context_words: int = 200,
-    num_workers: int | None = None,
-    cache_path: str | os.PathLike[str] | None = None,
-    show_progress: bool | None = None,
-    seed: int = 0,
-    metadata_mode: str = "embed",
-) -> EmbeddingQAFinetuneDataset:
-    """Return held-out queries for evaluation made offline: filtered LLM questions, else ICT.
-
-    With an ``llm``: the filtered questions of :func:`generate_offline_pairs` (no pseudo-queries),
-    so the evaluation measures retrieval of questions. Without one: one sentence per chunk as the
-    query against the full node texts - a much easier, lexical task (the sentence is in its
-    chunk); use that fallback only as a rough check.
-
-    Example:
-        >>> val = offline_val_questions(val_nodes, llm="local")  # doctest: +SKIP
-    """
-    if llm is not None:
-        return generate_offline_pairs(
-            nodes, llm=llm, questions_per_chunk=questions_per_chunk, llm_prefixes=llm_prefixes,
-            pseudo=(), context_words=context_words, num_workers=num_workers, cache_path=cache_path,
-            show_progress=show_progress, seed=seed, metadata_mode=metadata_mode,
-        )  # fmt: skip
-    return generate_pseudo_queries(
-        nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=seed, metadata_mode=metadata_mode
-    )
-
-
 def variant_id(node_id: str, method: str, *texts: str) -> str:
     """Stable id of a pseudo query/positive made from ``node_id``: ``"<node id>#<method>:<h>"``."""
     return f"{node_id}{_VARIANT_SEP}{method}:{text_hash(chr(31).join(texts))[:16]}"
@@ -236,7 +122,7 @@ def source_chunk_id(chunk_id: str) -> str:
         ('node-1', 'node-1')
     """
     head, sep, tail = chunk_id.rpartition(_VARIANT_SEP)
-    if sep and tail.split(":", 1)[0] in _METHODS:
+    if sep and tail.split(":", 1)[0] in METHODS:
         return head
     return chunk_id
 
@@ -244,8 +130,8 @@ def source_chunk_id(chunk_id: str) -> str:
 def _check_options(
     method: str, per_chunk: int, remove_prob: float, min_words: int, max_query_words: int
 ) -> None:
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if per_chunk < 1:
         raise ValueError(f"per_chunk must be >= 1, got {per_chunk}")
     if not 0.0 <= remove_prob <= 1.0:
@@ -311,3 +197,16 @@ def _render(node: BaseNode, text: str, mode: object) -> str:
     if isinstance(node, TextNode):
         return node.model_copy(update={"text": text}).get_content(metadata_mode=mode)
     return text
+
+
+_MOVED_TO_OFFLINE = ("generate_offline_pairs", "offline_val_questions")
+
+
+def __getattr__(name: str) -> object:
+    """Old import path of the offline generator, which moved to ``offline`` (imported only when
+    asked for, so importing this module imports no LLM code)."""
+    if name in _MOVED_TO_OFFLINE:
+        from llama_index_finetune_embed import offline
+
+        return getattr(offline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

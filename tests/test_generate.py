@@ -1,4 +1,4 @@
-"""Tests for generate.py: parsing, retries, concurrency, resume cache, fault injection, kill -9."""
+"""Tests for generate/: parsing, settings, retries, concurrency, resume cache, faults, kill -9."""
 
 from __future__ import annotations
 
@@ -268,6 +268,87 @@ def test_bad_nodes(server):
         generate_qa_embedding_pairs(["text"], server.llm())
 
 
+def test_sync_and_async_forms_have_one_signature_from_the_settings():
+    import dataclasses
+    import inspect
+
+    from llama_index_finetune_embed import agenerate_qa_embedding_pairs
+    from llama_index_finetune_embed.generate import GenerationSettings
+
+    sync = inspect.signature(generate_qa_embedding_pairs)
+    assert sync == inspect.signature(agenerate_qa_embedding_pairs)
+    assert generate_qa_embedding_pairs.__doc__ == agenerate_qa_embedding_pairs.__doc__
+    assert not inspect.iscoroutinefunction(generate_qa_embedding_pairs)
+    params = sync.parameters
+    positional = ["nodes", "llm", "qa_generate_prompt_tmpl", "num_questions_per_chunk"]
+    assert list(params)[:4] == positional
+    keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    assert keywords == {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
+    assert keywords["num_workers"] == 16 and keywords["on_failure"] == "continue"
+    assert len(keywords) == 14 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_workers": 0}, "num_workers must be a positive int"),
+        ({"max_attempts": 0}, "max_attempts must be a positive int"),
+        ({"on_failure": "fail"}, "on_failure must be 'continue' or 'raise'"),
+        ({"backoff_base": -1}, "backoff_base/backoff_max must be >= 0"),
+        ({"timeout": 0}, "timeout > 0"),
+        ({"metadata_mode": "text"}, "metadata_mode must be one of"),
+    ],
+)
+def test_settings_are_checked_at_construction(kwargs, match):
+    from llama_index_finetune_embed.generate import GenerationSettings
+
+    with pytest.raises(ValueError, match=match):
+        GenerationSettings(**kwargs)
+    assert GenerationSettings(metadata_mode="none").mode == "none"
+
+
+def test_unknown_keyword_is_a_type_error(server):
+    with pytest.raises(TypeError, match="num_worker"):
+        generate_qa_embedding_pairs(_nodes(1), server.llm(), num_worker=2)
+    assert not server.snapshot()["requests"]
+
+
+def test_unusable_outputs_come_back_by_value_and_can_go_unlogged(caplog):
+    """The offline generator asks a weak LLM: it reads those failures from the result."""
+    from llama_index.core.llms import MockLLM
+
+    from llama_index_finetune_embed.generate import GenerationSettings
+    from llama_index_finetune_embed.generate.run import GenerationRun, run_sync
+
+    settings = GenerationSettings(max_attempts=1, **FAST)
+    ds = run_sync(GenerationRun(_nodes(2), MockLLM(), "{context_str}", 2, settings,
+                                warn_unusable=False).execute())  # fmt: skip
+    assert ds.generation_stats["unusable_chunks"] == 2 and len(ds.failed_chunks) == 2
+    assert "chunk 'chunk-000' failed" not in caplog.text
+    generate_qa_embedding_pairs(_nodes(1), MockLLM(), max_attempts=1, **FAST)
+    assert "chunk 'chunk-000' failed: no usable question" in caplog.text  # the public default
+
+
+def test_cache_key_of_an_llm_that_has_one_is_used():
+    from llama_index.core.llms import MockLLM
+
+    from llama_index_finetune_embed import LocalLLM
+    from llama_index_finetune_embed.generate.run import cache_model_id
+
+    assert cache_model_id(MockLLM()) == "MockLLM/unknown"
+    llm = LocalLLM()
+    assert cache_model_id(llm) == llm.cache_key
+
+
+def test_generate_imports_no_torch_and_no_later_stage():
+    from _imports import modules_loaded_by
+
+    loaded = modules_loaded_by("llama_index_finetune_embed.generate")
+    ours = {name.split(".")[1] for name in loaded if name.startswith("llama_index_finetune_embed.")}
+    assert "torch" not in loaded and "sentence_transformers" not in loaded
+    assert ours <= {"generate", "dataset", "_io"}, sorted(ours)
+
+
 def test_client_retries_are_flagged(server, caplog):
     generate_qa_embedding_pairs(_nodes(1), server.llm(max_retries=2), **FAST)
     assert "max_retries=2" in caplog.text
@@ -286,11 +367,12 @@ def test_llm_without_usage_echoing_the_prompt_gets_nothing_accepted():
 def test_backoff_is_exponential_jittered_capped_and_seeded():
     from llama_index.core.llms import MockLLM
 
-    from llama_index_finetune_embed.generate import _Run
+    from llama_index_finetune_embed.generate import GenerationSettings
+    from llama_index_finetune_embed.generate.run import GenerationRun
 
     def delays(seed):
-        run = _Run.create(_nodes(1), MockLLM(), "{context_str}", 2, backoff_base=1.0,
-                          backoff_max=5.0, seed=seed)  # fmt: skip
+        settings = GenerationSettings(backoff_base=1.0, backoff_max=5.0, seed=seed)
+        run = GenerationRun(_nodes(1), MockLLM(), "{context_str}", 2, settings)
         return [run._delay(attempt, 0.0) for attempt in range(1, 6)]
 
     first = delays(7)
@@ -298,12 +380,13 @@ def test_backoff_is_exponential_jittered_capped_and_seeded():
     for attempt, delay in enumerate(first, start=1):
         full = min(5.0, 2 ** (attempt - 1))
         assert full / 2 <= delay <= full
-    run = _Run.create(_nodes(1), MockLLM(), "{context_str}", 2, backoff_base=0.1, seed=0)
+    settings = GenerationSettings(backoff_base=0.1, seed=0)
+    run = GenerationRun(_nodes(1), MockLLM(), "{context_str}", 2, settings)
     assert run._delay(1, 3.0) == 3.0  # the server's Retry-After wins over a shorter backoff
 
 
 def test_a_cache_in_use_by_another_run_is_refused(tmp_path):
-    from llama_index_finetune_embed._gen_cache import ResumeCache, cache_fingerprint
+    from llama_index_finetune_embed.generate.cache import ResumeCache, cache_fingerprint
 
     fingerprint = cache_fingerprint("{context_str}", "m", 2, "embed")
     first = ResumeCache.open(tmp_path / "c.jsonl", fingerprint, {"a": "text"})

@@ -152,3 +152,78 @@ def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):
     other = base.with_options(dtype="bfloat16")  # other weights: loads its own
     other._load()
     assert loads == ["float32", "bfloat16"]
+
+
+# -- question settings and cache key -----------------------------------------------------------
+
+
+def test_cache_key_changes_with_the_question_settings():
+    base = LocalLLM()
+    writer = base.question_writer()
+    assert base.cache_key.startswith("LocalLLM/SmolLM2-135M-Instruct/")
+    assert writer.cache_key != base.cache_key  # the question settings change what it writes
+    assert writer.cache_key == LocalLLM().question_writer().cache_key  # stable
+    keys = {
+        writer.with_options(**change).cache_key
+        for change in (
+            {"assistant_prefix": "How"},
+            {"max_new_tokens": 31},
+            {"repetition_penalty": 1.3},
+            {"stop": ["?"]},
+            {"examples": []},
+            {"model_path": "/models/other.gguf"},
+        )
+    }
+    assert len(keys) == 6 and writer.cache_key not in keys
+    assert writer.with_options(batch_size=2).cache_key == writer.cache_key  # speed only
+
+
+def test_question_writer_keeps_what_the_caller_set():
+    writer = LocalLLM(max_new_tokens=20, batch_size=3).question_writer()
+    assert (writer.max_new_tokens, writer.batch_size, writer.assistant_prefix) == (20, 3, "What")
+    assert writer.stop == ["\n"] and len(writer.examples) == 1
+
+
+# -- choosing an LLM ------------------------------------------------------------------------------
+
+
+def test_make_llm_resolves_the_local_marker_once():
+    from llama_index_finetune_embed.llms import make_llm
+
+    assert make_llm("none") is None
+    assert isinstance(make_llm("local"), LocalLLM)
+
+
+@pytest.mark.parametrize(
+    ("llm", "environ", "expected"),
+    [
+        ("auto", {}, "local"),
+        ("auto", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
+        ("openai", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
+        ("none", {}, "none"),
+    ],
+)
+def test_resolve_choices(llm, environ, expected):
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed.llms import resolve_choices
+
+    config = SimpleNamespace(llm=llm, base_model="org/some-model")
+    choices = resolve_choices(config, environ=environ)
+    assert choices.llm == expected and choices.base_model == "org/some-model"
+
+
+def test_resolve_choices_errors(tmp_path):
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed.llms import resolve_choices
+
+    def choose(llm, base_model="org/some-model"):
+        return resolve_choices(SimpleNamespace(llm=llm, base_model=base_model), environ={})
+
+    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
+        choose("openai:gpt-4o")
+    with pytest.raises(ValueError, match="unknown --llm 'gpt-4'"):
+        choose("gpt-4")
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        choose("none", str(tmp_path / "missing" / "model"))

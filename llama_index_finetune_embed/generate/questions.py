@@ -1,6 +1,6 @@
 """Turn what an LLM wrote into clean questions: parse the list, then filter what is not a question.
 
-Private module; the public entry point is :func:`parse_questions` (re-exported by the package).
+The public entry point is :func:`parse_questions` (re-exported by the package).
 """
 
 from __future__ import annotations

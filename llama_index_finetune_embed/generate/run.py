@@ -1,0 +1,293 @@
+"""One generation run: bounded async LLM calls, retries with backoff, progress, resume cache.
+
+:class:`GenerationRun` does the work behind
+:func:`~llama_index_finetune_embed.generate.agenerate_qa_embedding_pairs`; failed chunks come back
+by value (``dataset.failed_chunks``, ``generation_stats["unusable_chunks"]``) and are logged one
+per chunk, except chunks the LLM wrote nothing usable for when ``warn_unusable`` is off (a weak
+local LLM fails on most chunks). :func:`run_sync` runs a coroutine from sync code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate.cache import ResumeCache, cache_fingerprint
+from llama_index_finetune_embed.generate.calls import (
+    describe_error,
+    error_kind,
+    retry_after_seconds,
+    token_usage,
+)
+from llama_index_finetune_embed.generate.questions import parse_questions
+from llama_index_finetune_embed.generate.settings import GenerationSettings, check_inputs
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import BaseNode
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MAX_RETRY_AFTER = 60.0
+_UNUSABLE = "no usable question in the output"
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end from sync code, also inside a running event loop (a notebook).
+
+    There it runs in a worker thread with its own loop, leaving the caller's loop untouched.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Inside a running loop (Jupyter): a loop of our own in a worker thread, never nest_asyncio.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qa-generate") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class GenerationRun:
+    """One generation run: inputs and settings checked (and the cache opened) at construction.
+
+    Example:
+        >>> run = GenerationRun(nodes, llm, "{context_str}", 2, GenerationSettings())
+        ... # doctest: +SKIP
+        >>> dataset = asyncio.run(run.execute())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[BaseNode],
+        llm: LLM | None,
+        template: str,
+        num_questions: int,
+        settings: GenerationSettings,
+        *,
+        warn_unusable: bool = True,
+    ) -> None:
+        check_inputs(nodes, template, num_questions)
+        if llm is None:
+            from llama_index.core import Settings
+
+            llm = Settings.llm
+        _warn_client_retries(llm)
+        self.nodes, self.llm, self.template, self.n = list(nodes), llm, template, num_questions
+        self.settings, self.warn_unusable = settings, warn_unusable
+        self.mode = settings.mode
+        self.texts = {n.node_id: n.get_content(metadata_mode=self.mode) for n in self.nodes}
+        self.rng = random.Random(settings.seed)
+        self.progress = settings.progress(logger)
+        model = settings.llm_id or cache_model_id(llm)
+        fingerprint = cache_fingerprint(template, model, num_questions, self.mode)
+        # Opened (and checked) here so a wrong cache fails before any call is made.
+        path = settings.cache_path
+        self.cache = ResumeCache.open(path, fingerprint, self.texts) if path else None
+
+    async def execute(self) -> EmbeddingQAFinetuneDataset:
+        start = time.monotonic()
+        done = dict(self.cache.done) if self.cache else {}
+        self.questions: dict[str, list[str]] = dict(done)
+        self.failed: dict[str, str] = {}
+        self.stats: dict[str, float | int] = dict.fromkeys(
+            ("calls", "retries", "errors", "unusable_outputs", "unusable_chunks",
+             "prompt_tokens", "completion_tokens", "calls_without_usage"), 0,
+        )  # fmt: skip
+        self.pause_until = 0.0
+        pending = []
+        for nid, text in self.texts.items():
+            if nid in done:
+                continue
+            if text.strip():
+                pending.append(nid)
+            else:
+                self.failed[nid] = "empty text: nothing to ask about"
+        try:
+            await self._run_all(pending, initial=len(done))
+        finally:
+            if self.cache:
+                self.cache.close()
+        return self._finish(len(done), time.monotonic() - start)
+
+    async def _run_all(self, pending: list[str], *, initial: int) -> None:
+        queue = list(reversed(pending))
+        self.bar = _progress_bar(len(self.texts), initial, self.progress)
+
+        async def worker() -> None:
+            while queue:
+                nid = queue.pop()
+                await self._one_chunk(nid)
+                self.bar.update(1)
+                self.bar.set_postfix_str(self._postfix(), refresh=False)
+
+        workers = min(self.settings.num_workers, len(pending))
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        try:
+            with _logs_above_bar(self.progress):
+                await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            self.bar.close()
+
+    async def _one_chunk(self, nid: str) -> None:
+        context = self.texts[nid]
+        prompt = self.template.format(context_str=context, num_questions_per_chunk=self.n)
+        reason, attempts = "no attempt made", self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            questions, reason, retry_after = await self._attempt(prompt, context)
+            if questions:
+                self.questions[nid] = questions
+                if self.cache:
+                    source = self.settings.source
+                    self.cache.append(nid, text_hash(context), questions, source, attempt)
+                return
+            if retry_after is None or attempt == attempts:
+                break
+            self.stats["retries"] += 1
+            await asyncio.sleep(self._delay(attempt, retry_after))
+        unusable = reason.startswith(_UNUSABLE)
+        self.stats["unusable_chunks"] += unusable
+        reason = f"{reason} (after {attempt} attempt{'s' if attempt > 1 else ''})"
+        if self.settings.on_failure == "raise":
+            raise RuntimeError(
+                f"question generation failed for chunk {nid!r}: {reason}. Chunks finished so far "
+                "are in cache_path (if set); pass on_failure='continue' to record failures instead"
+            )
+        if self.warn_unusable or not unusable:
+            logger.warning("chunk %r failed: %s", nid, reason)
+        self.failed[nid] = reason
+
+    async def _attempt(self, prompt: str, context: str) -> tuple[list[str], str, float | None]:
+        """One call: (questions, why not, seconds to wait before a retry or None for no retry)."""
+        wait = self.pause_until - time.monotonic()
+        if wait > 0:  # a 429 elsewhere asked everyone to slow down
+            await asyncio.sleep(wait)
+        self.stats["calls"] += 1
+        try:
+            call, timeout = self.llm.acomplete(prompt), self.settings.timeout
+            response = await (asyncio.wait_for(call, timeout) if timeout else call)
+        except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
+            self.stats["errors"] += 1
+            return [], describe_error(exc), self._classify(exc)
+        self._count_usage(response)
+        text = getattr(response, "text", None) or ""
+        questions = parse_questions(text, context, self.n)
+        if not questions:
+            self.stats["unusable_outputs"] += 1
+            return [], f"{_UNUSABLE} {text[:80]!r}", 0.0
+        return questions, "", None
+
+    def _classify(self, exc: Exception) -> float | None:
+        """Retry-after seconds (0 = just back off) for a retryable error, None if not; or raise."""
+        kind = error_kind(exc)
+        if kind == "fatal":
+            raise RuntimeError(
+                f"stopping generation: the LLM call failed with {describe_error(exc)}; this will "
+                "fail for every chunk (check the API key, model name and api_base)"
+            ) from exc
+        if kind == "chunk":
+            return None
+        retry_after = retry_after_seconds(exc)
+        if kind == "rate_limit":
+            pause = max(retry_after, self.settings.backoff_base)
+            self.pause_until = max(self.pause_until, time.monotonic() + pause)
+        return retry_after
+
+    def _delay(self, attempt: int, retry_after: float) -> float:
+        base, cap = self.settings.backoff_base, self.settings.backoff_max
+        backoff = min(cap, base * 2 ** (attempt - 1))
+        jittered = backoff / 2 + self.rng.uniform(0, backoff / 2)  # "equal jitter"
+        return max(jittered, min(retry_after, _MAX_RETRY_AFTER))
+
+    def _count_usage(self, response: Any) -> None:
+        usage = token_usage(response)
+        if usage is None:
+            self.stats["calls_without_usage"] += 1
+            return
+        self.stats["prompt_tokens"] += usage[0]
+        self.stats["completion_tokens"] += usage[1]
+
+    def _postfix(self) -> str:
+        s = self.stats
+        tokens = s["prompt_tokens"] + s["completion_tokens"]
+        return f"calls={s['calls']} retries={s['retries']} failed={len(self.failed)} tok={tokens}"
+
+    def _finish(self, cached: int, seconds: float) -> EmbeddingQAFinetuneDataset:
+        order = list(self.texts)
+        questions = {nid: self.questions[nid] for nid in order if nid in self.questions}
+        dataset = EmbeddingQAFinetuneDataset.from_nodes(
+            self.nodes, questions, metadata_mode=self.mode,
+            query_sources=dict.fromkeys(questions, self.settings.source),
+        )  # fmt: skip
+        self.stats.update(
+            chunks=len(order), cached_chunks=cached, failed_chunks=len(self.failed),
+            questions=len(dataset.queries), seconds=round(seconds, 3),
+        )  # fmt: skip
+        failed = {nid: self.failed[nid] for nid in order if nid in self.failed}
+        dataset = dataset.model_copy(
+            update={"failed_chunks": failed, "generation_stats": dict(self.stats)}
+        )
+        logger.info("question generation finished: %s", _summary(self.stats))
+        if self.settings.output_path is not None:
+            dataset.save_json(self.settings.output_path)
+        return dataset
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def cache_model_id(llm: Any) -> str:
+    """The model id a resume cache records: the LLM's own ``cache_key`` (e.g. a LocalLLM's,
+    which covers its settings), else its class and ``metadata.model_name``."""
+    key = getattr(llm, "cache_key", None)
+    if isinstance(key, str):
+        return key
+    model = getattr(getattr(llm, "metadata", None), "model_name", None) or "unknown"
+    return f"{type(llm).__name__}/{model}"
+
+
+def _warn_client_retries(llm: Any) -> None:
+    retries = getattr(llm, "max_retries", 0)
+    if isinstance(retries, int) and retries > 0:
+        logger.warning(
+            "%s has max_retries=%d: each attempt counted here may make up to %d HTTP calls. "
+            "Build the LLM with max_retries=0 to let max_attempts count every call.",
+            type(llm).__name__, retries, retries + 1,
+        )  # fmt: skip
+
+
+def _logs_above_bar(enabled: bool) -> Any:
+    """While the bar is shown, console log lines go through ``tqdm.write`` (no torn bar)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="Generating", unit="chunk")
+
+
+def _summary(stats: dict[str, float | int]) -> str:
+    return (
+        f"{stats['questions']} questions for {stats['chunks']} chunks "
+        f"({stats['cached_chunks']} from cache, {stats['failed_chunks']} failed); "
+        f"{stats['calls']} LLM calls ({stats['retries']} retries), "
+        f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens "
+        f"in {stats['seconds']:.1f} s"
+    )

@@ -1,0 +1,321 @@
+"""The offline generator: local-LLM questions through a strict filter, plus pseudo-queries.
+
+:func:`generate_offline_pairs` and :func:`offline_val_questions` are the entry points; this
+module holds their policy (prompt, chunk clipping, one pass per answer prefix, the question
+filter). The LLM part runs the package's generator (:mod:`~llama_index_finetune_embed.generate`)
+and reads failed chunks from its result, by value; the pseudo part is
+:func:`~llama_index_finetune_embed.pseudo.generate_pseudo_queries`.
+
+SmolLM2-135M is a very weak question writer. What made it usable at all (probes on 24 Lyft
+10-K chunks, greedy, repetition penalty 1.2): the one-shot example as a previous chat turn
+rather than inline in the prompt, the answer started with "What", the chunk cut to ~200 words,
+and everything after the first "?" dropped (see ``LocalLLM.question_writer``). Even so most
+outputs are chat ("What would you do if your company...?") or generic, so the filter keeps few:
+76 questions from 334 Lyft chunks (23%, 196 s on 2 CPU cores), 11 of 40 pydoc chunks with three
+prefixes (What/How/Which).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate.run import GenerationRun, run_sync
+from llama_index_finetune_embed.generate.settings import (
+    GenerationSettings,
+    with_settings_signature,
+)
+from llama_index_finetune_embed.llms import QUESTION_EXAMPLE, QUESTION_PROMPT_TMPL, LocalLLM
+from llama_index_finetune_embed.pseudo import METHODS, PseudoMethod, generate_pseudo_queries
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import BaseNode
+
+__all__ = ["OfflineSettings", "clean_question", "generate_offline_pairs", "offline_val_questions"]
+
+logger = logging.getLogger(__name__)
+
+#: The local LLM's prompt for any other LLM (no chat turns): the example is inline.
+INLINE_QA_PROMPT_TMPL = (
+    f"{QUESTION_EXAMPLE[0]}\nQuestion: {QUESTION_EXAMPLE[1]}\n\n{QUESTION_PROMPT_TMPL}\nQuestion:"
+)
+
+_STOPWORDS = frozenset(
+    """the a an and or of to in on for by with from as at is are was were be been being this
+    that these those its it our we their they them which what how why who whom when where does
+    do did has have had not can could may might will would should shall about into than other
+    such any all more most some also there here been very much many""".split()
+)
+_PERSONAL = re.compile(r"\b(?:you|your|yours|yourself|i|me|my)\b", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineSettings:
+    """How the offline generator asks an LLM, and the seed and rendering of both of its parts.
+
+    Args:
+        questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
+        llm_prefixes: LocalLLM only: the assistant's answer starts with the first prefix; chunks
+            left without a usable question are asked again with the next one ("How", ...).
+        context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
+        num_workers: LLM calls in flight; default the LocalLLM's ``batch_size`` (so its
+            batching fills), else 4.
+        cache_path: resume cache of the LLM part (JSONL, see ``generate_qa_embedding_pairs``).
+        show_progress: progress bar of the LLM part (default: follows the log level).
+        seed: seed of the pseudo-query draw (and of the LLM part's backoff jitter).
+        metadata_mode: how the corpus renders the nodes (``node.get_content(metadata_mode=...)``).
+
+    Raises:
+        ValueError: ``context_words`` < 1 or no ``llm_prefixes`` (checked at construction).
+
+    Example:
+        >>> OfflineSettings(llm_prefixes=("What", "How")).llm_prefixes
+        ('What', 'How')
+    """
+
+    questions_per_chunk: int = 1
+    llm_prefixes: Sequence[str] = ("What",)
+    context_words: int = 200
+    num_workers: int | None = None
+    cache_path: str | os.PathLike[str] | None = None
+    show_progress: bool | None = None
+    seed: int = 0
+    metadata_mode: str = "embed"
+
+    def __post_init__(self) -> None:
+        if self.context_words < 1:
+            raise ValueError(f"context_words must be >= 1, got {self.context_words}")
+        if not self.llm_prefixes:
+            raise ValueError("llm_prefixes must name at least one prefix, e.g. ('What',)")
+
+
+#: Held-out questions get more chances: chunks left without one are asked with "How", "Which".
+_VAL_DEFAULTS: dict[str, Any] = {"llm_prefixes": ("What", "How", "Which")}
+
+
+@with_settings_signature(OfflineSettings)
+def generate_offline_pairs(
+    nodes: Sequence[BaseNode],
+    *,
+    llm: LLM | None = None,
+    pseudo: Sequence[PseudoMethod] = ("ict",),
+    pseudo_per_chunk: int = 1,
+    remove_prob: float = 0.0,
+    **options: Any,
+) -> EmbeddingQAFinetuneDataset:
+    """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
+
+    The LLM part (skipped when ``llm`` is None) runs the package's generator with a one-shot
+    prompt on each chunk cut to ``context_words`` words, then keeps a question only if it ends
+    with "?", has 5-40 words, does not address "you", and shares at least two content words with
+    its chunk (:func:`clean_question`). A ``LocalLLM`` (SmolLM2-135M) is set up for this by
+    ``LocalLLM.question_writer``: the example as a previous chat turn, the answer started with
+    "What". The pseudo part adds ``pseudo_per_chunk`` pairs per chunk for each method in
+    ``pseudo`` (see :func:`generate_pseudo_queries`). ``query_sources`` tags every query
+    ``"llm"``, ``"ict"`` or ``"crop"``. The corpus holds every node under its id (plus pseudo
+    positives), so a model trained on it is evaluated on real questions against the node texts.
+
+    Args:
+        nodes: the chunks.
+        llm: None (pseudo-queries only), a ``LocalLLM``, or any LlamaIndex LLM.
+        pseudo: pseudo-query methods to add (``()`` for LLM questions only).
+        pseudo_per_chunk, remove_prob: see :func:`generate_pseudo_queries`.
+        **options: the fields of :class:`OfflineSettings` (``questions_per_chunk=1``,
+            ``llm_prefixes=("What",)``, ``context_words=200``, ``num_workers``, ``cache_path``,
+            ``show_progress``, ``seed=0``, ``metadata_mode="embed"``), documented there.
+
+    Example:
+        >>> train = generate_offline_pairs(nodes)  # ICT pairs only, no LLM  # doctest: +SKIP
+        >>> train = generate_offline_pairs(nodes, llm=LocalLLM())  # doctest: +SKIP
+        >>> sorted(set(train.query_sources.values()))  # doctest: +SKIP
+        ['ict', 'llm']
+    """
+    settings = OfflineSettings(**options)
+    methods = _check_request(nodes, llm, pseudo)
+    parts = [] if llm is None else [llm_pairs(nodes, llm, settings)]
+    for method in methods:
+        parts.append(
+            generate_pseudo_queries(
+                nodes, method=method, per_chunk=pseudo_per_chunk, remove_prob=remove_prob,
+                seed=settings.seed, metadata_mode=settings.metadata_mode,
+            )  # fmt: skip
+        )
+    dataset = parts[0].merge(*parts[1:])
+    counts = {src: list(dataset.query_sources.values()).count(src) for src in ("llm", *methods)}
+    logger.info("offline pairs: %s", ", ".join(f"{n} {src}" for src, n in counts.items()))
+    return dataset
+
+
+@with_settings_signature(OfflineSettings, **_VAL_DEFAULTS)
+def offline_val_questions(
+    nodes: Sequence[BaseNode], *, llm: LLM | None = None, **options: Any
+) -> EmbeddingQAFinetuneDataset:
+    """Return held-out queries for evaluation made offline: filtered LLM questions, else ICT.
+
+    With an ``llm``: the filtered questions of :func:`generate_offline_pairs` (no pseudo-queries,
+    and by default three answer prefixes: What, How, Which), so the evaluation measures retrieval
+    of questions. Without one: one sentence per chunk as the query against the full node texts -
+    a much easier, lexical task (the sentence is in its chunk); use that fallback only as a rough
+    check. ``**options`` are the fields of :class:`OfflineSettings`.
+
+    Example:
+        >>> val = offline_val_questions(val_nodes, llm=LocalLLM())  # doctest: +SKIP
+    """
+    settings = OfflineSettings(**{**_VAL_DEFAULTS, **options})
+    if llm is not None:
+        _check_request(nodes, llm, ())
+        return llm_pairs(nodes, llm, settings)
+    return generate_pseudo_queries(
+        nodes, method="ict", per_chunk=1, remove_prob=0.0, seed=settings.seed,
+        metadata_mode=settings.metadata_mode,
+    )  # fmt: skip
+
+
+def _check_request(nodes: Sequence[BaseNode], llm: Any, pseudo: Any) -> tuple[PseudoMethod, ...]:
+    """The pseudo methods asked for, after checking there is something valid to make."""
+    methods = (pseudo,) if isinstance(pseudo, str) else tuple(pseudo)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"pseudo methods must be among {list(METHODS)}, got {bad}")
+    if isinstance(llm, str):
+        raise ValueError(
+            f"llm must be an LLM object or None, got {llm!r}: pass LocalLLM() for the offline "
+            "model (make_llm turns a --llm choice such as 'local' into one)"
+        )
+    if llm is None and not methods:
+        raise ValueError("nothing to generate: pass an llm and/or pseudo methods")
+    if not nodes:
+        raise ValueError("nodes is empty: offline pairs need at least one chunk")
+    return methods
+
+
+def clip_nodes(nodes: Sequence[BaseNode], max_words: int) -> list[BaseNode]:
+    """Copies of text nodes cut to ``max_words`` words (what a small LLM can attend to)."""
+    from llama_index.core.schema import TextNode
+
+    clipped: list[BaseNode] = []
+    for node in nodes:
+        if isinstance(node, TextNode) and len(node.text.split()) > max_words:
+            node = node.model_copy(update={"text": " ".join(node.text.split()[:max_words])})
+        clipped.append(node)
+    return clipped
+
+
+def clean_question(text: str, context: str, *, min_shared: int = 2) -> str | None:
+    """The question kept from one LLM output, or None when it fails the offline filter.
+
+    Keeps the text up to the first "?"; requires 5-40 words, no "you/your/I" (the small model
+    drifts into chat: "What is your plan...?"), and at least ``min_shared`` content words shared
+    with the chunk (drops generic questions such as "What is the answer?").
+
+    Example:
+        >>> clean_question("What drove Lyft revenue in 2021? The answer...", "Lyft revenue in 2021")
+        'What drove Lyft revenue in 2021?'
+    """
+    if "?" not in text:
+        return None
+    question = " ".join(text[: text.index("?") + 1].split())
+    if not 5 <= len(question.split()) <= 40 or _PERSONAL.search(question):
+        return None
+    if len(content_words(question) & content_words(context)) < min_shared:
+        return None
+    return question
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOPWORDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asker:
+    """How the offline generator asks one LLM: prompt, one LLM per pass, workers, attempts."""
+
+    passes: list[Any]  # the LLM of each pass; a LocalLLM gets one per answer prefix
+    prompt: str
+    num_workers: int
+    max_attempts: int
+
+    @classmethod
+    def for_llm(cls, llm: Any, prefixes: Sequence[str], num_workers: int | None) -> _Asker:
+        if not isinstance(llm, LocalLLM):  # one pass: an API LLM is not steered by a prefix
+            return cls([llm], INLINE_QA_PROMPT_TMPL, num_workers or 4, max_attempts=3)
+        writer = llm.question_writer()
+        passes = [
+            writer if writer.assistant_prefix == p else writer.with_options(assistant_prefix=p)
+            for p in prefixes
+        ]  # copies share the loaded weights
+        # greedy decoding writes the same text again: one attempt per pass
+        return cls(passes, QUESTION_PROMPT_TMPL, num_workers or llm.batch_size, max_attempts=1)
+
+
+def llm_pairs(
+    nodes: Sequence[BaseNode], llm: Any, settings: OfflineSettings
+) -> EmbeddingQAFinetuneDataset:
+    """LLM questions through the generation run, then the offline filter; tagged ``"llm"``.
+
+    A LocalLLM is asked once per prefix in ``llm_prefixes``, each pass only about the chunks
+    still without a usable question (greedy decoding would write the same text again for the
+    same prefix); each pass has its own resume cache (``cache_path`` with ``.<prefix>`` added).
+    """
+    prefixes, n = settings.llm_prefixes, settings.questions_per_chunk
+    asker = _Asker.for_llm(llm, prefixes, settings.num_workers)
+    texts = {node.node_id: node.get_content() for node in nodes}
+    kept: dict[str, list[str]] = {}
+    stats: dict[str, float | int] = {}
+    for i, (prefix, pass_llm) in enumerate(zip(prefixes, asker.passes, strict=False)):
+        todo = [node for node in nodes if len(kept.get(node.node_id, [])) < n]
+        if not todo:
+            break
+        run_settings = GenerationSettings(
+            num_workers=asker.num_workers, cache_path=_pass_cache(settings.cache_path, i, prefix),
+            show_progress=settings.show_progress, max_attempts=asker.max_attempts,
+            seed=settings.seed,
+            metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt
+        )  # fmt: skip
+        clipped = clip_nodes(todo, settings.context_words)
+        raw = _ask(clipped, pass_llm, asker.prompt, n, run_settings)
+        for key, value in raw.generation_stats.items():
+            stats[key] = stats.get(key, 0) + value
+        stats["llm_questions_written"] = stats.get("llm_questions_written", 0) + len(raw)
+        for _, question, nid in raw.pairs():
+            clean = clean_question(question, texts[nid])
+            if clean and clean not in kept.get(nid, []):
+                kept.setdefault(nid, []).append(clean)
+    dataset = EmbeddingQAFinetuneDataset.from_nodes(
+        nodes, kept, metadata_mode=settings.metadata_mode, query_sources=dict.fromkeys(kept, "llm")
+    )
+    stats["llm_questions_kept"] = len(dataset)
+    logger.info(
+        "LLM questions: %d chunks of %d have one that passes the offline filter (%d of %d kept; "
+        "%d chunk passes without a usable output)",
+        len(kept), len(texts), len(dataset), stats["llm_questions_written"],
+        stats.get("unusable_chunks", 0),
+    )  # fmt: skip
+    return dataset.model_copy(update={"generation_stats": stats})
+
+
+def _ask(
+    nodes: Sequence[BaseNode], llm: Any, prompt: str, n: int, settings: GenerationSettings
+) -> EmbeddingQAFinetuneDataset:
+    """One generation pass. A small LLM writes nothing usable for most chunks: those come back
+    counted in the result (``generation_stats["unusable_chunks"]``, ``failed_chunks``) rather
+    than as one warning each; other failures (LLM errors) are still logged per chunk."""
+    run = GenerationRun(nodes, llm, prompt, n, settings, warn_unusable=False)
+    return run_sync(run.execute())
+
+
+def _pass_cache(cache_path: str | os.PathLike[str] | None, i: int, prefix: str) -> Path | None:
+    if cache_path is None:
+        return None
+    path = Path(cache_path)
+    if i == 0:
+        return path
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_").lower() or f"pass{i}"
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")

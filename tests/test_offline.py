@@ -1,0 +1,159 @@
+"""The offline generator: filtered LLM questions (scripted LLMs) mixed with pseudo-queries."""
+
+from __future__ import annotations
+
+import pytest
+from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.schema import TextNode
+from test_pseudo import TENK
+
+from llama_index_finetune_embed import LocalLLM, generate_offline_pairs
+from llama_index_finetune_embed.offline import clean_question, offline_val_questions
+
+
+class ScriptedLLM(CustomLLM):
+    """Asks about the first words of the chunk; chats for scooters; generic for revenue."""
+
+    prompts: list = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="scripted")
+
+    def complete(self, prompt, formatted=False, **kwargs):
+        self.prompts.append(prompt)
+        text = prompt.rsplit("Text:", 1)[-1].split("\n")[0].split()
+        if "scooters" in text:
+            return CompletionResponse(text="What is your plan for bikes and scooters?")
+        if "Revenue" in text:
+            return CompletionResponse(text="What is the answer?")
+        return CompletionResponse(text=f"What about {' '.join(text[:5])}? It is ...")
+
+    def stream_complete(self, prompt, formatted=False, **kwargs):
+        yield self.complete(prompt)
+
+
+def test_offline_pairs_mix_filtered_llm_questions_with_ict(toy_nodes, tenk_nodes, tmp_path):
+    nodes = toy_nodes + tenk_nodes
+    llm = ScriptedLLM(prompts=[])
+    ds = generate_offline_pairs(nodes, llm=llm, context_words=12, cache_path=tmp_path / "c.jsonl")
+    by_source = {}
+    for qid, src in ds.query_sources.items():
+        by_source.setdefault(src, []).append((ds.queries[qid], ds.relevant_docs[qid][0]))
+    # toy nodes 2 (revenue: generic) and 5 (scooters: chatty) are filtered out; "? It is" cut off
+    assert sorted(nid for _, nid in by_source["llm"]) == sorted(
+        n.node_id for n in nodes if n.node_id not in {"node-2", "node-5"}
+    )
+    assert ("What about Lyft was founded in 2012?", "node-0") in by_source["llm"]
+    assert len(by_source["ict"]) == len(tenk_nodes)  # toy chunks are one sentence: no ICT
+    # the LLM saw clipped chunks after the one-shot example; the corpus keeps the full texts
+    assert all("Why did Lyft's revenue grow in 2021?" in p for p in llm.prompts)
+    assert all(len(p.rsplit("Text:", 1)[-1].split()) < 25 for p in llm.prompts)
+    assert ds.corpus["chunk-0"] == tenk_nodes[0].get_content(metadata_mode="embed")
+    assert ds.generation_stats["llm_questions_kept"] == len(by_source["llm"])
+    # a rerun resumes from the cache: no LLM call at all
+    again = ScriptedLLM(prompts=[])
+    rerun = generate_offline_pairs(
+        nodes, llm=again, context_words=12, cache_path=tmp_path / "c.jsonl"
+    )
+    assert rerun.queries == ds.queries and again.prompts == []
+
+
+def test_offline_val_questions(toy_nodes, tenk_nodes):
+    val = offline_val_questions(toy_nodes, llm=ScriptedLLM(prompts=[]))
+    assert set(val.query_sources.values()) == {"llm"} and len(val) == 6
+    fallback = offline_val_questions(tenk_nodes)  # no LLM: one kept sentence per chunk
+    assert set(fallback.corpus) == {n.node_id for n in tenk_nodes} and len(fallback) == 4
+
+
+def test_offline_pairs_bad_input(toy_nodes):
+    with pytest.raises(ValueError, match="pseudo methods"):
+        generate_offline_pairs(toy_nodes, pseudo=("cloze",))
+    with pytest.raises(ValueError, match="nothing to generate"):
+        generate_offline_pairs(toy_nodes, pseudo=())
+    with pytest.raises(ValueError, match="nodes is empty"):
+        generate_offline_pairs([])
+    with pytest.raises(ValueError, match="llm must be"):
+        generate_offline_pairs(toy_nodes, llm="gpt-4")
+    with pytest.raises(ValueError, match="pass LocalLLM"):  # the marker is make_llm's job now
+        generate_offline_pairs(toy_nodes, llm="local")
+
+
+def test_local_llm_gets_question_settings_unless_set():
+    asker = LocalLLM().question_writer()
+    assert isinstance(asker, LocalLLM) and asker.assistant_prefix == "What" and asker.examples
+    mine = LocalLLM(assistant_prefix="Why", batch_size=3).question_writer()
+    assert mine.assistant_prefix == "Why" and mine.batch_size == 3 and mine.examples
+
+
+@pytest.mark.parametrize(
+    ("output", "kept"),
+    [
+        ("What drove Lyft revenue in 2021? Because", "What drove Lyft revenue in 2021?"),
+        ("What is the answer to this?", None),  # shares no content word with the chunk
+        ("What is your plan for Lyft revenue?", None),  # chat, not a search query
+        ("What drove Lyft revenue", None),  # no question mark
+        ("Lyft revenue?", None),  # too short
+    ],
+)
+def test_clean_question(output, kept):
+    assert clean_question(output, "Lyft revenue grew in 2021 as rides recovered.") == kept
+
+
+class PrefixLocalLLM(LocalLLM):
+    """A LocalLLM without a model: writes a grounded question only when the prefix is "How"."""
+
+    def _template(self, messages):
+        return messages[-1].content + "|" + self.assistant_prefix
+
+    def _generate(self, texts):
+        self.__dict__.setdefault("seen", []).extend(texts)
+        out = []
+        for text in texts:
+            words = text.split("Text:", 1)[-1].split("\n")[0].split()
+            good = text.endswith("|How") or "Lyft" in words
+            out.append(f"{text.rsplit('|', 1)[1]} about {' '.join(words[:5])}?" if good else "?")
+        return out
+
+    def with_options(self, **updates):
+        clone = super().with_options(**updates)
+        clone.__dict__["seen"] = self.__dict__.setdefault("seen", [])
+        return clone
+
+
+def test_local_llm_retries_failed_chunks_with_the_next_prefix(toy_nodes, tmp_path):
+    llm = PrefixLocalLLM(batch_size=3)
+    ds = generate_offline_pairs(
+        toy_nodes, llm=llm, llm_prefixes=("What", "How"), pseudo=(), cache_path=tmp_path / "q.jsonl"
+    )
+    questions = sorted(ds.queries.values())
+    assert len(questions) == 8
+    assert "What about Lyft was founded in 2012?" in questions  # first pass
+    assert sum(q.startswith("How about") for q in questions) == 7  # second pass: the others
+    assert len(llm.seen) == 8 + 7  # the second pass asks only about the chunks still missing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.how.jsonl", "q.jsonl"]
+
+
+@pytest.fixture
+def tenk_nodes():
+    return [
+        TextNode(id_=f"chunk-{i}", text=TENK.replace("2021", str(2000 + i)), metadata={"page": i})
+        for i in range(4)
+    ]
+
+
+def test_offline_settings_are_checked_at_construction_and_shown_as_keywords():
+    import inspect
+
+    from llama_index_finetune_embed.offline import OfflineSettings
+
+    with pytest.raises(ValueError, match="context_words must be >= 1"):
+        OfflineSettings(context_words=0)
+    with pytest.raises(ValueError, match="llm_prefixes must name at least one prefix"):
+        generate_offline_pairs([TextNode(text="x")], llm_prefixes=())  # before any work
+    train = inspect.signature(generate_offline_pairs).parameters
+    val = inspect.signature(offline_val_questions).parameters
+    assert train["llm_prefixes"].default == ("What",) and train["context_words"].default == 200
+    assert val["llm_prefixes"].default == ("What", "How", "Which")
+    assert set(train) - set(val) == {"pseudo", "pseudo_per_chunk", "remove_prob"}
