@@ -11,7 +11,7 @@ from llama_index_finetune_embed.evaluate import (
     DatasetEmbeddings,
     evaluate_embeddings,
 )
-from llama_index_finetune_embed.report import (
+from llama_index_finetune_embed.evaluate.report import (
     headline_metrics,
     metric_label,
     plot_comparison,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
-from llama_index_finetune_embed import _evalmath
+from llama_index_finetune_embed.evaluate import metrics as _evalmath
 
 
 def interval_dict(
@@ -242,13 +242,13 @@ class ComparisonTable(BaseModel):
 
     def to_markdown(self, metrics: Sequence[str] | None = None) -> str:
         """Markdown report: the table with intervals and deltas, paired tests, wins/losses."""
-        from llama_index_finetune_embed.report import render_markdown
+        from llama_index_finetune_embed.evaluate.report import render_markdown
 
         return render_markdown(self, metrics=metrics)
 
     def plot(self, path: str | os.PathLike[str], metrics: Sequence[str] | None = None) -> Path:
         """Write a PNG bar chart (intervals as error bars, deltas labelled); returns its path."""
-        from llama_index_finetune_embed.report import plot_comparison
+        from llama_index_finetune_embed.evaluate.report import plot_comparison
 
         return plot_comparison(self, path, metrics=metrics)
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llama_index_finetune_embed import _evalmath
-from llama_index_finetune_embed._results import QueryRow
+from llama_index_finetune_embed.evaluate import metrics as _evalmath
+from llama_index_finetune_embed.evaluate.results import QueryRow
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_retriever import BaseRetriever

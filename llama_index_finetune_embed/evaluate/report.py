@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from llama_index_finetune_embed._io import atomic_open
 
 if TYPE_CHECKING:
-    from llama_index_finetune_embed._results import ComparisonTable, PairedDiff
+    from llama_index_finetune_embed.evaluate.results import ComparisonTable, PairedDiff
 
 #: Metrics a report leads with, when present: hit rate and MRR @top_k, MRR@10 and NDCG@10.
 HEADLINE = ("hit_rate", "mrr", "mrr@10", "ndcg@10")

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from llama_index_finetune_embed import _evalmath
 from llama_index_finetune_embed._models import is_hf_embedding
-from llama_index_finetune_embed._results import (
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.evaluate import metrics as _evalmath
+from llama_index_finetune_embed.evaluate.results import (
     ComparisonTable,
     PairedDiff,
     QueryRow,
@@ -37,7 +38,7 @@ from llama_index_finetune_embed._results import (
     WinLossRow,
     interval_dict,
 )
-from llama_index_finetune_embed._retriever_path import (
+from llama_index_finetune_embed.evaluate.retriever import (
     as_retriever,
     bounded,
     build_index,
@@ -46,7 +47,6 @@ from llama_index_finetune_embed._retriever_path import (
     run_retriever,
     show,
 )
-from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
