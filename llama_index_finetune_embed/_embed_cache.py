@@ -177,16 +177,3 @@ class EmbeddedDataset:
         row = {d: i for i, d in enumerate(dids)}
         self.relevant = [{row[d] for d in ds.relevant_docs[q]} for q in qids]
 
-
-def mrr_at_k(
-    queries: np.ndarray, docs: np.ndarray, relevant: Sequence[set[int]], k: int = 10
-) -> float:
-    """Mean reciprocal rank of the first relevant doc row within the top ``k`` (cosine)."""
-    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-    d = docs / np.clip(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12, None)
-    top = np.argsort(-(q @ d.T), axis=1)[:, :k]
-    ranks = [
-        next((r for r, j in enumerate(row) if j in rel), None)
-        for row, rel in zip(top, relevant, strict=True)
-    ]
-    return float(np.mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]))

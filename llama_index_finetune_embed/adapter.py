@@ -25,10 +25,10 @@ from llama_index_finetune_embed._embed_cache import (
     EmbeddingCache,
     base_model_identity,
     check_same_base,
-    mrr_at_k,
 )
 from llama_index_finetune_embed._io import atomic_open, atomic_write_json
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
 
 if TYPE_CHECKING:
     import torch

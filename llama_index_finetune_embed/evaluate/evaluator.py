@@ -1,129 +1,259 @@
 """Dataset + embed model (or retriever) -> retrieval metrics with bootstrap intervals, per query.
 
-Two paths give identical rankings and metric values:
+:class:`RetrievalEvaluator` holds the dataset and the settings, checked once; call it with each
+model (sentence-transformers' ``Evaluator(...)(model)`` shape). The public functions below are
+thin forms of it and take the same settings.
 
-* the **retriever path** builds ``TextNode`` s whose ids are the corpus ids, a ``VectorStoreIndex``
-  with the embed model and ``as_retriever(similarity_top_k=top_k)``, then runs LlamaIndex's
-  ``RetrieverEvaluator`` over every query (async, bounded concurrency); it also evaluates any
-  retriever or index you pass in;
-* the **fast path** (an embed model and no retriever) embeds corpus and queries once in batches,
-  ranks by cosine with one matrix product per block of queries, and scores the same LlamaIndex
-  metric classes, plus the sentence-transformers InformationRetrievalEvaluator metrics
-  (accuracy@k, precision/recall@k, MRR@10, NDCG@10, MAP@100) from the same ranking.
-
-A query whose retriever returns nothing scores 0 on every metric (core's metric classes raise:
-llama_index issue #13926). Ties (equal cosine, e.g. duplicate chunks) are ordered by ascending
-corpus id on the fast path, as in sentence-transformers; SimpleVectorStore's heap orders them
-arbitrarily, so with exact ties the two paths may list tied ids in a different order.
+Two paths give identical rankings and metric values: the **fast path** (:mod:`.fast`; an embed
+model: embed once, rank by cosine in blocks, also sentence-transformers' IR metrics) and the
+**retriever path** (:mod:`.retriever`; ``VectorStoreIndex`` + LlamaIndex's ``RetrieverEvaluator``
+query by query; also any retriever or index you pass in). A query whose retriever returns nothing
+scores 0 on every metric (core's metric classes raise: llama_index issue #13926). With exact
+cosine ties the fast path orders tied ids by corpus id, SimpleVectorStore arbitrarily.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+import textwrap
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from llama_index_finetune_embed._models import is_hf_embedding
+from llama_index_finetune_embed._io import progress_enabled
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.evaluate import metrics as _evalmath
+from llama_index_finetune_embed.evaluate import fast, metrics
+from llama_index_finetune_embed.evaluate.fast import (
+    DatasetEmbeddings,
+    model_label,
+    resolve_embed_model,
+)
 from llama_index_finetune_embed.evaluate.results import (
     ComparisonTable,
-    PairedDiff,
     QueryRow,
     RetrievalResult,
-    WinLossRow,
     interval_dict,
 )
-from llama_index_finetune_embed.evaluate.retriever import (
-    as_retriever,
-    bounded,
-    build_index,
-    llama_metric_objects,
-    llama_scores,
-    run_retriever,
-    show,
-)
+from llama_index_finetune_embed.evaluate.retriever import as_retriever, build_index, run_retriever
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "ComparisonTable",
-    "DatasetEmbeddings",
-    "PairedDiff",
-    "QueryRow",
-    "RetrievalResult",
-    "WinLossRow",
-    "build_index",
-    "compare_embed_models",
-    "embed_dataset",
-    "evaluate_embeddings",
-    "evaluate_retrieval",
-    "ir_metrics",
-]
-
 logger = logging.getLogger(__name__)
 
-
 Method = Literal["auto", "fast", "retriever"]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class DatasetEmbeddings:
-    """Query and corpus embeddings of one model, in the dataset's query and corpus order.
+class RetrievalEvaluator:
+    """Retrieval metrics of one model per call, on one dataset, with settings checked once.
 
-    Compute once with :func:`embed_dataset` and pass to :func:`evaluate_embeddings` for every
-    ``top_k`` you want; nothing is embedded twice.
+    Everything is validated here, before any embedding: the dataset (or the path of its JSON
+    file), ``top_k``, ``method``, the bootstrap settings and ``primary_metric``.
+
+    Args:
+        dataset: the evaluation dataset (or the path of its JSON file).
+        top_k: how many chunks are retrieved per query; LlamaIndex metrics are scored @top_k.
+        method: ``"fast"`` (batched, embed model only), ``"retriever"`` (VectorStoreIndex +
+            RetrieverEvaluator) or ``"auto"`` (fast unless a retriever is given).
+        max_seq_length: for a model given by id/path, tokens it reads at once (longer chunks
+            are read whole, in windows of this size: ``load_embed_model``).
+        num_workers: concurrent queries on the retriever path (or query embeddings for API
+            models).
+        show_progress: progress bars; ``None``: when this stage logs at INFO.
+        confidence: level of the bootstrap intervals.
+        n_resamples: bootstrap resamples of the queries.
+        seed: bootstrap seed (same seed + same queries = paired resamples across models).
+        primary_metric: the metric a report leads with (a key of ``RetrievalResult.metrics``).
+
+    Raises:
+        ValueError: empty dataset, expected ids missing from the corpus, ``top_k < 1``, an
+            unknown ``method`` or ``primary_metric``, bad bootstrap settings.
+
+    Example:
+        >>> from llama_index_finetune_embed.evaluate import RetrievalEvaluator
+        >>> evaluator = RetrievalEvaluator("val_dataset.json", top_k=5)  # doctest: +SKIP
+        >>> base = evaluator("local:all-MiniLM-L6-v2", name="base")  # doctest: +SKIP
+        >>> tuned = evaluator("runs/x/model", name="finetuned")  # doctest: +SKIP
+        >>> tuned.metrics["hit_rate"] - base.metrics["hit_rate"]  # doctest: +SKIP
+        0.057
     """
 
-    def __init__(self, queries: np.ndarray, corpus: np.ndarray) -> None:
-        self.queries = np.asarray(queries)
-        self.corpus = np.asarray(corpus)
+    def __init__(
+        self,
+        dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
+        *,
+        top_k: int = 5,
+        method: Method = "auto",
+        max_seq_length: int | None = None,
+        num_workers: int = 8,
+        show_progress: bool | None = None,
+        confidence: float = 0.95,
+        n_resamples: int = 2000,
+        seed: int = 0,
+        primary_metric: str = "mrr",
+    ) -> None:
+        self.dataset = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
+        _check_options(top_k, confidence, n_resamples)
+        if method not in ("auto", "fast", "retriever"):
+            raise ValueError(f"method must be 'auto', 'fast' or 'retriever', got {method!r}")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
+            raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
+        depth = top_k if method == "retriever" else None
+        _check_primary(primary_metric, metrics.metric_names(max_depth=depth))
+        self.top_k, self.method, self.max_seq_length = top_k, method, max_seq_length
+        self.num_workers, self.show_progress = num_workers, show_progress
+        self.confidence, self.n_resamples, self.seed = confidence, n_resamples, seed
+        self.primary_metric = primary_metric
+
+    def __call__(
+        self,
+        embed_model: BaseEmbedding | str | os.PathLike[str] | None = None,
+        *,
+        retriever: Any = None,
+        name: str | None = None,
+    ) -> RetrievalResult:
+        """Evaluate an embed model (or model id/path) or a retriever/index; ``name`` labels it.
+
+        A retriever's node ids must be the corpus ids; its results are truncated to ``top_k``.
+        The name defaults to the model's (or the retriever's class) name.
+        """
+        if retriever is not None and embed_model is not None:
+            raise ValueError("pass either embed_model or retriever=, not both")
+        if retriever is None and embed_model is None:
+            raise ValueError("pass an embed model (or model id/path) or retriever=")
+        if retriever is not None and self.method == "fast":
+            raise ValueError(
+                "method='fast' needs an embed model; a retriever is evaluated query by query"
+            )
+        if retriever is None and self.method != "retriever":
+            model = resolve_embed_model(embed_model, max_seq_length=self.max_seq_length)
+            return self.score_embeddings(self._embed(model), name=name or model_label(embed_model))
+        _check_primary(self.primary_metric, metrics.metric_names(max_depth=self.top_k))
+        if retriever is None:
+            model = resolve_embed_model(embed_model, max_seq_length=self.max_seq_length)
+            label = name or model_label(embed_model)
+            retriever = build_index(self.dataset, model, show_progress=self.show_progress)
+        else:
+            label = name or type(retriever).__name__
+        rows = run_retriever(
+            self.dataset,
+            as_retriever(retriever, self.top_k),
+            self.top_k,
+            num_workers=self.num_workers,
+            show_progress=self.show_progress,
+        )
+        return self._result(label, "retriever", rows)
+
+    def embed(self, embed_model: BaseEmbedding | str | os.PathLike[str]) -> DatasetEmbeddings:
+        """The dataset's query and corpus embeddings under ``embed_model`` (the fast path's input).
+
+        The corpus goes through ``get_text_embedding_batch`` exactly as ``VectorStoreIndex``
+        embeds nodes; queries go through the model's query path: one batched ``encode`` with the
+        query prompt for ``HuggingFaceEmbedding``, bounded concurrent ``aget_query_embedding``
+        otherwise.
+        """
+        return self._embed(resolve_embed_model(embed_model, max_seq_length=self.max_seq_length))
+
+    def score_embeddings(
+        self, embeddings: DatasetEmbeddings, *, name: str = "embeddings"
+    ) -> RetrievalResult:
+        """Metrics from precomputed embeddings (the fast path without the embedding step)."""
+        rows = fast.rank_rows(self.dataset, embeddings, self.top_k)
+        return self._result(name, "fast", rows)
+
+    def _embed(self, model: BaseEmbedding) -> DatasetEmbeddings:
+        progress = progress_enabled(self.show_progress, logger)
+        return fast.embed(self.dataset, model, num_workers=self.num_workers, progress=progress)
+
+    def _result(self, name: str, method: str, rows: Sequence[QueryRow]) -> RetrievalResult:
+        keys = [k for k in rows[0].metrics if all(k in r.metrics for r in rows)]
+        _check_primary(self.primary_metric, keys)
+        values = np.array([[r.metrics[k] for k in keys] for r in rows], dtype=np.float64)
+        boot = metrics.bootstrap_means(values, self.n_resamples, self.seed)
+        lo, hi = metrics.percentile_interval(boot, self.confidence)
+        return RetrievalResult(
+            name=name,
+            top_k=self.top_k,
+            method=method,
+            num_queries=len(rows),
+            num_corpus=len(self.dataset.corpus),
+            metrics=dict(zip(keys, values.mean(axis=0).tolist(), strict=True)),
+            ci=interval_dict(keys, lo, hi),
+            per_query=list(rows),
+            primary_metric=self.primary_metric,
+            confidence=self.confidence,
+            n_resamples=self.n_resamples,
+            seed=self.seed,
+        )
 
 
-# -- public API -----------------------------------------------------------------------------
+# -- the public functions: thin forms of RetrievalEvaluator, taking its settings ------------
+
+#: The evaluator's keyword-only settings; the public functions take them as ``**settings``.
+_SETTINGS = [
+    p for p in inspect.signature(RetrievalEvaluator).parameters.values() if p.kind is p.KEYWORD_ONLY
+]
 
 
+def _takes_settings(fn: _F) -> _F:
+    """``fn(..., **settings)`` showing the evaluator's settings in its signature (``help()``,
+    IDEs, ``inspect``) and taking ``workers=``, the old name of ``num_workers=``, with a warning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "workers" in kwargs:
+            if "num_workers" in kwargs:
+                raise TypeError(f"{fn.__name__}() got workers= and num_workers=; pass num_workers=")
+            message = f"{fn.__name__}(workers=...) is deprecated; pass num_workers=... (same)"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            kwargs["num_workers"] = kwargs.pop("workers")
+        return fn(*args, **kwargs)
+
+    own = inspect.signature(fn)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    wrapper.__signature__ = own.replace(parameters=[*params, *_SETTINGS])  # type: ignore[attr-defined]
+    head, example, tail = (fn.__doc__ or "").partition("    Example:")
+    wrapper.__doc__ = head + _settings_note() + example + tail
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings_note() -> str:
+    listed = ", ".join(f"``{p.name}={p.default!r}``" for p in _SETTINGS)
+    text = (
+        f"Settings (keyword-only, checked before any embedding), as in RetrievalEvaluator: "
+        f"{listed}. ``workers=`` is the deprecated name of ``num_workers=``."
+    )
+    return textwrap.indent(textwrap.fill(text, 92), "    ") + "\n\n"
+
+
+@_takes_settings
 def evaluate_retrieval(
     dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
     embed_model: BaseEmbedding | str | os.PathLike[str] | None = None,
     *,
-    top_k: int = 5,
     retriever: Any = None,
-    method: Method = "auto",
     name: str | None = None,
-    max_seq_length: int | None = None,
-    workers: int = 8,
-    show_progress: bool | None = None,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    primary_metric: str = "mrr",
+    **settings: Any,
 ) -> RetrievalResult:
     """Retrieval metrics of an embed model or a retriever on a dataset, with 95% intervals.
+
+    ``RetrievalEvaluator(dataset, **settings)(embed_model, retriever=..., name=...)``.
 
     Args:
         dataset: the evaluation dataset (or the path of its JSON file).
         embed_model: a LlamaIndex embed model, a model id/path or ``"local:all-MiniLM-L6-v2"``.
-        top_k: how many chunks are retrieved per query; LlamaIndex metrics are scored @top_k.
         retriever: instead of ``embed_model``: a LlamaIndex retriever, or an index (its
             ``as_retriever(similarity_top_k=top_k)`` is used). Its node ids must be the corpus
             ids. Results are truncated to ``top_k``.
-        method: ``"fast"`` (batched, embed model only), ``"retriever"`` (VectorStoreIndex +
-            RetrieverEvaluator) or ``"auto"`` (fast unless a retriever is given).
         name: label of the result (default: the model or retriever class name).
-        max_seq_length: for a model given by id/path, tokens it reads at once (longer chunks
-            are read whole, in windows of this size: ``load_embed_model``).
-        workers: concurrent queries on the retriever path (or query embeddings for API models).
-        show_progress: progress bars; default: when this module logs at INFO.
-        confidence: level of the bootstrap intervals.
-        n_resamples: bootstrap resamples of the queries.
-        seed: bootstrap seed (same seed + same queries = paired resamples across models).
-        primary_metric: the metric a report leads with.
+        **settings: :class:`RetrievalEvaluator`'s (below).
 
     Returns:
         A :class:`RetrievalResult`: mean ``metrics``, ``ci`` and one ``per_query`` row per query.
@@ -142,164 +272,80 @@ def evaluate_retrieval(
         >>> f"{hit:.3f} [{lo:.3f}, {hi:.3f}]"  # doctest: +SKIP
         '0.762 [0.732, 0.792]'
     """
-    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
-    _check_options(top_k, confidence, n_resamples)
-    if retriever is not None and embed_model is not None:
-        raise ValueError("pass either embed_model or retriever=, not both")
-    if retriever is None and embed_model is None:
-        raise ValueError("pass an embed model (or model id/path) or retriever=")
-    if method not in ("auto", "fast", "retriever"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'retriever', got {method!r}")
-    if retriever is not None and method == "fast":
-        raise ValueError(
-            "method='fast' needs an embed model; a retriever is evaluated query by query"
-        )
-    stats = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
-    if retriever is None:
-        model = resolve_embed_model(embed_model, max_seq_length=max_seq_length)
-        label = name or _model_label(embed_model)
-        if method != "retriever":
-            embeddings = embed_dataset(ds, model, workers=workers, show_progress=show_progress)
-            return evaluate_embeddings(
-                ds, embeddings, top_k=top_k, name=label, primary_metric=primary_metric, **stats
-            )
-        retriever = build_index(ds, model, show_progress=show_progress)
-    else:
-        label = name or type(retriever).__name__
-    retriever = as_retriever(retriever, top_k)
-    rows = run_retriever(ds, retriever, top_k, workers=workers, show_progress=show_progress)
-    return _finish(label, top_k, "retriever", ds, rows, primary_metric, **stats)
+    return RetrievalEvaluator(dataset, **settings)(embed_model, retriever=retriever, name=name)
 
 
-def evaluate_embeddings(
-    dataset: EmbeddingQAFinetuneDataset,
-    embeddings: DatasetEmbeddings,
-    *,
-    top_k: int = 5,
-    name: str = "embeddings",
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    primary_metric: str = "mrr",
-) -> RetrievalResult:
-    """Metrics from precomputed embeddings (the fast path without the embedding step).
-
-    Example:
-        >>> emb = embed_dataset(val, embed_model)  # doctest: +SKIP
-        >>> at5, at10 = (evaluate_embeddings(val, emb, top_k=k) for k in (5, 10))  # doctest: +SKIP
-    """
-    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
-    _check_options(top_k, confidence, n_resamples)
-    qids, cids = list(ds.queries), list(ds.corpus)
-    _check_shapes(embeddings, len(qids), len(cids))
-    id_rank = np.argsort(np.argsort(np.array(cids, dtype=object), kind="stable"), kind="stable")
-    depth = max(top_k, _evalmath.IR_DEPTH)
-    ranking, scores = _evalmath.cosine_top_k(embeddings.queries, embeddings.corpus, depth, id_rank)
-    col = {cid: i for i, cid in enumerate(cids)}
-    relevant = [[col[c] for c in dict.fromkeys(ds.relevant_docs[q])] for q in qids]
-    rel = _evalmath.relevance(ranking, relevant)
-    ir = _evalmath.ir_per_query(rel, np.array([len(r) for r in relevant]))
-    first = _evalmath.first_relevant_rank(rel)
-    metric_objs = llama_metric_objects()
-    rows = []
-    for i, qid in enumerate(qids):
-        retrieved = [cids[j] for j in ranking[i, :top_k]]
-        expected = list(ds.relevant_docs[qid])
-        values = llama_scores(metric_objs, expected, retrieved)
-        values.update({key: float(arr[i]) for key, arr in ir.items()})
-        rows.append(
-            QueryRow(
-                query_id=qid,
-                query=ds.queries[qid],
-                expected_ids=expected,
-                retrieved_ids=retrieved,
-                scores=[float(s) for s in scores[i, :top_k]],
-                first_relevant_rank=first[i],
-                metrics=values,
-            )
-        )
-    stats = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
-    return _finish(name, top_k, "fast", ds, rows, primary_metric, **stats)
-
-
-def embed_dataset(
-    dataset: EmbeddingQAFinetuneDataset,
-    embed_model: BaseEmbedding | str | os.PathLike[str],
-    *,
-    workers: int = 8,
-    show_progress: bool | None = None,
-    max_seq_length: int | None = None,
-) -> DatasetEmbeddings:
-    """Embed a dataset's corpus (document side) and queries (query side, with its instruction).
-
-    The corpus goes through ``get_text_embedding_batch`` exactly as ``VectorStoreIndex`` embeds
-    nodes; queries go through the model's query path: one batched ``encode`` with the query
-    prompt for ``HuggingFaceEmbedding``, bounded concurrent ``aget_query_embedding`` otherwise.
-
-    Example:
-        >>> emb = embed_dataset(val, "local:all-MiniLM-L6-v2")  # doctest: +SKIP
-        >>> emb.queries.shape, emb.corpus.shape  # doctest: +SKIP
-        ((790, 384), (395, 384))
-    """
-    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
-    model = resolve_embed_model(embed_model, max_seq_length=max_seq_length)
-    progress = show(show_progress)
-    corpus = model.get_text_embedding_batch(list(ds.corpus.values()), show_progress=progress)
-    queries = _embed_queries(model, list(ds.queries.values()), workers, progress)
-    return DatasetEmbeddings(np.asarray(queries, np.float64), np.asarray(corpus, np.float64))
-
-
+@_takes_settings
 def compare_embed_models(
     dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
     models: Mapping[str, BaseEmbedding | str | os.PathLike[str]],
-    *,
-    top_k: int = 5,
-    max_seq_length: int | None = None,
-    workers: int = 8,
-    show_progress: bool | None = None,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    primary_metric: str = "mrr",
+    **settings: Any,
 ) -> ComparisonTable:
     """One row per model, deltas and paired-bootstrap differences against the first model.
 
-    Put first what the user has today: a model id or path is loaded as LlamaIndex loads it
-    (``HuggingFaceEmbedding(model_name=...)``: its configured max length, long chunks
-    truncated; saved prompts kept), or pass the embed model of the user's own index. Variants
-    (windows, other lengths) are extra rows: e.g. ``load_embed_model(id, long_texts="window")``.
-    ``max_seq_length`` overrides the length of every model given by id/path.
+    One :class:`RetrievalEvaluator` called per model. Put first what the user has today: a model
+    id or path is loaded as LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its
+    configured max length, long chunks truncated; saved prompts kept), or pass the embed model
+    of the user's own index. Variants (windows, other lengths) are extra rows: e.g.
+    ``load_embed_model(id, long_texts="window")``. ``max_seq_length`` overrides the length of
+    every model given by id/path.
 
-    Every model is evaluated on the fast path (embeddings computed once per model, reused by
-    all metrics); the resamples are shared, so the differences are paired by query.
+    With ``method="auto"`` every model is evaluated on the fast path (embeddings computed once
+    per model, reused by all metrics); the resamples are shared, so the differences are paired
+    by query.
 
     Example:
         >>> models = {"base": "local:all-MiniLM-L6-v2", "finetuned": "runs/x/model"}
         >>> table = compare_embed_models(val, models, top_k=5)  # doctest: +SKIP
         >>> print(table.to_markdown()); table.plot("report.png")  # doctest: +SKIP
     """
-    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
-    _check_options(top_k, confidence, n_resamples)
+    evaluator = RetrievalEvaluator(dataset, **settings)
     if not models:
         raise ValueError("models is empty: pass e.g. {'base': 'local:all-MiniLM-L6-v2'}")
     results = []
     for label, spec in models.items():
         logger.info("evaluating %s", label)
-        result = evaluate_retrieval(
-            ds,
-            spec,
-            top_k=top_k,
-            name=label,
-            max_seq_length=max_seq_length,
-            workers=workers,
-            show_progress=show_progress,
-            confidence=confidence,
-            n_resamples=n_resamples,
-            seed=seed,
-            primary_metric=primary_metric,
-        )
-        results.append(result)
+        results.append(evaluator(spec, name=label))
     return ComparisonTable.from_results(results)
+
+
+@_takes_settings
+def evaluate_embeddings(
+    dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
+    embeddings: DatasetEmbeddings,
+    *,
+    name: str = "embeddings",
+    **settings: Any,
+) -> RetrievalResult:
+    """Metrics from precomputed embeddings (the fast path without the embedding step).
+
+    ``RetrievalEvaluator(dataset, **settings).score_embeddings(embeddings, name=name)``.
+
+    Example:
+        >>> emb = embed_dataset(val, embed_model)  # doctest: +SKIP
+        >>> at5, at10 = (evaluate_embeddings(val, emb, top_k=k) for k in (5, 10))  # doctest: +SKIP
+    """
+    return RetrievalEvaluator(dataset, **settings).score_embeddings(embeddings, name=name)
+
+
+@_takes_settings
+def embed_dataset(
+    dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
+    embed_model: BaseEmbedding | str | os.PathLike[str],
+    **settings: Any,
+) -> DatasetEmbeddings:
+    """Embed a dataset's corpus (document side) and queries (query side, with its instruction).
+
+    ``RetrievalEvaluator(dataset, **settings).embed(embed_model)``: the corpus goes through
+    ``get_text_embedding_batch`` exactly as ``VectorStoreIndex`` embeds nodes; queries through
+    the model's query path.
+
+    Example:
+        >>> emb = embed_dataset(val, "local:all-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> emb.queries.shape, emb.corpus.shape  # doctest: +SKIP
+        ((790, 384), (395, 384))
+    """
+    return RetrievalEvaluator(dataset, **settings).embed(embed_model)
 
 
 def ir_metrics(
@@ -322,40 +368,27 @@ def ir_metrics(
     """
     from llama_index_finetune_embed._models import load_sentence_transformer
 
-    ds = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
+    evaluator = RetrievalEvaluator(dataset, top_k=metrics.IR_DEPTH, n_resamples=1)
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load_sentence_transformer(model_or_path)
     else:
         model = model_or_path
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
-    kwargs = dict(batch_size=batch_size, show_progress_bar=show(show_progress))
+    progress = progress_enabled(show_progress, logger)
+    kwargs = dict(batch_size=batch_size, show_progress_bar=progress)
+    ds = evaluator.dataset
     emb = DatasetEmbeddings(
         model.encode_query(list(ds.queries.values()), **kwargs),
         model.encode_document(list(ds.corpus.values()), **kwargs),
     )
-    result = evaluate_embeddings(ds, emb, top_k=_evalmath.IR_DEPTH, n_resamples=1)
-    return {k: v for k, v in result.metrics.items() if "@" in k}
+    return {k: v for k, v in evaluator.score_embeddings(emb).metrics.items() if "@" in k}
 
 
-# -- inputs ---------------------------------------------------------------------------------
+# -- checks ---------------------------------------------------------------------------------
 
 
-def resolve_embed_model(model: Any, *, max_seq_length: int | None = None) -> BaseEmbedding:
-    """A LlamaIndex embed model from itself or a model id/path (saved prompts kept)."""
-    if isinstance(model, (str, os.PathLike)):
-        from llama_index_finetune_embed._models import load_embed_model
-
-        kwargs = {"max_length": max_seq_length} if max_seq_length else {}
-        return load_embed_model(model, **kwargs)
-    if not hasattr(model, "get_text_embedding_batch"):
-        raise TypeError(
-            f"expected a LlamaIndex embed model or a model id/path, got {type(model).__name__}"
-        )
-    return model
-
-
-def _check_options(top_k: Any, confidence: float = 0.95, n_resamples: int = 1) -> None:
+def _check_options(top_k: Any, confidence: float, n_resamples: int) -> None:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
     if not 0 < confidence < 1:
@@ -364,64 +397,6 @@ def _check_options(top_k: Any, confidence: float = 0.95, n_resamples: int = 1) -
         raise ValueError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
 
 
-def _check_shapes(emb: DatasetEmbeddings, n_queries: int, n_corpus: int) -> None:
-    q, c = emb.queries, emb.corpus
-    if q.ndim != 2 or c.ndim != 2 or q.shape[0] != n_queries or c.shape[0] != n_corpus:
-        raise ValueError(
-            f"embeddings must be ({n_queries}, dim) queries and ({n_corpus}, dim) corpus in "
-            f"dataset order, got {q.shape} and {c.shape}"
-        )
-    if q.shape[1] != c.shape[1]:
-        raise ValueError(f"query dim {q.shape[1]} != corpus dim {c.shape[1]}")
-
-
-def _model_label(spec: Any) -> str:
-    if isinstance(spec, (str, os.PathLike)):
-        path = Path(spec)
-        return path.name if path.name not in ("model", "") else str(spec)
-    return str(getattr(spec, "model_name", type(spec).__name__))
-
-
-# -- embedding ------------------------------------------------------------------------------
-
-
-def _embed_queries(model: Any, queries: list[str], workers: int, progress: bool) -> list[Any]:
-    if is_hf_embedding(model):
-        return model._embed(queries, prompt_name="query")  # batched encode, query prompt
-    from llama_index.core.async_utils import asyncio_run
-
-    return asyncio_run(bounded(queries, model.aget_query_embedding, workers, progress, "queries"))
-
-
-def _finish(
-    name: str,
-    top_k: int,
-    method: str,
-    ds: Any,
-    rows: Sequence[QueryRow],
-    primary: str,
-    *,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
-) -> RetrievalResult:
-    keys = [k for k in rows[0].metrics if all(k in r.metrics for r in rows)]
-    values = np.array([[r.metrics[k] for k in keys] for r in rows], dtype=np.float64)
+def _check_primary(primary: str, keys: Sequence[str]) -> None:
     if primary not in keys:
-        raise ValueError(f"primary_metric {primary!r} is not one of {keys}")
-    boot = _evalmath.bootstrap_means(values, n_resamples, seed)
-    lo, hi = _evalmath.percentile_interval(boot, confidence)
-    return RetrievalResult(
-        name=name,
-        top_k=top_k,
-        method=method,
-        num_queries=len(rows),
-        num_corpus=len(ds.corpus),
-        metrics=dict(zip(keys, values.mean(axis=0).tolist(), strict=True)),
-        ci=interval_dict(keys, lo, hi),
-        per_query=list(rows),
-        primary_metric=primary,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+        raise ValueError(f"primary_metric {primary!r} is not one of {list(keys)}")
