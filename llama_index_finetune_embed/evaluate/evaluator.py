@@ -138,26 +138,15 @@ class RetrievalEvaluator:
         _check_primary(self.primary_metric, metrics.metric_names(max_depth=self.top_k))
         if retriever is None:
             model = resolve_embed_model(embed_model, max_seq_length=self.max_seq_length)
-            label = name or model_label(embed_model)
+            name = name or model_label(embed_model)
             retriever = build_index(self.dataset, model, show_progress=self.show_progress)
-        else:
-            label = name or type(retriever).__name__
-        rows = run_retriever(
-            self.dataset,
-            as_retriever(retriever, self.top_k),
-            self.top_k,
-            num_workers=self.num_workers,
-            show_progress=self.show_progress,
-        )
-        return self._result(label, "retriever", rows)
+        return self._retrieve(retriever, name or type(retriever).__name__)
 
     def embed(self, embed_model: BaseEmbedding | str | os.PathLike[str]) -> DatasetEmbeddings:
         """The dataset's query and corpus embeddings under ``embed_model`` (the fast path's input).
 
-        The corpus goes through ``get_text_embedding_batch`` exactly as ``VectorStoreIndex``
-        embeds nodes; queries go through the model's query path: one batched ``encode`` with the
-        query prompt for ``HuggingFaceEmbedding``, bounded concurrent ``aget_query_embedding``
-        otherwise.
+        The corpus is embedded as ``VectorStoreIndex`` embeds nodes, queries through the model's
+        query path (batched, with the query prompt, for ``HuggingFaceEmbedding``): ``fast.embed``.
         """
         return self._embed(resolve_embed_model(embed_model, max_seq_length=self.max_seq_length))
 
@@ -167,6 +156,17 @@ class RetrievalEvaluator:
         """Metrics from precomputed embeddings (the fast path without the embedding step)."""
         rows = fast.rank_rows(self.dataset, embeddings, self.top_k)
         return self._result(name, "fast", rows)
+
+    def _retrieve(self, retriever: Any, name: str) -> RetrievalResult:
+        retriever = as_retriever(retriever, self.top_k)
+        rows = run_retriever(
+            self.dataset,
+            retriever,
+            self.top_k,
+            num_workers=self.num_workers,
+            show_progress=self.show_progress,
+        )
+        return self._result(name, "retriever", rows)
 
     def _embed(self, model: BaseEmbedding) -> DatasetEmbeddings:
         progress = progress_enabled(self.show_progress, logger)
@@ -211,7 +211,7 @@ def _takes_settings(fn: _F) -> _F:
         if "workers" in kwargs:
             if "num_workers" in kwargs:
                 raise TypeError(f"{fn.__name__}() got workers= and num_workers=; pass num_workers=")
-            message = f"{fn.__name__}(workers=...) is deprecated; pass num_workers=... (same)"
+            message = f"{fn.__name__}(workers=...) is deprecated; pass num_workers=... instead"
             warnings.warn(message, DeprecationWarning, stacklevel=2)
             kwargs["num_workers"] = kwargs.pop("workers")
         return fn(*args, **kwargs)
