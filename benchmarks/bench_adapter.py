@@ -23,7 +23,7 @@ import numpy as np
 
 from llama_index_finetune_embed import EmbeddingAdapterFinetuneEngine, EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed._embed_cache import EmbeddingCache
-from llama_index_finetune_embed._models import LOCAL_MINILM, load_embed_model
+from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_embed_model
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed10k"
 BENCH = Path(".bench")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed._models import LOCAL_MINILM, load_embed_model
+from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_embed_model
 from llama_index_finetune_embed.evaluate import (
     ComparisonTable,
     DatasetEmbeddings,

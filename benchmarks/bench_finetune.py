@@ -46,7 +46,7 @@ REF_PYTHON = ROOT / ".bench" / "ref-venv" / "bin" / "python"
 
 def _minilm() -> str:
     sys.path.insert(0, str(ROOT))
-    from llama_index_finetune_embed._models import packaged_minilm_path
+    from llama_index_finetune_embed.embeddings import packaged_minilm_path
 
     return str(packaged_minilm_path())
 
@@ -59,7 +59,7 @@ def evaluate(model_dir: str, data: Path) -> dict[str, float]:
     )
 
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-    from llama_index_finetune_embed._models import prompt_pair, saved_prompts
+    from llama_index_finetune_embed.embeddings import prompt_pair, saved_prompts
 
     val = EmbeddingQAFinetuneDataset.from_json(data / "val_dataset.json")
     model = SentenceTransformer(model_dir, device="cpu")
@@ -73,7 +73,7 @@ def evaluate(model_dir: str, data: Path) -> dict[str, float]:
     scores = evaluator(model)
     del model
     from llama_index_finetune_embed import evaluate_retrieval
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     served = evaluate_retrieval(
         val, load_embed_model(model_dir, max_length=512), top_k=10, show_progress=False

@@ -155,7 +155,7 @@ def train(dataset: Any, base: str, out: Path, recipe: dict[str, Any], seed: int)
 def uber_mrr(model_dir: Path, served: Any, windows: bool, bf16: bool) -> tuple[float, ...]:
     """Uber val MRR@10 as served (long chunks cut at the model's length) [, read in windows]."""
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, evaluate_retrieval
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     val = EmbeddingQAFinetuneDataset.from_json(SHARED / "seed10k" / "val_dataset.json")
     models = [served]
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not (HUMAN / "README.md").is_file():
         sys.exit(f"needs the human-query sets in {HUMAN} (a checkout with ../shared beside it)")
-    from llama_index_finetune_embed._models import load_embed_model, packaged_minilm_path
+    from llama_index_finetune_embed.embeddings import load_embed_model, packaged_minilm_path
 
     base_path = str(packaged_minilm_path())
     started = time.perf_counter()

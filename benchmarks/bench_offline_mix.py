@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset  # noqa: E402
-from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id  # noqa: E402
+from llama_index_finetune_embed.embeddings import LOCAL_MINILM, resolve_model_id  # noqa: E402
 from llama_index_finetune_embed.pseudo import generate_pseudo_queries  # noqa: E402
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed10k"

@@ -87,9 +87,9 @@ def run_adapter(data: Path, out: Path, cache_dir: Path) -> tuple[dict[str, float
         EmbeddingQAFinetuneDataset,
     )
     from llama_index_finetune_embed._embed_cache import EmbeddingCache
-    from llama_index_finetune_embed._evalmath import IR_DEPTH
-    from llama_index_finetune_embed._models import LOCAL_MINILM, load_embed_model
+    from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_embed_model
     from llama_index_finetune_embed.evaluate import DatasetEmbeddings, evaluate_embeddings
+    from llama_index_finetune_embed.evaluate.metrics import IR_DEPTH
 
     train = EmbeddingQAFinetuneDataset.from_json(data / "train_dataset.json")
     val = EmbeddingQAFinetuneDataset.from_json(data / "val_dataset.json")

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         adapter=args.adapter,
         epochs=args.epochs,
         model_output_path=args.output,
-        query_workers=8,
+        num_workers=8,
     )
     engine.finetune()
     adapter_model = engine.get_finetuned_model()  # later: AdapterEmbedding.from_dir(out, base)

@@ -4,30 +4,46 @@ Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (t
 sentence-transformers) are imported by the stage that needs them, not here.
 """
 
-from llama_index_finetune_embed._models import load_embed_model
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.documents import chunk_documents, load_documents, stdlib_documents
+from llama_index_finetune_embed.documents import (
+    chunk_documents,
+    load_documents,
+    sample_chunks,
+    stdlib_documents,
+)
+from llama_index_finetune_embed.embeddings import load_embed_model
 from llama_index_finetune_embed.evaluate import (
     ComparisonTable,
+    RetrievalEvaluator,
     RetrievalResult,
     compare_embed_models,
     evaluate_retrieval,
     ir_metrics,
 )
 from llama_index_finetune_embed.finetune import (
+    FinetuneRecipe,
+    GuardReport,
+    RetrievalGuard,
     SentenceTransformersFinetuneEngine,
+    load_canary,
     load_finetuned_model,
 )
 from llama_index_finetune_embed.generate import (
     DEFAULT_QA_GENERATE_PROMPT_TMPL,
+    GenerationSettings,
     agenerate_qa_embedding_pairs,
     generate_qa_embedding_pairs,
     parse_questions,
 )
-from llama_index_finetune_embed.guard import GuardReport, RetrievalGuard, load_canary
 from llama_index_finetune_embed.llms import LocalLLM
-from llama_index_finetune_embed.pseudo import generate_offline_pairs, generate_pseudo_queries
+from llama_index_finetune_embed.offline import (
+    OfflineSettings,
+    generate_offline_pairs,
+    offline_val_questions,
+)
+from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
+from llama_index_finetune_embed.pseudo import generate_pseudo_queries
 
 __version__ = "0.1.0"
 
@@ -37,24 +53,32 @@ __all__ = [
     "ComparisonTable",
     "EmbeddingAdapterFinetuneEngine",
     "EmbeddingQAFinetuneDataset",
+    "FinetuneRecipe",
+    "GenerationSettings",
     "GuardReport",
     "LocalLLM",
+    "OfflineSettings",
+    "RetrievalEvaluator",
     "RetrievalGuard",
     "RetrievalResult",
+    "RunConfig",
     "SentenceTransformersFinetuneEngine",
+    "agenerate_qa_embedding_pairs",
     "chunk_documents",
     "compare_embed_models",
-    "agenerate_qa_embedding_pairs",
     "evaluate_retrieval",
     "generate_offline_pairs",
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "ir_metrics",
     "load_canary",
+    "load_documents",
     "load_embed_model",
     "load_finetuned_model",
-    "load_documents",
+    "offline_val_questions",
     "parse_questions",
+    "run_pipeline",
+    "sample_chunks",
     "stdlib_documents",
     "__version__",
 ]

@@ -17,8 +17,8 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from llama_index_finetune_embed._io import atomic_open, atomic_write_json, text_hash
-from llama_index_finetune_embed._models import is_hf_embedding
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.embeddings import embed_queries, is_hf_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,13 @@ class EmbeddingCache:
     """
 
     def __init__(
-        self, cache_dir: str | os.PathLike[str], model: BaseEmbedding, *, query_workers: int = 1
+        self, cache_dir: str | os.PathLike[str], model: BaseEmbedding, *, num_workers: int = 1
     ) -> None:
         identity = base_model_identity(model)
         key = text_hash(json.dumps(identity, sort_keys=True))[:16]
         self.path = Path(cache_dir) / f"{identity['class']}-{key}"
         self.model = model
-        self.query_workers = query_workers
+        self.num_workers = num_workers
         self.computed = 0  # texts embedded by the base model through this object
         self._identity = identity
         self._known: dict[str, dict[str, np.ndarray]] = {}
@@ -113,12 +113,11 @@ class EmbeddingCache:
         if side == "text":
             raw = self.model.get_text_embedding_batch(texts)
         elif is_hf_embedding(self.model):
-            # same call as its _get_query_embedding, one batch instead of one text at a time
-            raw = self.model._embed(texts, prompt_name="query")
-        elif self.query_workers > 1:
+            raw = embed_queries(self.model, texts)
+        elif self.num_workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(self.query_workers) as pool:
+            with ThreadPoolExecutor(self.num_workers) as pool:
                 raw = list(pool.map(self.model.get_query_embedding, texts))
         else:
             raw = [self.model.get_query_embedding(t) for t in texts]
@@ -177,16 +176,3 @@ class EmbeddedDataset:
         row = {d: i for i, d in enumerate(dids)}
         self.relevant = [{row[d] for d in ds.relevant_docs[q]} for q in qids]
 
-
-def mrr_at_k(
-    queries: np.ndarray, docs: np.ndarray, relevant: Sequence[set[int]], k: int = 10
-) -> float:
-    """Mean reciprocal rank of the first relevant doc row within the top ``k`` (cosine)."""
-    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
-    d = docs / np.clip(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12, None)
-    top = np.argsort(-(q @ d.T), axis=1)[:, :k]
-    ranks = [
-        next((r for r, j in enumerate(row) if j in rel), None)
-        for row, rel in zip(top, relevant, strict=True)
-    ]
-    return float(np.mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]))

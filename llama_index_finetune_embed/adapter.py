@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -25,10 +26,10 @@ from llama_index_finetune_embed._embed_cache import (
     EmbeddingCache,
     base_model_identity,
     check_same_base,
-    mrr_at_k,
 )
-from llama_index_finetune_embed._io import atomic_open, atomic_write_json
+from llama_index_finetune_embed._io import atomic_open, atomic_write_json, progress_enabled
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
 
 if TYPE_CHECKING:
     import torch
@@ -230,8 +231,9 @@ class EmbeddingAdapterFinetuneEngine:
         seed: seeds initialisation and shuffling (the caller's torch RNG state is left alone).
         val_dataset: if given, MRR@10 on it is logged per epoch and the best epoch is kept
             (epoch 0, the base model, included: the adapter never ends worse on it).
-        query_workers: threads embedding queries for models without a batch query call (API).
-        show_progress: tqdm bars while embedding and training.
+        num_workers: threads embedding queries for models without a batch query call (API).
+            ``query_workers=`` is its deprecated old name.
+        show_progress: tqdm bars while embedding and training (None: when logging shows INFO).
 
     Example:
         >>> engine = EmbeddingAdapterFinetuneEngine(train_ds, OpenAIEmbedding())  # doctest: +SKIP
@@ -256,9 +258,15 @@ class EmbeddingAdapterFinetuneEngine:
         hidden_dim: int | None = None,
         seed: int = 0,
         val_dataset: EmbeddingQAFinetuneDataset | None = None,
-        query_workers: int = 1,
-        show_progress: bool = False,
+        num_workers: int = 1,
+        show_progress: bool | None = None,
+        query_workers: int | None = None,
     ) -> None:
+        if query_workers is not None:
+            warnings.warn(
+                "query_workers= is deprecated: use num_workers=", DeprecationWarning, stacklevel=2
+            )
+            num_workers = query_workers
         self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train_dataset, "train_dataset")
         self.val_dataset = (
             None if val_dataset is None
@@ -274,7 +282,7 @@ class EmbeddingAdapterFinetuneEngine:
         for name, value in (
             ("epochs", epochs),
             ("batch_size", batch_size),
-            ("query_workers", query_workers),
+            ("num_workers", num_workers),
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -288,12 +296,13 @@ class EmbeddingAdapterFinetuneEngine:
         self.base_embed_model = base_embed_model
         self.adapter, self.epochs, self.batch_size = adapter, epochs, batch_size
         self.learning_rate, self.weight_decay, self.scale = learning_rate, weight_decay, scale
-        self.hidden_dim, self.seed, self.show_progress = hidden_dim, seed, show_progress
+        self.hidden_dim, self.seed = hidden_dim, seed
+        self.show_progress = progress_enabled(show_progress, logger)
         self.model_output_path = Path(model_output_path)
         self.cache = EmbeddingCache(
             cache_dir if cache_dir is not None else self.model_output_path / "embedding_cache",
             base_embed_model,
-            query_workers=query_workers,
+            num_workers=num_workers,
         )
         self.history: list[dict[str, float]] = []
         self._model: AdapterEmbedding | None = None

@@ -171,7 +171,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         sample_chunks,
         stdlib_documents,
     )
-    from llama_index_finetune_embed.pipeline import make_llm, resolve_choices, training_pairs
+    from llama_index_finetune_embed.llms import make_llm, resolve_choices
+    from llama_index_finetune_embed.pipeline import training_pairs
 
     out = Path(args.out)
     options = _LLM_OPTIONS + _PAIR_OPTIONS

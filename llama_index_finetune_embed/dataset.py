@@ -128,9 +128,7 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         try:
             return cls(**values)
         except ValueError as exc:
-            lines = str(exc).splitlines()
-            detail = next((ln.strip() for ln in lines[1:] if ln.strip()), lines[0])
-            raise ValueError(f"{name} has inconsistent ids: {detail}") from None
+            raise ValueError(f"{name} has inconsistent ids: {_first_error(exc)}") from None
 
     # -- size and iteration ---------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import BaseNode, Document
 
-from llama_index_finetune_embed._io import stable_id, text_hash
+from llama_index_finetune_embed._io import progress_enabled, stable_id, text_hash
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
@@ -68,7 +68,7 @@ def load_documents(
     paths: Sequence[str | os.PathLike[str]],
     *,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-    show_progress: bool = False,
+    show_progress: bool | None = None,
 ) -> list[Document]:
     """Load files and folders (recursively) into Documents; PDFs page by page through pypdf.
 
@@ -89,7 +89,8 @@ def load_documents(
         file_extractor={".pdf": PypdfReader()},
         errors="replace",
     )
-    docs = [d for d in reader.load_data(show_progress=show_progress) if d.text.strip()]
+    loaded = reader.load_data(show_progress=progress_enabled(show_progress, logger))
+    docs = [d for d in loaded if d.text.strip()]
     for doc in docs:
         # LlamaIndex embeds file_path (an absolute path) and page_label with every chunk: noise
         # that changes when a folder moves, and measured here to hurt transfer (Lyft -> Uber

@@ -300,7 +300,7 @@ class LocalLLM(CustomLLM):
 
     def _gguf_path(self) -> Path:
         if self.model_path is None:
-            from llama_index_finetune_embed._models import smollm_gguf_path
+            from llama_index_finetune_embed.embeddings import smollm_gguf_path
 
             return smollm_gguf_path()
         path = Path(self.model_path).expanduser()
@@ -347,7 +347,7 @@ def resolve_choices(config: _ChoiceInputs, *, environ: Mapping[str, str] | None 
         >>> resolve_choices(config, environ={}).llm
         'local'
     """
-    from llama_index_finetune_embed._models import LOCAL_MINILM, resolve_model_id
+    from llama_index_finetune_embed.embeddings import LOCAL_MINILM, resolve_model_id
 
     env = os.environ if environ is None else environ
     has_key = bool(env.get("OPENAI_API_KEY"))
@@ -392,7 +392,7 @@ def make_llm(choice: str) -> LLM | None:
 
 
 def _check_model_available(given: str, resolved: str, env: Mapping[str, str]) -> None:
-    from llama_index_finetune_embed._models import (
+    from llama_index_finetune_embed.embeddings import (
         hub_offline,
         looks_like_path,
         model_not_found_message,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
 from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text, writable_dir
-from llama_index_finetune_embed._models import LOCAL_MINILM
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.embeddings import LOCAL_MINILM
 from llama_index_finetune_embed.llms import Choices, make_llm, resolve_choices
 
 if TYPE_CHECKING:
@@ -311,6 +311,7 @@ def evaluate_models(
     ``get_finetuned_model()`` serves it.
     """
     from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.evaluate.report import render_run_report
 
     table = compare_embed_models(
         val,
@@ -326,82 +327,6 @@ def evaluate_models(
     )
     stages.mark("evaluate")
     return table
-
-
-def render_run_report(
-    table: Any,
-    train: EmbeddingQAFinetuneDataset,
-    val: EmbeddingQAFinetuneDataset,
-    choices: Choices,
-    config: RunConfig,
-    stages: Stages,
-) -> str:
-    """``report.md``: what was run on what, then the comparison table and its details."""
-    state, out = stages.done, stages.path.parent
-    docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
-    lines = [
-        "# finetune-embed report",
-        "",
-        f"- documents: {docs} -> {state['chunks']['chunks']} chunks "
-        f"({state['split']['train']} train / {state['split']['val']} held out, split by chunk)",
-        f"- question source: {choices.llm} ({choices.llm_reason})",
-        f"- training pairs: {len(train)} ({_source_counts(train)})",
-        f"- held-out questions: {len(val)} ({_source_counts(val)}) over {len(val.corpus)} chunks",
-        f"- base model: {config.base_model} ({choices.base_model_reason})",
-        f"- finetuned model: {out / 'model'}",
-        "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
-        "configured length, long chunks truncated); every difference is against it",
-        *_few_questions_note(val),
-        *_guard_lines(out / "model" / "metrics.json"),
-        "",
-        table.to_markdown(),
-        "",
-        "![base vs finetuned](report.png)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-#: Held-out questions below which the report says that it cannot show gains of a few points.
-ENOUGH_QUESTIONS = 100
-
-
-def _few_questions_note(val: EmbeddingQAFinetuneDataset) -> list[str]:
-    if len(val.queries) >= ENOUGH_QUESTIONS:
-        return []
-    asked = len(val.corpus)
-    return [
-        f"- only {len(val.queries)} held-out questions (fewer than {ENOUGH_QUESTIONS}): the "
-        f"question source wrote usable questions for few of the {asked} held-out chunks, so this "
-        "table cannot show differences of a few points (see its resolution below); the guard's "
-        "canary of questions people wrote is the steadier check here"
-    ]
-
-
-def _guard_lines(metrics_path: Path) -> list[str]:
-    """The guard's decision (``finetune()`` recorded it in ``metrics.json``), in plain words."""
-    if not metrics_path.is_file():
-        return []
-    guard = json.loads(metrics_path.read_text(encoding="utf-8")).get("guard")
-    if not guard:
-        return ["- guard: off"]
-    checks = "; ".join(
-        f"{c['name']} ({c['queries']} questions) {c['base']:.1f} -> {c['model']:.1f} "
-        f"[{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
-        for c in guard["tried"][0]["checks"]
-    )
-    return [
-        f"- {guard['message']}",
-        f"- guard checks of the finetuned model before the guard, NDCG@10 x100 base -> "
-        f"finetuned [95% interval of the difference]: {checks}",
-    ]
-
-
-def _source_counts(ds: EmbeddingQAFinetuneDataset) -> str:
-    from collections import Counter
-
-    counts = Counter(ds.query_sources.get(qid, "unknown") for qid in ds.queries)
-    return ", ".join(f"{n} {src}" for src, n in counts.most_common()) or "no source recorded"
 
 
 def run_pipeline(

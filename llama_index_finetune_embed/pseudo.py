@@ -206,7 +206,15 @@ def __getattr__(name: str) -> object:
     """Old import path of the offline generator, which moved to ``offline`` (imported only when
     asked for, so importing this module imports no LLM code)."""
     if name in _MOVED_TO_OFFLINE:
+        import warnings
+
         from llama_index_finetune_embed import offline
 
+        warnings.warn(
+            f"llama_index_finetune_embed.pseudo.{name} moved to llama_index_finetune_embed.offline "
+            f"(or import it from llama_index_finetune_embed)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(offline, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

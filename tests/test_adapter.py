@@ -259,7 +259,7 @@ def test_llama_index_finetunings_dataset_class_is_accepted(tmp_path):
 
 @pytest.mark.slow
 def test_huggingface_base_model_batches_queries_through_the_cache(tmp_path, tiny_model_path):
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     base = load_embed_model(tiny_model_path, query_instruction="query: ")
     eng = engine(tmp_path, base, epochs=1)

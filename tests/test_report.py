@@ -1,6 +1,11 @@
-"""Rendering: the markdown report and the PNG chart of a comparison."""
+"""Rendering: the markdown report, the PNG chart of a comparison, the main job's report.md."""
 
 from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,12 +16,21 @@ from llama_index_finetune_embed.evaluate import (
     DatasetEmbeddings,
     evaluate_embeddings,
 )
-from llama_index_finetune_embed.report import (
+from llama_index_finetune_embed.evaluate.report import (
     headline_metrics,
     metric_label,
     plot_comparison,
     render_markdown,
+    render_run_report,
 )
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature and chunk type."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR" and data[-8:-4] == b"IEND", "PNG chunks missing"
+    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +58,7 @@ def test_plot_writes_a_non_empty_png(table, tmp_path):
 
     out = table.plot(tmp_path / "sub" / "report.png")
     assert out == tmp_path / "sub" / "report.png"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _png_size(out) == (1650, 720)  # 11 x 4.8 inches at 150 dpi: bars + wins panel
     assert out.stat().st_size > 20_000
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] > 400 and pixels.shape[1] > 1000
@@ -55,6 +69,7 @@ def test_plot_writes_a_non_empty_png(table, tmp_path):
 def test_plot_single_model_and_chosen_metrics(table, tmp_path):
     one = ComparisonTable.from_results(table.results[:1])
     out = plot_comparison(one, tmp_path / "one.png", metrics=["accuracy@1", "map@100"])
+    assert _png_size(out) == (1200, 720)  # 8 x 4.8 inches: one panel, no wins panel
     assert out.stat().st_size > 10_000
 
 
@@ -62,8 +77,15 @@ def test_markdown_has_intervals_deltas_verdicts_and_examples(table):
     md = table.to_markdown()
     assert md == render_markdown(table)
     lines = md.splitlines()
+    assert lines[0].startswith("Retrieval on 300 queries over 300 chunks, top_k=5.")
+    assert "brackets: 95% bootstrap interval (500 resamples of the queries)" in lines[0]
+    assert "(+d): difference to base." in lines[0]
     header = next(line for line in lines if line.startswith("| model |"))
     assert header == "| model | hit@5 | MRR@5 | MRR@10 | NDCG@10 |"
+    rows = lines[lines.index(header) + 2 : lines.index(header) + 5]
+    assert [r.split(" | ")[0] for r in rows] == ["| base", "| better", "| same"]  # base first
+    assert "(+" not in rows[0] and "(-" not in rows[0]  # no difference to itself
+    assert all(r.count("[") == 4 for r in rows)  # an interval in every metric column
     base_row = next(line for line in lines if line.startswith("| base |"))
     hit = table.result("base").metrics["hit_rate"]
     lo, hi = table.result("base").ci["hit_rate"]
@@ -119,3 +141,31 @@ def test_results_at_different_top_k_are_refused(table):
     other = table.results[1].model_copy(update={"top_k": 10})
     with pytest.raises(ValueError, match="same top_k"):
         ComparisonTable.from_results([table.results[0], other])
+
+
+def test_run_report_says_what_was_run_then_the_table(table, tmp_path):
+    """The main job's report.md: inputs and choices first, then the table and the chart."""
+    ds = EmbeddingQAFinetuneDataset(
+        queries={"q1": "a?", "q2": "b?"},
+        corpus={"c1": "chunk a", "c2": "chunk b"},
+        relevant_docs={"q1": ["c1"], "q2": ["c2"]},
+        query_sources={"q1": "llm", "q2": "pseudo"},
+    )
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "metrics.json").write_text(json.dumps({}))
+    stages = SimpleNamespace(
+        path=tmp_path / "stages.json",
+        done={"chunks": {"chunks": 10}, "split": {"train": 8, "val": 2}},
+    )
+    config = SimpleNamespace(docs=["notes/"], base_model="local:all-MiniLM-L6-v2")
+    choices = SimpleNamespace(llm="none", llm_reason="asked", base_model_reason="default")
+    md = render_run_report(table, ds, ds, choices, config, stages)
+    lines = md.splitlines()
+    assert lines[0] == "# finetune-embed report"
+    assert "- documents: notes/ -> 10 chunks (8 train / 2 held out, split by chunk)" in lines
+    assert "- training pairs: 2 (1 llm, 1 pseudo)" in lines
+    assert "- held-out questions: 2 (1 llm, 1 pseudo) over 2 chunks" in lines
+    assert "- guard: off" in lines
+    assert any(line.startswith("- only 2 held-out questions") for line in lines)
+    assert table.to_markdown() in md
+    assert md.index("# finetune-embed report") < md.index("| model |") < md.index("![base vs")

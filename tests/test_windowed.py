@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llama_index_finetune_embed import _models
+from llama_index_finetune_embed import embeddings as _models
 from llama_index_finetune_embed._windowed import split_into_windows
 
 MAX = 16  # tokens the model reads at once: [CLS] + 14 content tokens + [SEP]

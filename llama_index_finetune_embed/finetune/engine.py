@@ -140,7 +140,7 @@ class SentenceTransformersFinetuneEngine:
         self.metrics: dict[str, Any] = {}
 
     def _setup_model(self, device: str | None, trust_remote_code: bool) -> None:
-        from llama_index_finetune_embed._models import load_sentence_transformer
+        from llama_index_finetune_embed.embeddings import load_sentence_transformer
         from llama_index_finetune_embed.finetune import model as setup
         from llama_index_finetune_embed.finetune.losses import check_matryoshka_dims
 
@@ -371,7 +371,7 @@ def load_finetuned_model(
     Example:
         >>> embed_model = load_finetuned_model("exp_finetune")  # doctest: +SKIP
     """
-    from llama_index_finetune_embed._models import load_embed_model
+    from llama_index_finetune_embed.embeddings import load_embed_model
 
     path = Path(model_output_path)
     if not (path / "modules.json").is_file():

@@ -32,7 +32,7 @@ def resolve_prompts(
     document_prompt: str | None,
 ) -> tuple[str, str]:
     """(query prompt, document prompt): explicit > saved with the model > known family > ``""``."""
-    from llama_index_finetune_embed._models import prompt_pair
+    from llama_index_finetune_embed.embeddings import prompt_pair
 
     saved_query, saved_doc = prompt_pair(dict(model.prompts or {}))
     family_query, family_doc = "", ""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from llama_index_finetune_embed import _models
+from llama_index_finetune_embed import embeddings as _models
 
 
 def test_packaged_minilm_and_alias_resolve_to_a_directory():

@@ -1,4 +1,10 @@
-"""Where offline models live, and loading a SentenceTransformer with one clear error (private)."""
+"""Embed models as LlamaIndex serves them: where offline models live, loading with one clear error.
+
+``load_embed_model`` returns a ``HuggingFaceEmbedding`` with the prompts saved with a model and
+long chunks truncated (``HuggingFaceEmbedding``'s behaviour) or read in windows (its subclass in
+the private ``_windowed`` module, kept apart because defining it imports sentence-transformers).
+Nothing heavy is imported at module level.
+"""
 
 from __future__ import annotations
 
@@ -183,3 +189,12 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def embed_queries(model: Any, queries: list[str]) -> list[list[float]]:
+    """Query vectors of ``queries`` in one call: batched for a ``HuggingFaceEmbedding`` (its
+    query path, query instruction included), one query at a time for any other model."""
+    if is_hf_embedding(model):
+        # what its _get_query_embedding does for one text, as one batch (no public batch API)
+        return model._embed(list(queries), prompt_name="query")
+    return [model.get_query_embedding(q) for q in queries]

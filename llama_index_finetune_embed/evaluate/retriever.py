@@ -1,4 +1,4 @@
-"""evaluate.py's retriever path: VectorStoreIndex + RetrieverEvaluator, query by query (private).
+"""The retriever path: VectorStoreIndex + RetrieverEvaluator, query by query.
 
 Also the LlamaIndex metric helpers both paths share, so both score with the same classes.
 """
@@ -12,30 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llama_index_finetune_embed import _evalmath
-from llama_index_finetune_embed._results import QueryRow
+from llama_index_finetune_embed._io import progress_enabled
+from llama_index_finetune_embed.evaluate import metrics
+from llama_index_finetune_embed.evaluate.results import QueryRow
 
 if TYPE_CHECKING:
     from llama_index.core.base.base_retriever import BaseRetriever
 
     from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 
-logger = logging.getLogger("llama_index_finetune_embed.evaluate")
+logger = logging.getLogger(__name__)
 
-#: LlamaIndex metric names (``llama_index.core.evaluation.retrieval.metrics``), scored @top_k.
-LLAMA_METRICS = ("hit_rate", "mrr", "precision", "recall", "ap", "ndcg")
 _PROBE_QUERIES = 8
 
 
-def show(show_progress: bool | None) -> bool:
-    return logger.isEnabledFor(logging.INFO) if show_progress is None else show_progress
-
-
-async def bounded(items: list[Any], fn: Any, workers: int, progress: bool, desc: str) -> list[Any]:
-    """``[await fn(x) for x in items]`` with at most ``workers`` in flight, results in order."""
+async def bounded(
+    items: list[Any], fn: Any, num_workers: int, progress: bool, desc: str
+) -> list[Any]:
+    """``[await fn(x) for x in items]`` with at most ``num_workers`` in flight, results in order."""
     from tqdm.auto import tqdm
 
-    semaphore = asyncio.Semaphore(max(1, workers))
+    semaphore = asyncio.Semaphore(max(1, num_workers))
     bar = tqdm(total=len(items), desc=desc, disable=not progress)
 
     async def one(item: Any) -> Any:
@@ -58,7 +55,9 @@ def build_index(
     from llama_index.core.schema import TextNode
 
     nodes = [TextNode(id_=cid, text=text) for cid, text in dataset.corpus.items()]
-    return VectorStoreIndex(nodes, embed_model=embed_model, show_progress=show(show_progress))
+    return VectorStoreIndex(
+        nodes, embed_model=embed_model, show_progress=progress_enabled(show_progress, logger)
+    )
 
 
 def as_retriever(retriever: Any, top_k: int) -> BaseRetriever:
@@ -76,9 +75,10 @@ def run_retriever(
     retriever: Any,
     top_k: int,
     *,
-    workers: int,
+    num_workers: int,
     show_progress: bool | None,
 ) -> list[QueryRow]:
+    """One row per query, in dataset order; fails early if the node ids are not corpus ids."""
     from llama_index.core.async_utils import asyncio_run
 
     evaluator = _safe_evaluator(retriever)
@@ -89,9 +89,10 @@ def run_retriever(
 
     # a few queries first: a wrong-id index fails in seconds, not after a paid run
     probe = min(len(qids), _PROBE_QUERIES)
-    outs = asyncio_run(bounded(qids[:probe], one, workers, False, "probing"))
+    outs = asyncio_run(bounded(qids[:probe], one, num_workers, False, "probing"))
     _check_node_ids([o.retrieved_ids for o in outs], ds.corpus)
-    outs += asyncio_run(bounded(qids[probe:], one, workers, show(show_progress), "retrieving"))
+    progress = progress_enabled(show_progress, logger)
+    outs += asyncio_run(bounded(qids[probe:], one, num_workers, progress, "retrieving"))
     _check_node_ids([o.retrieved_ids for o in outs], ds.corpus)
     return [_row_from_eval(qid, out, top_k) for qid, out in zip(qids, outs, strict=True)]
 
@@ -149,21 +150,17 @@ def _row_from_eval(qid: str, out: Any, top_k: int) -> QueryRow:
     rel = np.array([[i in set(out.expected_ids) for i in out.retrieved_ids]], dtype=bool)
     if rel.shape[1] == 0:
         rel = np.zeros((1, 1), dtype=bool)
-    ir = _evalmath.ir_per_query(rel, np.array([len(set(out.expected_ids))]))
-    values.update({k: float(v[0]) for k, v in ir.items() if _at(k) <= top_k})
+    ir = metrics.ir_per_query(rel, np.array([len(set(out.expected_ids))]))
+    values.update({k: float(v[0]) for k, v in ir.items() if metrics.metric_depth(k) <= top_k})
     return QueryRow(
         query_id=qid,
         query=out.query,
         expected_ids=list(out.expected_ids),
         retrieved_ids=list(out.retrieved_ids),
         scores=[],
-        first_relevant_rank=_evalmath.first_relevant_rank(rel)[0],
+        first_relevant_rank=metrics.first_relevant_rank(rel)[0],
         metrics=values,
     )
-
-
-def _at(metric: str) -> int:
-    return int(metric.rsplit("@", 1)[1])
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -172,7 +169,7 @@ def _at(metric: str) -> int:
 def llama_metric_objects() -> list[Any]:
     from llama_index.core.evaluation.retrieval.metrics import resolve_metrics
 
-    return [cls() for cls in resolve_metrics(list(LLAMA_METRICS))]
+    return [cls() for cls in resolve_metrics(list(metrics.LLAMA_METRICS))]
 
 
 def _score(metric: Any, expected: list[str], retrieved: list[str]) -> Any:

@@ -1,7 +1,8 @@
-"""Evaluation results as data: per-query rows, one model's result, a comparison (private module).
+"""Evaluation results as data: per-query rows, one model's result, a comparison.
 
-The public names are re-exported by :mod:`llama_index_finetune_embed.evaluate`; rendering lives
-in :mod:`llama_index_finetune_embed.report`.
+The public names are re-exported by :mod:`llama_index_finetune_embed.evaluate`. Rendering lives
+in :mod:`.report`; this module never imports it at import time (``to_markdown``/``plot`` import
+it when called), so data and rendering do not import each other.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import Any, Literal
 import numpy as np
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
-from llama_index_finetune_embed import _evalmath
+from llama_index_finetune_embed.evaluate.metrics import (
+    bootstrap_means,
+    percentile_interval,
+    two_sided_p,
+)
 
 
 def interval_dict(
@@ -72,7 +77,7 @@ class RetrievalResult(BaseModel):
         return np.array([row.metrics[metric] for row in self.per_query], dtype=np.float64)
 
     def to_markdown(self, metrics: Sequence[str] | None = None) -> str:
-        """A one-row markdown table of this result (see :func:`report.render_markdown`)."""
+        """A one-row markdown table of this result (see :func:`.report.render_markdown`)."""
         return ComparisonTable.from_results([self]).to_markdown(metrics)
 
     def to_dict(self, *, per_query: bool = True) -> dict[str, Any]:
@@ -171,9 +176,9 @@ class ComparisonTable(BaseModel):
         a, b = self.result(model), self.result(baseline or self.baseline)
         keys = list(metrics or self.metric_names)
         diff = np.stack([a.values(k) - b.values(k) for k in keys], axis=1)
-        boot = _evalmath.bootstrap_means(diff, a.n_resamples, a.seed)
-        lo, hi = _evalmath.percentile_interval(boot, a.confidence)
-        p = _evalmath.two_sided_p(boot)
+        boot = bootstrap_means(diff, a.n_resamples, a.seed)
+        lo, hi = percentile_interval(boot, a.confidence)
+        p = two_sided_p(boot)
         return [
             PairedDiff(
                 model=a.name,
@@ -242,13 +247,13 @@ class ComparisonTable(BaseModel):
 
     def to_markdown(self, metrics: Sequence[str] | None = None) -> str:
         """Markdown report: the table with intervals and deltas, paired tests, wins/losses."""
-        from llama_index_finetune_embed.report import render_markdown
+        from llama_index_finetune_embed.evaluate.report import render_markdown
 
         return render_markdown(self, metrics=metrics)
 
     def plot(self, path: str | os.PathLike[str], metrics: Sequence[str] | None = None) -> Path:
         """Write a PNG bar chart (intervals as error bars, deltas labelled); returns its path."""
-        from llama_index_finetune_embed.report import plot_comparison
+        from llama_index_finetune_embed.evaluate.report import plot_comparison
 
         return plot_comparison(self, path, metrics=metrics)
 

@@ -1,4 +1,8 @@
-"""Vectorized ranking, IR metrics and bootstrap intervals for evaluate.py (private, numpy only)."""
+"""Metric names, vectorized ranking, IR metrics and bootstrap intervals (numpy only).
+
+Every number the evaluation stage reports is computed here or by LlamaIndex's metric classes
+(``hit_rate, mrr, precision, recall, ap, ndcg``, scored in :mod:`.retriever`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: LlamaIndex metric names (``llama_index.core.evaluation.retrieval.metrics``), scored @top_k.
+LLAMA_METRICS = ("hit_rate", "mrr", "precision", "recall", "ap", "ndcg")
 #: sentence-transformers InformationRetrievalEvaluator defaults, so numbers line up with its CSVs.
 ACCURACY_AT = (1, 3, 5, 10)
 PRECISION_RECALL_AT = (1, 3, 5, 10)
@@ -13,6 +19,23 @@ MRR_AT = (10,)
 NDCG_AT = (10,)
 MAP_AT = (100,)
 IR_DEPTH = max(*ACCURACY_AT, *PRECISION_RECALL_AT, *MRR_AT, *NDCG_AT, *MAP_AT)
+
+
+def metric_names(max_depth: int | None = None) -> list[str]:
+    """Every metric a result holds, in result order: LlamaIndex's, then the IR ones.
+
+    ``max_depth``: the retriever path returns only ``top_k`` ids, so it scores only the IR metrics
+    ``name@k`` with ``k <= top_k``; the fast path (``None``) ranks deep enough for all of them.
+    """
+    rel = np.zeros((1, IR_DEPTH), dtype=bool)
+    ir = list(ir_per_query(rel, np.ones(1)))
+    return [*LLAMA_METRICS, *(k for k in ir if max_depth is None or metric_depth(k) <= max_depth)]
+
+
+def metric_depth(metric: str) -> int:
+    """The ``k`` of an IR metric name: ``metric_depth("mrr@10") == 10``."""
+    return int(metric.rsplit("@", 1)[1])
+
 
 _BLOCK_ROWS = 512  # queries per similarity block: 512 x 10k float64 = 40 MB
 
@@ -144,3 +167,17 @@ def two_sided_p(samples: np.ndarray) -> np.ndarray:
     below = (samples <= 0).mean(axis=0)
     above = (samples >= 0).mean(axis=0)
     return np.clip(2.0 * np.minimum(below, above), 1.0 / samples.shape[0], 1.0)
+
+
+def mrr_at_k(
+    queries: np.ndarray, docs: np.ndarray, relevant: Sequence[set[int]], k: int = 10
+) -> float:
+    """Mean reciprocal rank of the first relevant doc row within the top ``k`` (cosine).
+
+    The adapter's validation score: a plain argsort (no tie rule), float32 in, no bootstrap.
+    """
+    q = queries / np.clip(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12, None)
+    d = docs / np.clip(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12, None)
+    top = np.argsort(-(q @ d.T), axis=1)[:, :k]
+    rel = [[j in r for j in row] for row, r in zip(top, relevant, strict=True)]
+    return float(_reciprocal_rank(np.array(rel, dtype=bool).reshape(top.shape)).mean())

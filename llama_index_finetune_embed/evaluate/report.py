@@ -1,22 +1,25 @@
-"""Evaluation results -> a markdown report and a PNG chart (rendering only; matplotlib lazily).
+"""Evaluation results -> a markdown report, a PNG chart and the main job's ``report.md``.
 
-Both take a :class:`~llama_index_finetune_embed.evaluate.ComparisonTable` (one model is fine).
+Rendering only (matplotlib imported lazily); each takes a
+:class:`~llama_index_finetune_embed.evaluate.ComparisonTable` (one model is fine).
 The PNG is drawn on a bare Agg canvas, never through pyplot, so it works headless and leaves the
 caller's matplotlib backend alone.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llama_index_finetune_embed._io import atomic_open
 
 if TYPE_CHECKING:
-    from llama_index_finetune_embed._results import ComparisonTable, PairedDiff
+    from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+    from llama_index_finetune_embed.evaluate.results import ComparisonTable, PairedDiff
 
 #: Metrics a report leads with, when present: hit rate and MRR @top_k, MRR@10 and NDCG@10.
 HEADLINE = ("hit_rate", "mrr", "mrr@10", "ndcg@10")
@@ -98,10 +101,16 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _main_table(table: ComparisonTable, keys: list[str]) -> list[str]:
+def _header(table: ComparisonTable, keys: list[str]) -> list[str]:
     k = table.results[0].top_k
-    out = ["| model | " + " | ".join(metric_label(m, k) for m in keys) + " |"]
-    out.append("|:--|" + "--:|" * len(keys))
+    return [
+        "| model | " + " | ".join(metric_label(m, k) for m in keys) + " |",
+        "|:--|" + "--:|" * len(keys),
+    ]
+
+
+def _main_table(table: ComparisonTable, keys: list[str]) -> list[str]:
+    out = _header(table, keys)
     for i, r in enumerate(table.results):
         cells = []
         for m in keys:
@@ -115,9 +124,7 @@ def _main_table(table: ComparisonTable, keys: list[str]) -> list[str]:
 
 
 def _plain_table(table: ComparisonTable, keys: list[str]) -> list[str]:
-    k = table.results[0].top_k
-    out = ["| model | " + " | ".join(metric_label(m, k) for m in keys) + " |"]
-    out.append("|:--|" + "--:|" * len(keys))
+    out = _header(table, keys)
     for r in table.results:
         out.append(f"| {r.name} | " + " | ".join(_pts(r.metrics[m]) for m in keys) + " |")
     return out
@@ -309,3 +316,87 @@ def _wins_panel(ax, table: ComparisonTable) -> None:  # noqa: ANN001
     ax.set_ylim(-0.9, len(others) - 0.1 + 0.4)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper center", ncols=3, frameon=False, fontsize=8)
+
+
+# -- the main job's report.md ----------------------------------------------------------------
+
+
+def render_run_report(
+    table: ComparisonTable,
+    train: EmbeddingQAFinetuneDataset,
+    val: EmbeddingQAFinetuneDataset,
+    choices: Any,
+    config: Any,
+    stages: Any,
+) -> str:
+    """The main job's ``report.md``: what was run on what, then the comparison and its details.
+
+    ``choices``, ``config`` and ``stages`` are the pipeline's ``Choices``, ``RunConfig`` and
+    ``Stages``; read here: ``config.docs``/``.base_model``, ``choices.llm``/``.llm_reason``/
+    ``.base_model_reason``, ``stages.done`` (what each stage recorded) and ``stages.path``.
+    """
+    state, out = stages.done, stages.path.parent
+    docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
+    lines = [
+        "# finetune-embed report",
+        "",
+        f"- documents: {docs} -> {state['chunks']['chunks']} chunks "
+        f"({state['split']['train']} train / {state['split']['val']} held out, split by chunk)",
+        f"- question source: {choices.llm} ({choices.llm_reason})",
+        f"- training pairs: {len(train)} ({_source_counts(train)})",
+        f"- held-out questions: {len(val)} ({_source_counts(val)}) over {len(val.corpus)} chunks",
+        f"- base model: {config.base_model} ({choices.base_model_reason})",
+        f"- finetuned model: {out / 'model'}",
+        "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
+        "configured length, long chunks truncated); every difference is against it",
+        *_few_questions_note(val),
+        *_guard_lines(out / "model" / "metrics.json"),
+        "",
+        table.to_markdown(),
+        "",
+        "![base vs finetuned](report.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+#: Held-out questions below which the report says that it cannot show gains of a few points.
+ENOUGH_QUESTIONS = 100
+
+
+def _few_questions_note(val: EmbeddingQAFinetuneDataset) -> list[str]:
+    if len(val.queries) >= ENOUGH_QUESTIONS:
+        return []
+    asked = len(val.corpus)
+    return [
+        f"- only {len(val.queries)} held-out questions (fewer than {ENOUGH_QUESTIONS}): the "
+        f"question source wrote usable questions for few of the {asked} held-out chunks, so this "
+        "table cannot show differences of a few points (see its resolution below); the guard's "
+        "canary of questions people wrote is the steadier check here"
+    ]
+
+
+def _guard_lines(metrics_path: Path) -> list[str]:
+    """The guard's decision (``finetune()`` recorded it in ``metrics.json``), in plain words."""
+    if not metrics_path.is_file():
+        return []
+    guard = json.loads(metrics_path.read_text(encoding="utf-8")).get("guard")
+    if not guard:
+        return ["- guard: off"]
+    checks = "; ".join(
+        f"{c['name']} ({c['queries']} questions) {c['base']:.1f} -> {c['model']:.1f} "
+        f"[{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+        for c in guard["tried"][0]["checks"]
+    )
+    return [
+        f"- {guard['message']}",
+        f"- guard checks of the finetuned model before the guard, NDCG@10 x100 base -> "
+        f"finetuned [95% interval of the difference]: {checks}",
+    ]
+
+
+def _source_counts(ds: EmbeddingQAFinetuneDataset) -> str:
+    from collections import Counter
+
+    counts = Counter(ds.query_sources.get(qid, "unknown") for qid in ds.queries)
+    return ", ".join(f"{n} {src}" for src, n in counts.most_common()) or "no source recorded"

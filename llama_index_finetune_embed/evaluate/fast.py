@@ -1,0 +1,129 @@
+"""The fast path: embed corpus and queries once, rank by cosine in blocks, score every metric.
+
+It ranks exactly as the retriever path does (``VectorStoreIndex`` + ``RetrieverEvaluator``) and
+scores the same LlamaIndex metric classes, plus sentence-transformers' IR metrics from the same
+ranking; ties (equal cosine) are ordered by ascending corpus id, as in sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llama_index_finetune_embed.embeddings import embed_queries, is_hf_embedding
+from llama_index_finetune_embed.evaluate import metrics
+from llama_index_finetune_embed.evaluate.results import QueryRow
+from llama_index_finetune_embed.evaluate.retriever import (
+    bounded,
+    llama_metric_objects,
+    llama_scores,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+
+
+class DatasetEmbeddings:
+    """Query and corpus embeddings of one model, in the dataset's query and corpus order.
+
+    Compute once with :func:`embed_dataset` (or ``RetrievalEvaluator.embed``) and score them
+    for every ``top_k`` you want; nothing is embedded twice.
+    """
+
+    def __init__(self, queries: np.ndarray, corpus: np.ndarray) -> None:
+        self.queries = np.asarray(queries)
+        self.corpus = np.asarray(corpus)
+
+
+def resolve_embed_model(model: Any, *, max_seq_length: int | None = None) -> BaseEmbedding:
+    """A LlamaIndex embed model from itself or a model id/path (saved prompts kept)."""
+    if isinstance(model, (str, os.PathLike)):
+        from llama_index_finetune_embed.embeddings import load_embed_model
+
+        kwargs = {"max_length": max_seq_length} if max_seq_length else {}
+        return load_embed_model(model, **kwargs)
+    if not hasattr(model, "get_text_embedding_batch"):
+        raise TypeError(
+            f"expected a LlamaIndex embed model or a model id/path, got {type(model).__name__}"
+        )
+    return model
+
+
+def model_label(spec: Any) -> str:
+    """A result's default name: the folder of a path (its parent for ``.../model``), else the
+    model's ``model_name`` or class name."""
+    if isinstance(spec, (str, os.PathLike)):
+        path = Path(spec)
+        return path.name if path.name not in ("model", "") else str(spec)
+    return str(getattr(spec, "model_name", type(spec).__name__))
+
+
+def embed(
+    ds: EmbeddingQAFinetuneDataset, model: BaseEmbedding, *, num_workers: int, progress: bool
+) -> DatasetEmbeddings:
+    """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes),
+    queries through the model's query path (with its query instruction)."""
+    corpus = model.get_text_embedding_batch(list(ds.corpus.values()), show_progress=progress)
+    queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)
+    return DatasetEmbeddings(np.asarray(queries, np.float64), np.asarray(corpus, np.float64))
+
+
+def _embed_queries(model: Any, queries: list[str], num_workers: int, progress: bool) -> list[Any]:
+    if is_hf_embedding(model):
+        return embed_queries(model, queries)
+    from llama_index.core.async_utils import asyncio_run
+
+    fn = model.aget_query_embedding
+    return asyncio_run(bounded(queries, fn, num_workers, progress, "queries"))
+
+
+def check_shapes(emb: DatasetEmbeddings, n_queries: int, n_corpus: int) -> None:
+    """Raise ValueError unless ``emb`` is ``(n_queries, dim)`` and ``(n_corpus, dim)``."""
+    q, c = emb.queries, emb.corpus
+    if q.ndim != 2 or c.ndim != 2 or q.shape[0] != n_queries or c.shape[0] != n_corpus:
+        raise ValueError(
+            f"embeddings must be ({n_queries}, dim) queries and ({n_corpus}, dim) corpus in "
+            f"dataset order, got {q.shape} and {c.shape}"
+        )
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(f"query dim {q.shape[1]} != corpus dim {c.shape[1]}")
+
+
+def rank_rows(
+    ds: EmbeddingQAFinetuneDataset, embeddings: DatasetEmbeddings, top_k: int
+) -> list[QueryRow]:
+    """One row per query (dataset order): top_k ids and scores, every metric's value."""
+    qids, cids = list(ds.queries), list(ds.corpus)
+    check_shapes(embeddings, len(qids), len(cids))
+    id_rank = np.argsort(np.argsort(np.array(cids, dtype=object), kind="stable"), kind="stable")
+    depth = max(top_k, metrics.IR_DEPTH)
+    ranking, scores = metrics.cosine_top_k(embeddings.queries, embeddings.corpus, depth, id_rank)
+    col = {cid: i for i, cid in enumerate(cids)}
+    relevant = [[col[c] for c in dict.fromkeys(ds.relevant_docs[q])] for q in qids]
+    rel = metrics.relevance(ranking, relevant)
+    ir = metrics.ir_per_query(rel, np.array([len(r) for r in relevant]))
+    first = metrics.first_relevant_rank(rel)
+    metric_objs = llama_metric_objects()
+    rows = []
+    for i, qid in enumerate(qids):
+        retrieved = [cids[j] for j in ranking[i, :top_k]]
+        expected = list(ds.relevant_docs[qid])
+        values = llama_scores(metric_objs, expected, retrieved)
+        values.update({key: float(arr[i]) for key, arr in ir.items()})
+        rows.append(
+            QueryRow(
+                query_id=qid,
+                query=ds.queries[qid],
+                expected_ids=expected,
+                retrieved_ids=retrieved,
+                scores=[float(s) for s in scores[i, :top_k]],
+                first_relevant_rank=first[i],
+                metrics=values,
+            )
+        )
+    return rows
