@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from llama_index_finetune_embed import __version__
+from llama_index_finetune_embed._run_state import STAGES
 
 logger = logging.getLogger("llama_index_finetune_embed")
 
-# Errors a user can fix: printed as one line, exit code 1, no traceback.
-_USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, ImportError)
+# Errors a user can fix: printed as one line, exit code 1, no traceback. OSError covers every
+# output problem (exists, not a directory, read-only, disk full): its message names the path.
+_USER_ERRORS = (ValueError, OSError, ImportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:  # "[Errno 28] ..." -> plain
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 
 
@@ -74,6 +79,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="all stages: documents -> questions -> finetune -> report")
     run.add_argument("docs", nargs="*", help="files or folders (default: Python's own docs)")
     run.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    run.add_argument("--restart", choices=STAGES, default=None,
+                     help="redo this stage and every later one, even if its inputs are unchanged")
     _add_config_options(run, _RUN_OPTIONS)
     run.set_defaults(func=_cmd_run)
 
@@ -149,6 +156,19 @@ def _run_config(**values: Any) -> Any:
         ) from None
 
 
+def _output_file(path: str, flag: str) -> Path:
+    """``path`` as a file to write later, or one error now: not a directory, folder writable."""
+    from llama_index_finetune_embed._io import writable_dir
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise IsADirectoryError(f"{flag} {out} is a directory; give a file name")
+    writable_dir(out.parent if str(out.parent) else ".", f"{flag}'s folder")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise PermissionError(f"{flag} {out} exists and is read-only")
+    return out
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -158,7 +178,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     config = _run_config(
         docs=args.docs, out=args.out, **{name: getattr(args, name) for name in _RUN_OPTIONS}
     )
-    result = run_pipeline(config, announce=lambda line: print(line, flush=True))
+    result = run_pipeline(
+        config, restart=args.restart, announce=lambda line: print(line, flush=True)
+    )
     print()
     print(result.table_markdown)
     print(f"\nreport: {result.report_path}\nmodel:  {result.model_path}")
@@ -174,14 +196,19 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from llama_index_finetune_embed.llms import make_llm, resolve_choices
     from llama_index_finetune_embed.pipeline import training_pairs
 
-    out = Path(args.out)
+    out = _output_file(args.out, "--out")
     options = _LLM_OPTIONS + _PAIR_OPTIONS
     config = _run_config(
         docs=args.docs, out=str(out.parent), **{name: getattr(args, name) for name in options}
     )
     choice = resolve_choices(config).llm
-    print(f"question source: {choice}", flush=True)
-    docs = load_documents(args.docs, show_progress=True) if args.docs else stdlib_documents()
+    if choice == "local" and config.offline_train == "pseudo":
+        print("question source: inverse-cloze pseudo-queries (--offline-train pseudo, measured "
+              "best offline); the local LLM writes questions only with --offline-train mix",
+              flush=True)  # fmt: skip
+    else:
+        print(f"question source: {choice}", flush=True)
+    docs = load_documents(args.docs) if args.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     cache = Path(args.cache or f"{out}.cache.jsonl")
@@ -216,8 +243,12 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from llama_index_finetune_embed.embeddings import check_max_seq_length, resolve_model_id
     from llama_index_finetune_embed.evaluate import compare_embed_models
 
+    for target, flag in ((args.report, "--report"), (args.plot, "--plot")):
+        if target:
+            _output_file(target, flag)  # checked before the evaluation, not after it
     models: dict[str, str] = {}
     for spec in args.models:
         name, sep, model = spec.partition("=")
@@ -226,6 +257,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         if name in models:
             raise ValueError(f"two models are called {name!r}: name them, e.g. base={model}")
         models[name] = model
+        check_max_seq_length(resolve_model_id(model), args.max_seq_length)
     table = compare_embed_models(
         args.dataset,
         models,

@@ -80,7 +80,7 @@ def load_documents(
     """
     from llama_index.core import SimpleDirectoryReader
 
-    files = _expand(paths, extensions)
+    files, _ = find_documents(paths, extensions)
     # Without llama-index-readers-file, core warns once per file; our PDF reader covers PDFs and
     # the other types we read are plain text.
     logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
@@ -105,7 +105,20 @@ def load_documents(
     return docs
 
 
-def _expand(paths: Sequence[str | os.PathLike[str]], extensions: Sequence[str]) -> list[Path]:
+def find_documents(
+    paths: Sequence[str | os.PathLike[str]], extensions: Sequence[str] = DEFAULT_EXTENSIONS
+) -> tuple[list[Path], list[Path]]:
+    """Return ``(files to read, binary files skipped)`` for files and folders (recursively).
+
+    A file that is not text (a NUL byte, or over 30% undecodable bytes, in its first 64 KiB) or a
+    ``.pdf`` without the PDF signature is skipped with a warning rather than chunked into garbage.
+
+    Raises:
+        FileNotFoundError: a path does not exist, or no readable document was found.
+
+    Example:
+        >>> files, skipped = find_documents(["docs/"])  # doctest: +SKIP
+    """
     files: list[Path] = []
     wanted = {e.lower() for e in extensions}
     for raw in paths:
@@ -122,12 +135,31 @@ def _expand(paths: Sequence[str | os.PathLike[str]], extensions: Sequence[str]) 
             )
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
+    skipped = [f for f in files if not _looks_readable(f)]
+    for f in skipped:
+        logger.warning("skipping %s: binary, not text (a misnamed file?)", f)
+    files = [f for f in files if f not in skipped]
     if not files:
+        found = f"only {len(skipped)} binary file(s) " if skipped else "no documents "
         raise FileNotFoundError(
-            f"no documents found in {', '.join(map(str, paths))} "
-            f"(looked for {', '.join(sorted(wanted))})"
+            f"{found}found in {', '.join(map(str, paths))} "
+            f"(looked for {', '.join(sorted(wanted))} text or PDF files)"
         )
-    return files
+    return files, skipped
+
+
+def _looks_readable(path: Path) -> bool:
+    """PDF magic for PDFs; otherwise text: no NUL byte and few bytes that are not characters
+    (a Latin-1 file with some accents passes, random bytes do not)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if path.suffix.lower() == ".pdf":
+        return b"%PDF-" in head[:1024]
+    if b"\x00" in head:
+        return False
+    text = head.decode("utf-8", errors="replace")
+    junk = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    return junk <= 0.3 * max(1, len(text))
 
 
 def stdlib_documents() -> list[Document]:

@@ -198,3 +198,19 @@ def embed_queries(model: Any, queries: list[str]) -> list[list[float]]:
         # what its _get_query_embedding does for one text, as one batch (no public batch API)
         return model._embed(list(queries), prompt_name="query")
     return [model.get_query_embedding(q) for q in queries]
+
+
+def check_max_seq_length(model_path: str, max_seq_length: int | None) -> None:
+    """Raise ``ValueError`` now if a local model cannot read ``max_seq_length`` tokens (read
+    from its ``config.json``), instead of a tensor-size error after hours of work."""
+    config = Path(model_path) / "config.json"
+    if max_seq_length is None or not config.is_file():
+        return
+    import json
+
+    limit = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    if isinstance(limit, int) and max_seq_length > limit:
+        raise ValueError(
+            f"max_seq_length {max_seq_length} is more than {model_path} reads ({limit} "
+            f"tokens); use at most {limit}"
+        )

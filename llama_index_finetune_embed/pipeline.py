@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from llama_index.core.bridge.pydantic import BaseModel, Field
 
 from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text, writable_dir
+from llama_index_finetune_embed._run_state import RunState, inputs_digest, run_lock, stage_inputs
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.embeddings import LOCAL_MINILM
+from llama_index_finetune_embed.embeddings import LOCAL_MINILM, check_max_seq_length
 from llama_index_finetune_embed.llms import Choices, make_llm, resolve_choices
 
 if TYPE_CHECKING:
@@ -88,41 +89,13 @@ class RunConfig(BaseModel):
     seed: int = Field(default=0, description="seed of sampling, splitting and training")
 
 
-class Stages:
-    """``DIR/stages.json``: which stages finished, so a rerun skips them (written atomically)."""
-
-    def __init__(self, out: Path, config: RunConfig) -> None:
-        self.path = out / "stages.json"
-        self.config = config
-        self.done: dict[str, Any] = {}
-        if self.path.is_file():
-            state = json.loads(self.path.read_text(encoding="utf-8"))
-            self._check_same_inputs(state.get("config", {}))
-            self.done = state.get("done", {})
-
-    def _check_same_inputs(self, old: dict[str, Any]) -> None:
-        keys = ("docs", "chunk_size", "chunk_overlap", "max_chunks", "val_ratio", "seed")
-        changed = [k for k in keys if old.get(k) != getattr(self.config, k)]
-        if changed:
-            raise ValueError(
-                f"{self.path.parent} holds a run with different {', '.join(changed)}; "
-                "use a new --out directory (or delete this one) to start over"
-            )
-
-    def finished(self, name: str, *outputs: Path) -> bool:
-        return name in self.done and all(p.exists() for p in outputs)
-
-    def mark(self, name: str, **info: Any) -> None:
-        self.done[name] = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-        atomic_write_json(self.path, {"config": self.config.model_dump(), "done": self.done})
-
-
-def load_chunks(config: RunConfig, out: Path, stages: Stages) -> list[TextNode]:
+def load_chunks(config: RunConfig, out: Path, stages: RunState) -> list[TextNode]:
     """Stage 1: documents -> chunks (``DIR/chunks.json``), sampled down to ``max_chunks``."""
     from llama_index.core.schema import TextNode
 
     from llama_index_finetune_embed.documents import (
         chunk_documents,
+        find_documents,
         load_documents,
         sample_chunks,
         stdlib_documents,
@@ -132,18 +105,19 @@ def load_chunks(config: RunConfig, out: Path, stages: Stages) -> list[TextNode]:
     if stages.finished("chunks", path):
         data = json.loads(path.read_text(encoding="utf-8"))
         return [TextNode.from_dict(d) for d in data]
-    docs = load_documents(config.docs, show_progress=True) if config.docs else stdlib_documents()
+    skipped = find_documents(config.docs)[1] if config.docs else []
+    docs = load_documents(config.docs) if config.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     if len(nodes) < 2:
         raise ValueError(f"only {len(nodes)} chunk(s) of text found; need at least 2 to split")
     atomic_write_json(path, [n.to_dict() for n in nodes], indent=None)
-    stages.mark("chunks", documents=len(docs), chunks=len(nodes))
+    stages.mark("chunks", documents=len(docs), chunks=len(nodes), skipped_files=len(skipped))
     return nodes
 
 
 def split_chunks(
-    nodes: Sequence[TextNode], config: RunConfig, out: Path, stages: Stages
+    nodes: Sequence[TextNode], config: RunConfig, out: Path, stages: RunState
 ) -> tuple[list[TextNode], list[TextNode]]:
     """Stage 2: chunks -> (train, val) by chunk, recorded in ``DIR/split.json``."""
     path = out / "split.json"
@@ -168,7 +142,7 @@ def generate_datasets(
     choices: Choices,
     config: RunConfig,
     out: Path,
-    stages: Stages,
+    stages: RunState,
 ) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
     """Stage 3: questions for train and val chunks (``DIR/{train,val}_dataset.json``).
 
@@ -184,10 +158,11 @@ def generate_datasets(
             EmbeddingQAFinetuneDataset.from_json(val_path),
         )
     llm = make_llm(choices.llm)
-    cache = out / "cache"
-    train = training_pairs(train_nodes, choices.llm, llm, config, cache / "train.jsonl")
+    train_cache = _cache_for("train", train_nodes, out, stages)
+    val_cache = _cache_for("val", val_nodes, out, stages)
+    train = training_pairs(train_nodes, choices.llm, llm, config, train_cache)
     if choices.llm.startswith("openai:"):
-        val = _llm_questions(val_nodes, llm, config, cache / "val.jsonl")
+        val = _llm_questions(val_nodes, llm, config, val_cache)
     else:
         from llama_index_finetune_embed.offline import offline_val_questions
 
@@ -195,7 +170,7 @@ def generate_datasets(
             val_nodes,
             llm=llm,
             questions_per_chunk=config.questions_per_chunk,
-            cache_path=cache / "val.jsonl",
+            cache_path=val_cache,
             seed=config.seed,
         )
     for name, ds in (("training", train), ("held-out", val)):
@@ -205,6 +180,27 @@ def generate_datasets(
     val.save_json(val_path)
     stages.mark("generate", train_queries=len(train), val_queries=len(val))
     return train, val
+
+
+def _cache_for(side: str, nodes: Sequence[TextNode], out: Path, stages: RunState) -> Path:
+    """The generation cache of one side: one file per question settings and set of chunks,
+    started from earlier files of the same settings (a file holds chunks keyed by id and text
+    hash), so edited documents or a new split ask the LLM again only for changed chunks."""
+    from llama_index.core.schema import MetadataMode
+
+    from llama_index_finetune_embed.generate.cache import carry_over
+
+    texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
+    settings = inputs_digest(stages.inputs["generate"])
+    path = out / "cache" / f"{side}-{settings}-{inputs_digest(texts)}.jsonl"
+    if not path.exists():
+        # either side's: a chunk that moved between train and held out keeps its questions
+        earlier = sorted((out / "cache").glob(f"*-{settings}-*.jsonl"),
+                         key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+        carried = carry_over(earlier, path, texts)
+        if carried:
+            logger.info("%s questions: %d unchanged chunks reused from earlier runs", side, carried)
+    return path
 
 
 def training_pairs(
@@ -246,7 +242,7 @@ def finetune_model(
     choices: Choices,
     config: RunConfig,
     out: Path,
-    stages: Stages,
+    stages: RunState,
 ) -> Path:
     """Stage 4: train the base model on the training pairs (``DIR/model``), resumable.
 
@@ -257,19 +253,22 @@ def finetune_model(
     from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
 
     model_dir = out / "model"
-    if stages.finished("finetune", model_dir):
+    if stages.finished("finetune", model_dir / "model.safetensors", model_dir / "modules.json"):
         return model_dir
     options: dict[str, Any] = {}
     for key in ("epochs", "batch_size", "max_seq_length", "base_weight"):
         if getattr(config, key) is not None:
             options[key] = getattr(config, key)
-    checkpoints = model_dir / "checkpoints"
+    resume = _checkpoints_to_resume(model_dir, stages.inputs["finetune"], train)
+    # about one checkpoint per epoch (batches count chunks): a kill loses at most that
+    per_epoch = -(-len(train.corpus) // (config.batch_size or 16))
     engine = SentenceTransformersFinetuneEngine(
         train,
         model_id=choices.base_model,
         model_output_path=model_dir,
         seed=config.seed,
-        resume_from_checkpoint=checkpoints.is_dir() and any(checkpoints.iterdir()),
+        checkpoint_steps=max(5, per_epoch),
+        resume_from_checkpoint=resume,
         guard=config.guard,
         guard_checks={"held-out": val},
         **options,
@@ -277,6 +276,23 @@ def finetune_model(
     engine.finetune()
     stages.mark("finetune", **{k: v for k, v in engine.metrics.items() if _is_number(v)})
     return model_dir
+
+
+def _checkpoints_to_resume(
+    model_dir: Path, inputs: dict[str, Any], train: EmbeddingQAFinetuneDataset
+) -> bool:
+    """Whether ``model_dir/checkpoints`` holds an interrupted training of this very stage (same
+    settings, same pairs); checkpoints of other settings are deleted, never resumed."""
+    import shutil
+
+    marker, checkpoints = model_dir / "checkpoints.inputs.json", model_dir / "checkpoints"
+    want = inputs_digest({**inputs, "train pairs": inputs_digest(train.model_dump())})
+    have = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if have != want:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        atomic_write_text(marker, want + "\n")
+        return False
+    return checkpoints.is_dir() and any(checkpoints.iterdir())
 
 
 def _is_number(value: Any) -> bool:
@@ -301,8 +317,8 @@ def evaluate_models(
     model_dir: Path,
     config: RunConfig,
     out: Path,
-    stages: Stages,
-) -> Any:
+    stages: RunState,
+) -> tuple[str, dict[str, dict[str, float]]]:
     """Stage 5: base vs finetuned on the held-out questions -> ``DIR/report.{md,png,json}``.
 
     The first row, which every difference is measured against, is the base model exactly as
@@ -313,6 +329,10 @@ def evaluate_models(
     from llama_index_finetune_embed.evaluate import compare_embed_models
     from llama_index_finetune_embed.evaluate.report import render_run_report
 
+    report = out / "report.md"
+    if stages.finished("evaluate", report, out / "report.json", out / "report.png"):
+        done = stages.done["evaluate"]
+        return done["table_markdown"], done["metrics"]
     table = compare_embed_models(
         val,
         {BASE_ROW: choices.base_model, "finetuned": str(model_dir)},
@@ -322,17 +342,24 @@ def evaluate_models(
     )
     table.plot(out / "report.png")
     atomic_write_json(out / "report.json", table.to_dict())
-    atomic_write_text(
-        out / "report.md", render_run_report(table, train, val, choices, config, stages)
-    )
-    stages.mark("evaluate")
-    return table
+    atomic_write_text(report, render_run_report(table, train, val, choices, config, stages))
+    metrics = {r.name: dict(r.metrics) for r in table.results}
+    stages.mark("evaluate", table_markdown=table.to_markdown(), metrics=metrics)
+    return table.to_markdown(), metrics
 
 
 def run_pipeline(
-    config: RunConfig, *, announce: Callable[[str], None] = logger.info
+    config: RunConfig,
+    *,
+    restart: str | None = None,
+    announce: Callable[[str], None] = logger.info,
 ) -> PipelineResult:
-    """Run every stage, skipping those whose outputs a previous run left in ``config.out``.
+    """Run every stage, reusing those a previous run in ``config.out`` made from the same inputs.
+
+    A rerun reuses exactly the stages whose inputs (documents, settings, package version) are
+    unchanged and redoes the first changed one and all after it, announcing one line per stage.
+    ``restart`` names a stage to redo on purpose (with every later one). ``config.out`` is
+    locked for the run: a second run on it stops with one clear error.
 
     Example:
         >>> result = run_pipeline(RunConfig(out="runs/demo"))  # doctest: +SKIP
@@ -340,25 +367,31 @@ def run_pipeline(
     """
     out = writable_dir(config.out, "output directory")
     choices = resolve_choices(config)
-    announce(f"question source: {choices.llm} ({choices.llm_reason})")
-    announce(f"base model: {config.base_model} ({choices.base_model_reason})")
-    stages = Stages(out, config)
-    started = time.perf_counter()
-    nodes = load_chunks(config, out, stages)
-    train_nodes, val_nodes = split_chunks(nodes, config, out, stages)
-    announce(f"chunks: {len(nodes)} ({len(train_nodes)} train / {len(val_nodes)} held out)")
-    train, val = generate_datasets(train_nodes, val_nodes, choices, config, out, stages)
-    announce(f"pairs: {len(train)} for training, {len(val)} held-out questions")
-    model_dir = finetune_model(train, val, choices, config, out, stages)
-    announce(f"model: {model_dir}")
-    table = evaluate_models(train, val, choices, model_dir, config, out, stages)
-    announce(f"finished in {time.perf_counter() - started:.0f} s")
-    metrics = {r.name: dict(r.metrics) for r in table.results}
+    check_max_seq_length(choices.base_model, config.max_seq_length)
+    with run_lock(out):
+        announce(f"question source: {choices.llm} ({choices.llm_reason})")
+        announce(f"base model: {config.base_model} ({choices.base_model_reason})")
+        stages = RunState(out, stage_inputs(config, choices), restart=restart)
+        if not stages.fresh or restart:
+            for line in stages.plan_lines():
+                announce(line)
+        started = time.perf_counter()
+        nodes = load_chunks(config, out, stages)
+        train_nodes, val_nodes = split_chunks(nodes, config, out, stages)
+        announce(f"chunks: {len(nodes)} ({len(train_nodes)} train / {len(val_nodes)} held out)")
+        train, val = generate_datasets(train_nodes, val_nodes, choices, config, out, stages)
+        announce(f"pairs: {len(train)} for training, {len(val)} held-out questions")
+        model_dir = finetune_model(train, val, choices, config, out, stages)
+        announce(f"model: {model_dir}")
+        table_markdown, metrics = evaluate_models(
+            train, val, choices, model_dir, config, out, stages
+        )
+        announce(f"finished in {time.perf_counter() - started:.0f} s")
     return PipelineResult(
         out=str(out),
         model_path=str(model_dir),
         report_path=str(out / "report.md"),
         plot_path=str(out / "report.png"),
-        table_markdown=table.to_markdown(),
+        table_markdown=table_markdown,
         metrics=metrics,
     )

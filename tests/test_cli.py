@@ -68,8 +68,9 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     assert "| base (as LlamaIndex loads it) |" in report  # the status quo is the first row
     assert "- guard: the finetuned model" in report and "canary (171 questions)" in report
     assert "Resolution: with" in report
-    stages = json.loads((out / "stages.json").read_text())["done"]
+    stages = json.loads((out / "stages.json").read_text())["stages"]
     assert set(stages) == {"chunks", "split", "generate", "finetune", "evaluate"}
+    assert stages["finetune"]["inputs"]["base_model"] == str(tiny_model_path)
 
     split = json.loads((out / "split.json").read_text())
     train = json.loads((out / "train_dataset.json").read_text())
@@ -78,19 +79,25 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     assert set(train["corpus"]).isdisjoint(val["corpus"])
 
     calls = server.snapshot()["requests"]
+    model_bytes = (out / "model" / "model.safetensors").read_bytes()
     assert main(_run_args(corpus, out, tiny_model_path)) == 0
     assert server.snapshot()["requests"] == calls  # nothing asked again
+    printed = capsys.readouterr().out
+    for stage in ("chunks", "split", "generate", "finetune", "evaluate"):
+        assert f"{stage}: reused (inputs unchanged)" in printed
+    assert (out / "model" / "model.safetensors").read_bytes() == model_bytes
 
 
-def test_rerun_with_other_chunking_is_refused(corpus, server, tiny_model_path, tmp_path, capsys):
+def test_state_from_an_older_version_redoes_every_stage(
+    corpus, server, tiny_model_path, tmp_path, capsys
+):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "stages.json").write_text(
+    (out / "stages.json").write_text(  # the format before inputs were recorded
         json.dumps({"config": {"docs": [str(corpus)], "chunk_size": 999}, "done": {}})
     )
-    assert main(_run_args(corpus, out, tiny_model_path)) == 1
-    err = capsys.readouterr().err
-    assert "different chunk_size" in err and "new --out directory" in err
+    assert main(_run_args(corpus, out, tiny_model_path)) == 0
+    assert json.loads((out / "stages.json").read_text())["format"] == 2
 
 
 def _one_line_error(capsys) -> str:

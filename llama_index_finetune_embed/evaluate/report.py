@@ -337,6 +337,9 @@ def render_run_report(
     """
     state, out = stages.done, stages.path.parent
     docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
+    skipped = state["chunks"].get("skipped_files", 0)
+    if skipped:
+        docs += f" ({skipped} binary file(s) skipped, see the log)"
     lines = [
         "# finetune-embed report",
         "",

@@ -7,12 +7,19 @@ mode); each later line is one finished chunk keyed by node id and text hash. A t
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from llama_index_finetune_embed._io import append_jsonl, read_jsonl, text_hash, truncate_torn_tail
+from llama_index_finetune_embed._io import (
+    append_jsonl,
+    atomic_write_text,
+    read_jsonl,
+    text_hash,
+    truncate_torn_tail,
+)
 
 FORMAT = "llama-index-finetune-embed/qa-generation-cache"
 VERSION = 1
@@ -135,3 +142,47 @@ def _finished_chunks(
             )
         done.setdefault(nid, [str(q) for q in questions])  # a repeated line: the first wins
     return done
+
+
+def carry_over(
+    sources: Sequence[str | os.PathLike[str]],
+    target: str | os.PathLike[str],
+    texts: Mapping[str, str],
+) -> int:
+    """Start a new cache ``target`` from earlier ones: every chunk whose node is among ``texts``
+    with the same text, from caches written with the settings of the first readable source.
+
+    So a new set of nodes (edited documents, another split) asks the LLM again only for the
+    chunks that changed. Returns how many chunks were carried over (0 if ``target`` exists).
+
+    Example:
+        >>> old = sorted(Path("cache").glob("train-*.jsonl"))  # doctest: +SKIP
+        >>> carry_over(old, "cache/train-new.jsonl", texts)  # doctest: +SKIP
+        12
+    """
+    target = Path(target)
+    if target.exists():
+        return 0
+    header: dict[str, Any] | None = None
+    keep: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        try:
+            records = list(read_jsonl(source))
+        except (OSError, ValueError):
+            continue  # unreadable: nothing to carry from it
+        if not records or records[0].get("type") != "header":
+            continue
+        if header is None:
+            header = records[0]
+        elif records[0].get("fingerprint") != header.get("fingerprint"):
+            continue
+        for record in records[1:]:
+            nid = record.get("node_id")
+            if (record.get("type") == "chunk" and nid in texts and nid not in keep
+                    and record.get("text_sha256") == text_hash(texts[nid])):  # fmt: skip
+                keep[nid] = record
+    if header is None:
+        return 0
+    lines = [header, *keep.values()]
+    atomic_write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+    return len(keep)

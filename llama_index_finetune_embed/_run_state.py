@@ -1,0 +1,212 @@
+"""The main job's run state: what each stage was made from, and a lock on the run (private).
+
+``DIR/stages.json`` records, per finished stage, the inputs it was made from: the documents
+(resolved path, size and modification time of every file), every setting that feeds the stage
+and the package version. A rerun reuses exactly the stages whose inputs are unchanged and redoes
+the first changed one and everything after it, saying why in one line per stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from llama_index_finetune_embed._io import atomic_write_json, text_hash
+
+#: The stages of a run, in order: redoing one redoes every later one.
+STAGES = ("chunks", "split", "generate", "finetune", "evaluate")
+_FORMAT = 2
+
+
+def documents_inputs(paths: list[str]) -> dict[str, Any]:
+    """Every file the run reads (resolved path -> [size, mtime_ns]), or the stdlib corpus."""
+    if not paths:
+        return {"stdlib pydoc topics": platform.python_version()}
+    from llama_index_finetune_embed.documents import find_documents
+
+    files, skipped = find_documents(paths)
+    out: dict[str, Any] = {}
+    for f in files + skipped:
+        stat = f.stat()
+        out[str(f.resolve())] = [stat.st_size, stat.st_mtime_ns]
+    return out
+
+
+def stage_inputs(config: Any, choices: Any) -> dict[str, dict[str, Any]]:
+    """Per stage, every input that changes what it makes (RunConfig + resolved choices)."""
+    from llama_index_finetune_embed import __version__
+
+    def pick(*names: str) -> dict[str, Any]:
+        return {name: getattr(config, name) for name in names}
+
+    return {
+        "chunks": {
+            "documents": documents_inputs(list(config.docs)),
+            **pick("chunk_size", "chunk_overlap", "max_chunks", "seed"),
+            "package version": __version__,
+        },
+        "split": pick("val_ratio", "seed"),
+        "generate": {"llm": choices.llm, **pick("questions_per_chunk", "offline_train", "seed")},
+        "finetune": {
+            "base_model": choices.base_model,
+            **pick("epochs", "batch_size", "max_seq_length", "base_weight", "guard", "seed"),
+        },
+        "evaluate": {"base_model": choices.base_model, **pick("top_k", "seed")},
+    }
+
+
+def inputs_digest(inputs: Mapping[str, Any]) -> str:
+    """A short content hash of one stage's inputs (names cache files per setting)."""
+    return text_hash(json.dumps(inputs, sort_keys=True, default=str))[:12]
+
+
+class RunState:
+    """``DIR/stages.json``: which stages are done and from what; decides what a rerun reuses.
+
+    Example:
+        >>> state = RunState(Path("runs/demo"), stage_inputs(config, choices))  # doctest: +SKIP
+        >>> state.plan_lines()  # doctest: +SKIP
+        ['chunks: reused (inputs unchanged)', 'split: reused (inputs unchanged)',
+         'generate: redo (questions_per_chunk 2 -> 3)', 'finetune: redo (after generate)', ...]
+    """
+
+    def __init__(
+        self, out: Path, inputs: dict[str, dict[str, Any]], *, restart: str | None = None
+    ) -> None:
+        if restart is not None and restart not in STAGES:
+            raise ValueError(f"--restart must be one of {', '.join(STAGES)}; got {restart!r}")
+        self.path = out / "stages.json"
+        self.inputs = inputs
+        old = {} if restart == STAGES[0] else self._read()
+        self.fresh = not old
+        self.done: dict[str, dict[str, Any]] = {}
+        self.reasons: dict[str, str] = {}
+        redo_after: str | None = None
+        for stage in STAGES:
+            prev = old.get(stage)
+            if redo_after is not None:
+                why = f"after {redo_after}"
+            elif stage == restart:
+                why = f"--restart {stage}"
+            elif not isinstance(prev, dict) or not isinstance(prev.get("inputs"), dict):
+                why = "not done yet"
+            elif prev["inputs"] != inputs[stage]:
+                why = describe_change(prev["inputs"], inputs[stage])
+            else:
+                self.done[stage] = prev
+                self.reasons[stage] = "reused (inputs unchanged)"
+                continue
+            redo_after = redo_after or stage
+            self.reasons[stage] = f"redo ({why})" if prev else f"run ({why})"
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        way_out = (
+            f"delete it, or rerun with --restart {STAGES[0]} to redo every stage "
+            "(question caches are kept)"
+        )
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.path} is unreadable ({exc}); {way_out}") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.path} is not a run state (not a JSON object); {way_out}")
+        if "stages" not in state:
+            return {}  # written by an older version, which recorded no inputs: redo every stage
+        stages = state["stages"]
+        if not isinstance(stages, dict):
+            raise ValueError(
+                f"{self.path} is not a run state ('stages' is not a mapping); {way_out}"
+            )
+        return stages
+
+    def plan_lines(self) -> list[str]:
+        """One line per stage: reused, or redone and why."""
+        return [f"{stage}: {self.reasons[stage]}" for stage in STAGES]
+
+    def finished(self, name: str, *outputs: Path) -> bool:
+        """Whether ``name`` can be reused: done from the same inputs, outputs still there."""
+        if name not in self.done:
+            return False
+        if all(p.exists() for p in outputs):
+            return True
+        missing = next(p for p in outputs if not p.exists())
+        for later in STAGES[STAGES.index(name):]:
+            if later in self.done:
+                del self.done[later]
+                self.reasons[later] = f"redo ({missing.name} is missing)" if later == name else (
+                    f"redo (after {name})"
+                )
+        return False
+
+    def mark(self, name: str, **info: Any) -> None:
+        """Record ``name`` as done from its current inputs (atomically)."""
+        self.done[name] = {
+            "inputs": self.inputs[name],
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **info,
+        }
+        atomic_write_json(self.path, {"format": _FORMAT, "stages": self.done})
+
+
+def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two input records, in a few words."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if key == "documents" and isinstance(before, dict) and isinstance(after, dict):
+            parts.append(_documents_change(before, after))
+        else:
+            parts.append(f"{key} {before!r} -> {after!r}")
+    return "; ".join(parts)
+
+
+def _documents_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    added = len(set(after) - set(before))
+    removed = len(set(before) - set(after))
+    edited = sum(1 for f in set(before) & set(after) if before[f] != after[f])
+    counts = [f"{n} {what}" for n, what in ((edited, "edited"), (added, "added"),
+                                            (removed, "removed")) if n]  # fmt: skip
+    return "documents changed: " + ", ".join(counts)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``DIR/.lock`` for a run; a second run on the same directory gets one clear error.
+
+    The lock is an OS file lock (``flock``): the kernel drops it when its process dies, so a
+    killed run never leaves a stale lock behind. Where ``fcntl`` is missing (Windows), no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = out / ".lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ValueError(
+                f"{out} is in use by another run ({holder}); wait for it to finish or use "
+                "another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing drops the lock
