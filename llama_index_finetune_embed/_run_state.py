@@ -184,7 +184,8 @@ def run_lock(out: Path) -> Iterator[None]:
     """Hold ``DIR/.lock`` for a run; a second run on the same directory gets one clear error.
 
     The lock is an OS file lock (``flock``): the kernel drops it when its process dies, so a
-    killed run never leaves a stale lock behind. Where ``fcntl`` is missing (Windows), no lock.
+    killed run never leaves a stale lock behind; once held, the temp files (``.*.part``) a killed
+    run left are removed. Where ``fcntl`` is missing (Windows), no lock.
     """
     try:
         import fcntl
@@ -207,6 +208,8 @@ def run_lock(out: Path) -> Iterator[None]:
         fh.truncate()
         fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
+        for stray in out.rglob(".*.part"):  # temp files of a killed run; nobody else writes here
+            stray.unlink(missing_ok=True)
         yield
     finally:
         fh.close()  # closing drops the lock

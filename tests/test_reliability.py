@@ -130,8 +130,10 @@ def test_stale_lock_file_of_a_killed_run_is_taken_over(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").write_text("pid 999999, started long ago\n")  # no process holds it
+    (out / ".stages.json.x1y2.part").write_text('{"half": ')  # kill -9 mid-write
     with run_lock(out):
         assert f"pid {os.getpid()}" in (out / ".lock").read_text()
+        assert not list(out.glob(".*.part"))
 
 
 # -- corrupt state: the file is named, with the way out -----------------------------------------
@@ -303,3 +305,26 @@ def test_training_killed_midway_resumes_from_its_checkpoint(
 
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)  # as if never interrupted
     assert not (cut / "model" / "checkpoints").exists()  # cleaned up after success
+
+
+def test_disk_full_while_writing_the_report_is_one_line_naming_the_file(
+    tmp_path, tiny_model_path, capsys, monkeypatch
+):
+    import errno
+
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, _io
+
+    ds = EmbeddingQAFinetuneDataset(
+        queries={"q": "who rides?"}, corpus={"c": "riders ride"}, relevant_docs={"q": ["c"]}
+    )
+    ds.save_json(tmp_path / "val.json")
+    target = tmp_path / "r.md"
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(_io, "atomic_write_text", full)
+    argv = ["evaluate", str(tmp_path / "val.json"), str(tiny_model_path), "--report", str(target)]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert last == f"finetune-embed: error: {target}: No space left on device"
