@@ -104,6 +104,44 @@ def test_resume_continues_from_the_last_checkpoint(toy_dataset, tiny_model_path,
     assert second.metrics["steps_run"] == 2 and second.metrics["global_steps"] == 4
 
 
+MARKER = "Zorblax7Secret"
+
+
+def _text_files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` that decodes as UTF-8 (the card, configs, tokenizer...)."""
+    texts = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                texts[str(path.relative_to(folder))] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue  # the weights
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card_examples", [False, True])
+def test_model_card_quotes_no_training_text_unless_asked(tiny_model_path, tmp_path, card_examples):
+    """Issue #14, item 8: a shared model does not carry pieces of the user's documents."""
+    pairs = [(f"{q} {MARKER}", f"{text} {MARKER} inside.")
+             for text, qs in zip(TOY_TEXTS, QUESTIONS, strict=True) for q in qs]
+    ds = EmbeddingQAFinetuneDataset.from_pairs(pairs)
+    out = tmp_path / "ft"
+    engine = _engine(ds, tiny_model_path, out, epochs=1, guard=False, keep_checkpoints=True,
+                     checkpoint_steps=1, card_examples=card_examples)
+    engine.finetune()
+    texts = _text_files(out)
+    assert "README.md" in texts and "config_sentence_transformers.json" in texts
+    assert any(name.startswith("checkpoints") and name.endswith("README.md") for name in texts)
+    quoted = sorted(name for name, text in texts.items() if MARKER in text)
+    if card_examples:
+        assert "README.md" in quoted  # widget and sample rows, as sentence-transformers writes
+        assert "widget:" in texts["README.md"]
+    else:
+        assert quoted == []
+        assert "lovely today" in texts["README.md"]  # the library's generic usage example
+
+
 @pytest.mark.slow
 def test_options_hard_negatives_matryoshka_cached_and_custom_loss(
     toy_dataset, tiny_model_path, tmp_path

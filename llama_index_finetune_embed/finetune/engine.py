@@ -202,6 +202,7 @@ class SentenceTransformersFinetuneEngine:
         from llama_index_finetune_embed.finetune import trainer as build
         from llama_index_finetune_embed.finetune.losses import build_loss
         from llama_index_finetune_embed.finetune.model import freeze_lower_layers, set_dropout
+        from llama_index_finetune_embed.finetune.model_card import drop_training_text
         from llama_index_finetune_embed.finetune.negatives import with_hard_negatives
         from llama_index_finetune_embed.finetune.sampler import build_sampler
 
@@ -239,6 +240,8 @@ class SentenceTransformersFinetuneEngine:
             loss=build_loss(self.model, self.loss, recipe, grouped=self._grouped),
             evaluator=evaluator,
         )  # fmt: skip
+        if not recipe.card_examples:  # the trainer just copied training texts into the card
+            drop_training_text(self.model.model_card_data)
         return trainer, evaluator
 
     def finetune(self, **train_kwargs: Any) -> None:
