@@ -142,6 +142,74 @@ def test_model_card_quotes_no_training_text_unless_asked(tiny_model_path, tmp_pa
         assert "lovely today" in texts["README.md"]  # the library's generic usage example
 
 
+def _failing_saves(engine, monkeypatch, fail_in):
+    """Make ``save_pretrained`` fail as a full disk does (a partial weights file, then ENOSPC)
+    for the folders ``fail_in(folder)`` names; the rest save for real."""
+    import errno
+
+    real = engine.model.save_pretrained
+
+    def save(path, **kwargs):
+        if fail_in(Path(path)):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / "model.safetensors").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(engine.model, "save_pretrained", save)
+
+
+@pytest.mark.slow
+def test_a_failed_save_rescues_the_weights_and_says_where(
+    toy_dataset, tiny_model_path, tmp_path, monkeypatch
+):
+    """Issue #14, item 3: a full disk while saving never loses the trained weights."""
+    import tempfile
+
+    import torch
+
+    from llama_index_finetune_embed.finetune import ModelSaveError
+
+    out = tmp_path / "ft"
+    engine = _engine(toy_dataset, tiny_model_path, out, epochs=1, guard=False)
+    _failing_saves(engine, monkeypatch, lambda folder: folder == out)
+    with pytest.raises(ModelSaveError) as info:
+        engine.finetune()
+    error = info.value
+    assert isinstance(error, OSError)  # the CLI prints it as one line
+    rescue = error.rescue_path
+    assert rescue is not None and rescue.parent == tmp_path and rescue.name.startswith("ft.rescue-")
+    message = str(error)
+    assert "\n" not in message and str(out) in message and str(rescue) in message
+    assert "No space left on device" in message
+    assert not (out / "model.safetensors").exists()  # the half-written file is not left to load
+    assert json.loads((rescue / "metrics.json").read_text()) == engine.metrics
+    from sentence_transformers import SentenceTransformer
+
+    saved = SentenceTransformer(str(rescue), device="cpu").state_dict()
+    trained = engine.model.state_dict()
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k].cpu(), trained[k].cpu()) for k in trained)  # the weights
+    assert len(load_finetuned_model(rescue).get_text_embedding(TOY_TEXTS[0])) == 32
+
+    # beside the output folder full too: the system temp folder (often another filesystem)
+    temp = tmp_path / "system-tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    _failing_saves(engine, monkeypatch, lambda folder: folder.parent == tmp_path)
+    with pytest.raises(ModelSaveError) as info:
+        engine._save()
+    assert info.value.rescue_path.parent == temp
+    assert (info.value.rescue_path / "modules.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if ".rescue-" in p.name] == [rescue.name]
+
+    # nowhere to write: one error that says so and how to keep the model in memory
+    _failing_saves(engine, monkeypatch, lambda folder: True)
+    with pytest.raises(ModelSaveError, match="nor to .*engine.model.save_pretrained") as info:
+        engine._save()
+    assert info.value.rescue_path is None
+
+
 @pytest.mark.slow
 def test_options_hard_negatives_matryoshka_cached_and_custom_loss(
     toy_dataset, tiny_model_path, tmp_path

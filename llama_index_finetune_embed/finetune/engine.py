@@ -277,10 +277,14 @@ class SentenceTransformersFinetuneEngine:
             if report is not None:
                 guarded = report.model_dump(mode="json")
                 self.metrics["guard"] = {"message": report.message, **guarded}
-            self._save()
-        # under torchrun, ranks leave together: a rank that exits while rank 0 still saves can
-        # abort in the process group's teardown ("terminate called without an active exception")
-        trainer.accelerator.wait_for_everyone()
+        try:
+            if trainer.is_world_process_zero():
+                self._save()
+        finally:
+            # under torchrun, ranks leave together (also when rank 0's save failed): a rank
+            # that exits while rank 0 still saves can abort in the process group's teardown
+            # ("terminate called without an active exception")
+            trainer.accelerator.wait_for_everyone()
 
     def _summary(
         self, trainer: Any, final: dict[str, float], seconds: float, resume: str | None
@@ -329,23 +333,27 @@ class SentenceTransformersFinetuneEngine:
         return last
 
     def _save(self) -> None:
-        from llama_index_finetune_embed.finetune.model_card import card_section
+        """Save to ``model_output_path``; if that fails, to a rescue folder the error names."""
+        from llama_index_finetune_embed.finetune.saving import save_or_rescue
 
         out = self.model_output_path
         self.model.prompts = {"query": self.query_prompt, "document": self.document_prompt}
         self.model.default_prompt_name = None
-        try:
-            self.model.save_pretrained(str(out), safe_serialization=True)
-        except Exception as exc:  # the library's card generation must not lose a trained model
-            logger.warning("model card generation failed (%s); saving without it", exc)
-            self.model.save_pretrained(str(out), safe_serialization=True, create_model_card=False)
-        card = out / "README.md"
-        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"
-        atomic_write_text(card, base.rstrip("\n") + "\n" + card_section(self.metrics))
-        atomic_write_json(out / "metrics.json", self.metrics)
+        save_or_rescue(self._write_model, out)  # raises ModelSaveError after a rescue
         if not self.recipe.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         logger.info("saved the finetuned model to %s", out)
+
+    def _write_model(self, folder: Path) -> None:
+        """The model, its card (the library's, which catches its own errors, plus ours) and
+        ``metrics.json``, into ``folder``."""
+        from llama_index_finetune_embed.finetune.model_card import card_section
+
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+        card = folder / "README.md"
+        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"
+        atomic_write_text(card, base.rstrip("\n") + "\n" + card_section(self.metrics))
+        atomic_write_json(folder / "metrics.json", self.metrics)
 
     def get_finetuned_model(self, **model_kwargs: Any) -> BaseEmbedding:
         """The finetuned model as a LlamaIndex ``HuggingFaceEmbedding`` with its training prompts.
