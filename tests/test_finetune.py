@@ -279,8 +279,6 @@ def test_bad_options_are_refused_in_the_constructor(toy_dataset, tiny_model_path
     blocker.write_text("x")
     with pytest.raises(PermissionError, match="not writable"):
         _engine(toy_dataset, tiny_model_path, blocker / "out")
-    with pytest.raises(ValueError, match=r"batch_size=9 .* at most 8"):
-        _engine(toy_dataset, tiny_model_path, tmp_path / "o", batch_size=9)
     with pytest.raises(ValueError, match="precision must be one of"):
         _engine(toy_dataset, tiny_model_path, tmp_path / "o", precision="half")
     with pytest.raises(ValueError, match="needs a CUDA device"):
@@ -291,6 +289,50 @@ def test_bad_options_are_refused_in_the_constructor(toy_dataset, tiny_model_path
         _engine(toy_dataset, tiny_model_path, tmp_path / "o", max_seq_length=512)
     with pytest.raises(FileNotFoundError, match="no finetuned model"):
         load_finetuned_model(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_batch_size_shrinks_to_what_the_data_allows_and_says_so(
+    tiny_model_path, tmp_path, caplog
+):
+    """Issue #14, item 7: the default 16 chunks per batch trains on a 3-chunk corpus."""
+    pairs = [(q, text) for text, qs in zip(TOY_TEXTS[:3], QUESTIONS[:3], strict=True) for q in qs]
+    small = EmbeddingQAFinetuneDataset.from_pairs(pairs)
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        engine = SentenceTransformersFinetuneEngine(
+            small, model_id=str(tiny_model_path), model_output_path=tmp_path / "ft", epochs=1,
+            guard=False,
+        )
+    assert engine.batch_size == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "batch_size 16 -> 3: only 3 chunks of train_dataset can share a batch (chunks that "
+        "share a text or overlap are kept apart)"
+    ]
+    engine.finetune()
+    assert engine.metrics["recipe"]["batch_size"] == 3 and engine.metrics["global_steps"] == 1
+
+
+def test_batch_size_one_warns_and_one_chunk_is_refused(toy_dataset, tiny_model_path, tmp_path,
+                                                       caplog):
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "a", batch_size=1)
+    assert "batch_size=1: no chunk has an in-batch negative" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "b", batch_size=2)
+    assert "batch_size" not in caplog.text  # a batch the data allows: nothing to say
+
+    one = EmbeddingQAFinetuneDataset.from_pairs([(q, TOY_TEXTS[0]) for q in QUESTIONS[0]])
+    with pytest.raises(ValueError, match="1 chunk.* can share a batch; training needs at least 2"):
+        _engine(one, tiny_model_path, tmp_path / "c")
+    same = EmbeddingQAFinetuneDataset(  # two ids, one text: still one chunk
+        queries={"q1": "When was Lyft founded?", "q2": "Who rides?"},
+        corpus={"c1": TOY_TEXTS[0], "c2": TOY_TEXTS[0]},
+        relevant_docs={"q1": ["c1"], "q2": ["c2"]},
+    )
+    with pytest.raises(ValueError, match="training needs at least 2"):
+        _engine(same, tiny_model_path, tmp_path / "d")
 
 
 @pytest.mark.slow

@@ -61,7 +61,9 @@ class SentenceTransformersFinetuneEngine:
         model_output_path: where the finetuned model, its card and ``metrics.json`` go.
         val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
         batch_size: chunks per batch (each chunk is a negative for every other chunk's
-            questions); with ``group_by_chunk=False``, (question, chunk) rows per batch.
+            questions); with ``group_by_chunk=False``, (question, chunk) rows per batch. More
+            than the data allows (chunks sharing a text or overlapping are kept apart) shrinks
+            to what it allows, with a warning; fewer than 2 chunks is an error.
         epochs: passes over the training pairs.
         loss: ``None`` (the recipe), a sentence-transformers loss built on :attr:`model`, or a
             callable ``model -> loss``.
@@ -169,7 +171,7 @@ class SentenceTransformersFinetuneEngine:
         )
 
     def _setup_rows(self) -> None:
-        """Training rows and their conflict keys; refuse a batch size no batch can hold."""
+        """Training rows and their conflict keys; a batch size the data allows."""
         from llama_index_finetune_embed.finetune import sampler
 
         self._grouped = self.recipe.uses_chunk_groups(custom_loss=self.loss is not None)
@@ -178,13 +180,11 @@ class SentenceTransformersFinetuneEngine:
         )
         self._rows = sampler.training_rows(self.train_dataset)
         self._keys = sampler.row_keys(self.train_dataset, self._rows, self._chunk_keys)
-        fits = sampler.max_compatible_rows(self._keys)
-        if self.batch_size > fits:
-            raise ValueError(
-                f"batch_size={self.batch_size} is larger than the number of distinct chunks a "
-                f"batch can hold ({fits}: rows sharing a chunk, an overlapping chunk or a query "
-                f"cannot share a batch); lower batch_size to at most {fits}"
-            )
+        items = sampler.chunk_groups(self._rows, self._keys)[1] if self._grouped else self._keys
+        self.batch_size = sampler.fit_batch_size(
+            self.batch_size, sampler.max_compatible_rows(items),
+            hard_negatives=self.recipe.hard_negatives,
+        )  # fmt: skip
 
     # -- training --------------------------------------------------------------------------
 
