@@ -353,6 +353,40 @@ def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp
     assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
 
 
+@pytest.mark.parametrize("show_progress", [True, False])
+def test_training_shows_the_trainers_bar_and_logs_the_loss(
+    toy_dataset, tiny_model_path, tmp_path, show_progress
+):
+    """Issue #14, item 9: the trainer's own bar (steps, ETA) and its loss log, or silence."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    engine = _engine(toy_dataset, tiny_model_path, tmp_path / "o", show_progress=show_progress)
+    trainer, _ = engine.build_trainer()
+    args = trainer.args
+    assert args.disable_tqdm is (not show_progress)
+    assert args.logging_strategy == "steps" and args.logging_steps == 0.1  # a tenth of the run
+    assert args.logging_first_step
+    callbacks = {type(cb) for cb in trainer.callback_handler.callbacks}
+    assert (ProgressCallback in callbacks) is show_progress
+    assert PrinterCallback not in callbacks  # quiet means no printed loss dicts either
+    with_checkpoints = _engine(toy_dataset, tiny_model_path, tmp_path / "c", checkpoint_steps=20)
+    assert with_checkpoints.build_trainer()[0].args.logging_steps == 20
+
+
+def test_show_progress_none_follows_the_log_level(toy_dataset, tiny_model_path, tmp_path):
+    import logging
+
+    package = logging.getLogger("llama_index_finetune_embed")
+    before = package.level
+    try:
+        package.setLevel(logging.INFO)  # as the CLI sets it
+        assert _engine(toy_dataset, tiny_model_path, tmp_path / "a").show_progress is True
+        package.setLevel(logging.WARNING)
+        assert _engine(toy_dataset, tiny_model_path, tmp_path / "b").show_progress is False
+    finally:
+        package.setLevel(before)
+
+
 def test_training_arguments_override_the_recipe_and_stay_untouched(
     toy_dataset, tiny_model_path, tmp_path
 ):

@@ -202,7 +202,7 @@ class SentenceTransformersFinetuneEngine:
         from llama_index_finetune_embed.finetune import trainer as build
         from llama_index_finetune_embed.finetune.losses import build_loss
         from llama_index_finetune_embed.finetune.model import freeze_lower_layers, set_dropout
-        from llama_index_finetune_embed.finetune.model_card import drop_training_text
+        from llama_index_finetune_embed.finetune.model_card import training_text_kept_out
         from llama_index_finetune_embed.finetune.negatives import with_hard_negatives
         from llama_index_finetune_embed.finetune.sampler import build_sampler
 
@@ -235,13 +235,12 @@ class SentenceTransformersFinetuneEngine:
                 batch_size=self.batch_size, device=self.device,
                 evaluate=evaluator is not None, show_progress=self.show_progress,
             )  # fmt: skip
-        trainer = build.assemble_trainer(
-            self.model, args, train=self.train_dataset, rows=self._rows,
-            loss=build_loss(self.model, self.loss, recipe, grouped=self._grouped),
-            evaluator=evaluator,
-        )  # fmt: skip
-        if not recipe.card_examples:  # the trainer just copied training texts into the card
-            drop_training_text(self.model.model_card_data)
+        with training_text_kept_out(self.model.model_card_data, not recipe.card_examples):
+            trainer = build.assemble_trainer(
+                self.model, args, train=self.train_dataset, rows=self._rows,
+                loss=build_loss(self.model, self.loss, recipe, grouped=self._grouped),
+                evaluator=evaluator, quiet=self.args is None and not self.show_progress,
+            )  # fmt: skip
         return trainer, evaluator
 
     def finetune(self, **train_kwargs: Any) -> None:
