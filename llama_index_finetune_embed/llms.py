@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -64,6 +64,21 @@ QUESTION_SETTINGS: dict[str, Any] = {
 }
 
 
+class Generated(NamedTuple):
+    """One completion of :class:`LocalLLM` and the tokens it took."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def raw(self) -> dict[str, Any]:
+        """The response's ``raw``: token usage as the OpenAI API reports it, which LlamaIndex's
+        token counter and the generator's stats read."""
+        tokens = self.prompt_tokens + self.completion_tokens
+        return {"usage": {"prompt_tokens": self.prompt_tokens,
+                          "completion_tokens": self.completion_tokens, "total_tokens": tokens}}
+
+
 class LocalLLM(CustomLLM):
     """An offline LLM: SmolLM2-135M-Instruct (GGUF, de-quantized by transformers), batched on CPU.
 
@@ -71,8 +86,10 @@ class LocalLLM(CustomLLM):
     ``formatted=True`` for text that is already templated); ``chat(messages)`` templates the
     messages. ``assistant_prefix`` is written at the start of the assistant's turn (e.g. ``"What"``
     steers the model into asking a question) and is included in the returned text. Decoding is
-    greedy with a repetition penalty. It is a very small model: use it to write rough questions
-    offline, not to answer them.
+    greedy with a repetition penalty. Each response's ``raw["usage"]`` holds the prompt and
+    completion tokens it took (the prompt as templated, the tokens generated before the end of
+    the turn, those cut by ``stop`` included). It is a very small model: use it to write rough
+    questions offline, not to answer them.
 
     Example:
         >>> llm = LocalLLM(assistant_prefix="What", max_new_tokens=32)  # doctest: +SKIP
@@ -105,7 +122,7 @@ class LocalLLM(CustomLLM):
     _weights: dict[str, Any] = PrivateAttr(default_factory=dict)  # shared by with_options()
     _load_lock: Any = PrivateAttr(default_factory=threading.Lock)
     _generate_lock: Any = PrivateAttr(default_factory=threading.Lock)
-    _pending: list[tuple[str, asyncio.Future[str]]] = PrivateAttr(default_factory=list)
+    _pending: list[tuple[str, asyncio.Future[Generated]]] = PrivateAttr(default_factory=list)
     _collector: asyncio.Task[None] | None = PrivateAttr(default=None)
 
     @classmethod
@@ -145,32 +162,30 @@ class LocalLLM(CustomLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         text = prompt if formatted else self._template([ChatMessage(role="user", content=prompt)])
-        return CompletionResponse(text=self.complete_batch([text], formatted=True)[0])
+        return _completion(self._generate_all([text])[0])
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Yield the whole completion once (generation is batched, not token-streamed)."""
-        text = self.complete(prompt, formatted=formatted, **kwargs).text
-        yield CompletionResponse(text=text, delta=text)
+        response = self.complete(prompt, formatted=formatted, **kwargs)
+        yield CompletionResponse(text=response.text, delta=response.text, raw=response.raw)
 
     @llm_completion_callback()
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         text = prompt if formatted else self._template([ChatMessage(role="user", content=prompt)])
-        return CompletionResponse(text=await self._submit(text))
+        return _completion(await self._submit(text))
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text = self.complete_batch([self._template(messages)], formatted=True)[0]
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+        return _chat(self._generate_all([self._template(messages)])[0])
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text = await self._submit(self._template(messages))
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+        return _chat(await self._submit(self._template(messages)))
 
     def complete_batch(self, prompts: Sequence[str], *, formatted: bool = False) -> list[str]:
         """Return one completion per prompt, generated ``batch_size`` prompts at a time.
@@ -185,16 +200,19 @@ class LocalLLM(CustomLLM):
             p if formatted else self._template([ChatMessage(role="user", content=p)])
             for p in prompts
         ]
-        outputs: list[str] = []
+        return [out.text for out in self._generate_all(texts)]
+
+    def _generate_all(self, texts: Sequence[str]) -> list[Generated]:
+        outputs: list[Generated] = []
         for start in range(0, len(texts), self.batch_size):
-            outputs.extend(self._generate(texts[start : start + self.batch_size]))
+            outputs.extend(self._generate(list(texts[start : start + self.batch_size])))
         return outputs
 
     # -- batching across concurrent async calls -----------------------------------------------
 
-    async def _submit(self, text: str) -> str:
+    async def _submit(self, text: str) -> Generated:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[str] = loop.create_future()
+        future: asyncio.Future[Generated] = loop.create_future()
         collector = self._collector
         if collector is None or collector.done() or collector.get_loop() is not loop:
             self._pending = []  # leftovers of a closed event loop can never be awaited again
@@ -260,8 +278,9 @@ class LocalLLM(CustomLLM):
         text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         return text + self.assistant_prefix
 
-    def _generate(self, texts: list[str]) -> list[str]:
-        """One left-padded greedy ``generate`` call; returns the prefix plus the new text."""
+    def _generate(self, texts: list[str]) -> list[Generated]:
+        """One left-padded greedy ``generate`` call: the prefix plus the new text, and the
+        tokens each prompt and completion took."""
         import torch
 
         model, tokenizer = self._load()
@@ -281,8 +300,15 @@ class LocalLLM(CustomLLM):
                 repetition_penalty=self.repetition_penalty,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        new = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [self._cut(self.assistant_prefix + text) for text in new]
+        new_ids = out[:, enc["input_ids"].shape[1] :]
+        new = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+        ends = _end_ids(model, tokenizer)
+        return [
+            Generated(self._cut(self.assistant_prefix + text), int(prompt), _length(ids, ends))
+            for text, prompt, ids in zip(
+                new, enc["attention_mask"].sum(dim=1).tolist(), new_ids.tolist(), strict=True
+            )
+        ]
 
     def _cut(self, text: str) -> str:
         for stop in self.stop:
@@ -333,6 +359,31 @@ class Choices(BaseModel):
     base_model: str
     base_model_reason: str
 
+
+
+def _completion(out: Generated) -> CompletionResponse:
+    return CompletionResponse(text=out.text, raw=out.raw())
+
+
+def _chat(out: Generated) -> ChatResponse:
+    message = ChatMessage(role=MessageRole.ASSISTANT, content=out.text)
+    return ChatResponse(message=message, raw=out.raw())
+
+
+def _end_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end a generated turn (after it, ``generate`` pads)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    ids += [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    return {i for i in ids if isinstance(i, int)}
+
+
+def _length(ids: Sequence[int], ends: set[int]) -> int:
+    """Tokens generated: up to and including the first end-of-turn token."""
+    for position, token in enumerate(ids):
+        if token in ends:
+            return position + 1
+    return len(ids)
 
 def resolve_choices(config: _ChoiceInputs, *, environ: Mapping[str, str] | None = None) -> Choices:
     """Decide the LLM and base model and check they can work, before anything is paid for.

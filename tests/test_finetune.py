@@ -104,6 +104,112 @@ def test_resume_continues_from_the_last_checkpoint(toy_dataset, tiny_model_path,
     assert second.metrics["steps_run"] == 2 and second.metrics["global_steps"] == 4
 
 
+MARKER = "Zorblax7Secret"
+
+
+def _text_files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` that decodes as UTF-8 (the card, configs, tokenizer...)."""
+    texts = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                texts[str(path.relative_to(folder))] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue  # the weights
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card_examples", [False, True])
+def test_model_card_quotes_no_training_text_unless_asked(tiny_model_path, tmp_path, card_examples):
+    """Issue #14, item 8: a shared model does not carry pieces of the user's documents."""
+    pairs = [(f"{q} {MARKER}", f"{text} {MARKER} inside.")
+             for text, qs in zip(TOY_TEXTS, QUESTIONS, strict=True) for q in qs]
+    ds = EmbeddingQAFinetuneDataset.from_pairs(pairs)
+    out = tmp_path / "ft"
+    engine = _engine(ds, tiny_model_path, out, epochs=1, guard=False, keep_checkpoints=True,
+                     checkpoint_steps=1, card_examples=card_examples)
+    engine.finetune()
+    texts = _text_files(out)
+    assert "README.md" in texts and "config_sentence_transformers.json" in texts
+    assert any(name.startswith("checkpoints") and name.endswith("README.md") for name in texts)
+    quoted = sorted(name for name, text in texts.items() if MARKER in text)
+    if card_examples:
+        assert "README.md" in quoted  # widget and sample rows, as sentence-transformers writes
+        assert "widget:" in texts["README.md"]
+    else:
+        assert quoted == []
+        assert "lovely today" in texts["README.md"]  # the library's generic usage example
+
+
+def _failing_saves(engine, monkeypatch, fail_in):
+    """Make ``save_pretrained`` fail as a full disk does (a partial weights file, then ENOSPC)
+    for the folders ``fail_in(folder)`` names; the rest save for real."""
+    import errno
+
+    real = engine.model.save_pretrained
+
+    def save(path, **kwargs):
+        if fail_in(Path(path)):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / "model.safetensors").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(engine.model, "save_pretrained", save)
+
+
+@pytest.mark.slow
+def test_a_failed_save_rescues_the_weights_and_says_where(
+    toy_dataset, tiny_model_path, tmp_path, monkeypatch
+):
+    """Issue #14, item 3: a full disk while saving never loses the trained weights."""
+    import tempfile
+
+    import torch
+
+    from llama_index_finetune_embed.finetune import ModelSaveError
+
+    out = tmp_path / "ft"
+    engine = _engine(toy_dataset, tiny_model_path, out, epochs=1, guard=False)
+    _failing_saves(engine, monkeypatch, lambda folder: folder == out)
+    with pytest.raises(ModelSaveError) as info:
+        engine.finetune()
+    error = info.value
+    assert isinstance(error, OSError)  # the CLI prints it as one line
+    rescue = error.rescue_path
+    assert rescue is not None and rescue.parent == tmp_path and rescue.name.startswith("ft.rescue-")
+    message = str(error)
+    assert "\n" not in message and str(out) in message and str(rescue) in message
+    assert "No space left on device" in message
+    assert not (out / "model.safetensors").exists()  # the half-written file is not left to load
+    assert json.loads((rescue / "metrics.json").read_text()) == engine.metrics
+    from sentence_transformers import SentenceTransformer
+
+    saved = SentenceTransformer(str(rescue), device="cpu").state_dict()
+    trained = engine.model.state_dict()
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k].cpu(), trained[k].cpu()) for k in trained)  # the weights
+    assert len(load_finetuned_model(rescue).get_text_embedding(TOY_TEXTS[0])) == 32
+
+    # beside the output folder full too: the system temp folder (often another filesystem)
+    temp = tmp_path / "system-tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    _failing_saves(engine, monkeypatch, lambda folder: folder.parent == tmp_path)
+    with pytest.raises(ModelSaveError) as info:
+        engine._save()
+    assert info.value.rescue_path.parent == temp
+    assert (info.value.rescue_path / "modules.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if ".rescue-" in p.name] == [rescue.name]
+
+    # nowhere to write: one error that says so and how to keep the model in memory
+    _failing_saves(engine, monkeypatch, lambda folder: True)
+    with pytest.raises(ModelSaveError, match="nor to .*engine.model.save_pretrained") as info:
+        engine._save()
+    assert info.value.rescue_path is None
+
+
 @pytest.mark.slow
 def test_options_hard_negatives_matryoshka_cached_and_custom_loss(
     toy_dataset, tiny_model_path, tmp_path
@@ -173,8 +279,6 @@ def test_bad_options_are_refused_in_the_constructor(toy_dataset, tiny_model_path
     blocker.write_text("x")
     with pytest.raises(PermissionError, match="not writable"):
         _engine(toy_dataset, tiny_model_path, blocker / "out")
-    with pytest.raises(ValueError, match=r"batch_size=9 .* at most 8"):
-        _engine(toy_dataset, tiny_model_path, tmp_path / "o", batch_size=9)
     with pytest.raises(ValueError, match="precision must be one of"):
         _engine(toy_dataset, tiny_model_path, tmp_path / "o", precision="half")
     with pytest.raises(ValueError, match="needs a CUDA device"):
@@ -185,6 +289,50 @@ def test_bad_options_are_refused_in_the_constructor(toy_dataset, tiny_model_path
         _engine(toy_dataset, tiny_model_path, tmp_path / "o", max_seq_length=512)
     with pytest.raises(FileNotFoundError, match="no finetuned model"):
         load_finetuned_model(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_batch_size_shrinks_to_what_the_data_allows_and_says_so(
+    tiny_model_path, tmp_path, caplog
+):
+    """Issue #14, item 7: the default 16 chunks per batch trains on a 3-chunk corpus."""
+    pairs = [(q, text) for text, qs in zip(TOY_TEXTS[:3], QUESTIONS[:3], strict=True) for q in qs]
+    small = EmbeddingQAFinetuneDataset.from_pairs(pairs)
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        engine = SentenceTransformersFinetuneEngine(
+            small, model_id=str(tiny_model_path), model_output_path=tmp_path / "ft", epochs=1,
+            guard=False,
+        )
+    assert engine.batch_size == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "batch_size 16 -> 3: only 3 chunks of train_dataset can share a batch (chunks that "
+        "share a text or overlap are kept apart)"
+    ]
+    engine.finetune()
+    assert engine.metrics["recipe"]["batch_size"] == 3 and engine.metrics["global_steps"] == 1
+
+
+def test_batch_size_one_warns_and_one_chunk_is_refused(toy_dataset, tiny_model_path, tmp_path,
+                                                       caplog):
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "a", batch_size=1)
+    assert "batch_size=1: no chunk has an in-batch negative" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llama_index_finetune_embed"):
+        _engine(toy_dataset, tiny_model_path, tmp_path / "b", batch_size=2)
+    assert "batch_size" not in caplog.text  # a batch the data allows: nothing to say
+
+    one = EmbeddingQAFinetuneDataset.from_pairs([(q, TOY_TEXTS[0]) for q in QUESTIONS[0]])
+    with pytest.raises(ValueError, match="1 chunk.* can share a batch; training needs at least 2"):
+        _engine(one, tiny_model_path, tmp_path / "c")
+    same = EmbeddingQAFinetuneDataset(  # two ids, one text: still one chunk
+        queries={"q1": "When was Lyft founded?", "q2": "Who rides?"},
+        corpus={"c1": TOY_TEXTS[0], "c2": TOY_TEXTS[0]},
+        relevant_docs={"q1": ["c1"], "q2": ["c2"]},
+    )
+    with pytest.raises(ValueError, match="training needs at least 2"):
+        _engine(same, tiny_model_path, tmp_path / "d")
 
 
 @pytest.mark.slow
@@ -203,6 +351,40 @@ def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp
     assert metrics["recipe"]["batch_size"] == 4  # 2 ranks x 2 chunks
     assert metrics["global_steps"] == 4  # 8 chunks / (2 ranks x 2 chunks) x 2 epochs: it trained
     assert len(load_finetuned_model(out).get_text_embedding("Lyft")) == 32
+
+
+@pytest.mark.parametrize("show_progress", [True, False])
+def test_training_shows_the_trainers_bar_and_logs_the_loss(
+    toy_dataset, tiny_model_path, tmp_path, show_progress
+):
+    """Issue #14, item 9: the trainer's own bar (steps, ETA) and its loss log, or silence."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    engine = _engine(toy_dataset, tiny_model_path, tmp_path / "o", show_progress=show_progress)
+    trainer, _ = engine.build_trainer()
+    args = trainer.args
+    assert args.disable_tqdm is (not show_progress)
+    assert args.logging_strategy == "steps" and args.logging_steps == 0.1  # a tenth of the run
+    assert args.logging_first_step
+    callbacks = {type(cb) for cb in trainer.callback_handler.callbacks}
+    assert (ProgressCallback in callbacks) is show_progress
+    assert PrinterCallback not in callbacks  # quiet means no printed loss dicts either
+    with_checkpoints = _engine(toy_dataset, tiny_model_path, tmp_path / "c", checkpoint_steps=20)
+    assert with_checkpoints.build_trainer()[0].args.logging_steps == 20
+
+
+def test_show_progress_none_follows_the_log_level(toy_dataset, tiny_model_path, tmp_path):
+    import logging
+
+    package = logging.getLogger("llama_index_finetune_embed")
+    before = package.level
+    try:
+        package.setLevel(logging.INFO)  # as the CLI sets it
+        assert _engine(toy_dataset, tiny_model_path, tmp_path / "a").show_progress is True
+        package.setLevel(logging.WARNING)
+        assert _engine(toy_dataset, tiny_model_path, tmp_path / "b").show_progress is False
+    finally:
+        package.setLevel(before)
 
 
 def test_training_arguments_override_the_recipe_and_stay_untouched(

@@ -266,6 +266,9 @@ def test_bad_nodes(server):
         generate_qa_embedding_pairs([nodes[0], nodes[0]], server.llm())
     with pytest.raises(TypeError, match="BaseNode"):
         generate_qa_embedding_pairs(["text"], server.llm())
+    with pytest.raises(ValueError, match="^nodes is empty"):  # issue #14: not "corpus is empty"
+        generate_qa_embedding_pairs([], server.llm())
+    assert not server.snapshot()["requests"]
 
 
 def test_sync_and_async_forms_have_one_signature_from_the_settings():

@@ -9,6 +9,8 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage
 
 from llama_index_finetune_embed import LocalLLM
+from llama_index_finetune_embed.generate.calls import token_usage
+from llama_index_finetune_embed.llms import Generated
 
 
 class ScriptedLocalLLM(LocalLLM):
@@ -22,7 +24,8 @@ class ScriptedLocalLLM(LocalLLM):
         calls.append(list(texts))
         if any("boom" in t for t in texts):
             raise RuntimeError("generation failed")
-        return [f"out({t})" for t in texts]
+        # tokens: one per character of the prompt, one per output character
+        return [Generated(f"out({t})", len(t), len(t) + 5) for t in texts]
 
 
 def test_concurrent_acomplete_calls_share_generate_batches():
@@ -81,6 +84,21 @@ def test_sync_complete_and_complete_batch():
         llm.complete_batch("not a list")
 
 
+def test_every_response_carries_its_token_usage():
+    """Issue #14, item 9: the generator's stats read real token counts, not 0 + 0."""
+    llm = ScriptedLocalLLM(batch_size=2)
+    assert token_usage(llm.complete("hi")) == (len("user:hi"), len("user:hi") + 5)
+    assert token_usage(llm.chat([ChatMessage(content="ab")])) == (7, 12)
+    assert token_usage(list(llm.stream_complete("hi"))[-1]) == (7, 12)
+    assert llm.complete("hi").raw["usage"]["total_tokens"] == 19
+
+    async def run():
+        return await asyncio.gather(llm.acomplete("a"), llm.achat([ChatMessage(content="bc")]))
+
+    completion, chat = asyncio.run(run())
+    assert token_usage(completion) == (6, 11) and token_usage(chat) == (7, 12)
+
+
 def test_stop_strings_cut_the_output():
     llm = LocalLLM(stop=["\n", "Answer:"])
     assert llm._cut(" What is it? Answer: x\nmore") == "What is it?"
@@ -132,10 +150,21 @@ def test_real_smollm_batched_generation_matches_one_by_one(smollm):
     async def together():
         return await asyncio.gather(*(smollm.acomplete(p) for p in prompts))
 
-    batched = [r.text for r in asyncio.run(together())]
+    responses = asyncio.run(together())
+    batched = [r.text for r in responses]
     assert all(text.startswith("What") and len(text) > len("What ") for text in alone)
     # Left padding must not change what the model writes for the shorter prompt.
     assert batched == alone
+
+    # real token counts (issue #14): the templated prompt's tokens, padding not counted, and
+    # the tokens generated (at most max_new_tokens)
+    tokenizer = smollm._load()[1]
+    for prompt, response in zip(prompts, responses, strict=True):
+        templated = smollm._template([ChatMessage(content=prompt)])
+        want = len(tokenizer(templated, add_special_tokens=False)["input_ids"])
+        prompt_tokens, completion_tokens = token_usage(response)
+        assert prompt_tokens == want
+        assert 1 <= completion_tokens <= smollm.max_new_tokens
 
 
 def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):

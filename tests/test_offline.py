@@ -9,6 +9,7 @@ from llama_index.core.schema import TextNode
 from test_pseudo import TENK
 
 from llama_index_finetune_embed import LocalLLM, generate_offline_pairs
+from llama_index_finetune_embed.llms import Generated
 from llama_index_finetune_embed.offline import clean_question, offline_val_questions
 
 
@@ -114,7 +115,7 @@ class PrefixLocalLLM(LocalLLM):
             words = text.split("Text:", 1)[-1].split("\n")[0].split()
             good = text.endswith("|How") or "Lyft" in words
             out.append(f"{text.rsplit('|', 1)[1]} about {' '.join(words[:5])}?" if good else "?")
-        return out
+        return [Generated(text, prompt_tokens=1, completion_tokens=1) for text in out]
 
     def with_options(self, **updates):
         clone = super().with_options(**updates)
@@ -132,6 +133,9 @@ def test_local_llm_retries_failed_chunks_with_the_next_prefix(toy_nodes, tmp_pat
     assert "What about Lyft was founded in 2012?" in questions  # first pass
     assert sum(q.startswith("How about") for q in questions) == 7  # second pass: the others
     assert len(llm.seen) == 8 + 7  # the second pass asks only about the chunks still missing
+    stats = ds.generation_stats  # each call's token usage reaches the stats (issue #14)
+    assert stats["prompt_tokens"] == stats["completion_tokens"] == 15
+    assert stats["calls_without_usage"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.how.jsonl", "q.jsonl"]
 
 

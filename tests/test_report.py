@@ -127,6 +127,33 @@ def test_metric_labels_and_unknown_metric(table):
         render_markdown(table, metrics=["hit@5"])
 
 
+def test_no_column_twice_at_top_k_10():
+    """Issue #14, item 9: at top_k=10 "mrr" and "mrr@10" are both MRR@10: one column."""
+    rng = np.random.default_rng(1)
+    corpus = rng.normal(size=(40, 8))
+    ds = EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": f"question {i}?" for i in range(40)},
+        corpus={f"c{i}": f"chunk {i}" for i in range(40)},
+        relevant_docs={f"q{i}": [f"c{i}"] for i in range(40)},
+    )
+    results = [
+        evaluate_embeddings(ds, DatasetEmbeddings(corpus + rng.normal(size=corpus.shape) * s,
+                                                  corpus), name=name, top_k=10, n_resamples=50)
+        for name, s in (("base", 1.5), ("tuned", 0.9))
+    ]
+    table = ComparisonTable.from_results(results)
+    assert headline_metrics(table) == ["hit_rate", "mrr", "ndcg@10"]
+    for line in table.to_markdown().splitlines():
+        if line.startswith("| model |") or line.startswith("| metric |"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert len(cells) == len(set(cells)), line
+    header = next(line for line in table.to_markdown().splitlines() if line.startswith("| model"))
+    assert header == "| model | hit@10 | MRR@10 | NDCG@10 |"
+    paired = [line.split("|")[1].strip() for line in table.to_markdown().splitlines()
+              if line.startswith("| ") and "@10" in line.split("|")[1]]
+    assert sorted(paired) == sorted(set(paired))  # the paired rows: each metric once
+
+
 def test_to_dict_is_json_and_small_without_rows(table):
     import json
 

@@ -60,14 +60,20 @@ def metric_label(metric: str, top_k: int) -> str:
 
 
 def headline_metrics(table: ComparisonTable, metrics: Sequence[str] | None = None) -> list[str]:
-    """The requested metrics (checked), else the headline ones every model has."""
+    """The requested metrics (checked), else the headline ones every model has, each label once
+    (at ``top_k=10``, ``mrr`` and ``mrr@10`` are both "MRR@10": the first is kept)."""
     have = table.metric_names
     if metrics:
         unknown = [m for m in metrics if m not in have]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; available: {have}")
         return list(metrics)
-    return [m for m in HEADLINE if m in have]
+    k, labels, keys = table.results[0].top_k, set(), []
+    for metric in (m for m in HEADLINE if m in have):
+        if metric_label(metric, k) not in labels:
+            labels.add(metric_label(metric, k))
+            keys.append(metric)
+    return keys
 
 
 # -- markdown -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 options), ``sampler`` (which rows may share a batch), ``losses``, ``negatives`` (hard negatives),
 ``model`` (device, precision, prompts, length, dropout, averaging with the base), ``trainer``
 (training arguments and the trainer), ``model_card`` (metrics.json and the card), ``guard`` (keep
-only weights that do not lose to the base). Re-exports only; torch loads when training starts.
+only weights that do not lose to the base), ``saving`` (a failed save writes the model to a
+rescue folder). Re-exports only; torch loads when training starts.
 """
 
 from llama_index_finetune_embed.finetune.engine import (
@@ -18,11 +19,13 @@ from llama_index_finetune_embed.finetune.guard import (
     load_canary,
 )
 from llama_index_finetune_embed.finetune.recipe import FinetuneRecipe, Precision
+from llama_index_finetune_embed.finetune.saving import ModelSaveError
 
 __all__ = [
     "FinetuneRecipe",
     "GuardCheck",
     "GuardReport",
+    "ModelSaveError",
     "Precision",
     "RetrievalGuard",
     "SentenceTransformersFinetuneEngine",

@@ -61,7 +61,9 @@ class SentenceTransformersFinetuneEngine:
         model_output_path: where the finetuned model, its card and ``metrics.json`` go.
         val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
         batch_size: chunks per batch (each chunk is a negative for every other chunk's
-            questions); with ``group_by_chunk=False``, (question, chunk) rows per batch.
+            questions); with ``group_by_chunk=False``, (question, chunk) rows per batch. More
+            than the data allows (chunks sharing a text or overlapping are kept apart) shrinks
+            to what it allows, with a warning; fewer than 2 chunks is an error.
         epochs: passes over the training pairs.
         loss: ``None`` (the recipe), a sentence-transformers loss built on :attr:`model`, or a
             callable ``model -> loss``.
@@ -169,7 +171,7 @@ class SentenceTransformersFinetuneEngine:
         )
 
     def _setup_rows(self) -> None:
-        """Training rows and their conflict keys; refuse a batch size no batch can hold."""
+        """Training rows and their conflict keys; a batch size the data allows."""
         from llama_index_finetune_embed.finetune import sampler
 
         self._grouped = self.recipe.uses_chunk_groups(custom_loss=self.loss is not None)
@@ -178,13 +180,11 @@ class SentenceTransformersFinetuneEngine:
         )
         self._rows = sampler.training_rows(self.train_dataset)
         self._keys = sampler.row_keys(self.train_dataset, self._rows, self._chunk_keys)
-        fits = sampler.max_compatible_rows(self._keys)
-        if self.batch_size > fits:
-            raise ValueError(
-                f"batch_size={self.batch_size} is larger than the number of distinct chunks a "
-                f"batch can hold ({fits}: rows sharing a chunk, an overlapping chunk or a query "
-                f"cannot share a batch); lower batch_size to at most {fits}"
-            )
+        items = sampler.chunk_groups(self._rows, self._keys)[1] if self._grouped else self._keys
+        self.batch_size = sampler.fit_batch_size(
+            self.batch_size, sampler.max_compatible_rows(items),
+            hard_negatives=self.recipe.hard_negatives,
+        )  # fmt: skip
 
     # -- training --------------------------------------------------------------------------
 
@@ -202,6 +202,7 @@ class SentenceTransformersFinetuneEngine:
         from llama_index_finetune_embed.finetune import trainer as build
         from llama_index_finetune_embed.finetune.losses import build_loss
         from llama_index_finetune_embed.finetune.model import freeze_lower_layers, set_dropout
+        from llama_index_finetune_embed.finetune.model_card import training_text_kept_out
         from llama_index_finetune_embed.finetune.negatives import with_hard_negatives
         from llama_index_finetune_embed.finetune.sampler import build_sampler
 
@@ -234,11 +235,12 @@ class SentenceTransformersFinetuneEngine:
                 batch_size=self.batch_size, device=self.device,
                 evaluate=evaluator is not None, show_progress=self.show_progress,
             )  # fmt: skip
-        trainer = build.assemble_trainer(
-            self.model, args, train=self.train_dataset, rows=self._rows,
-            loss=build_loss(self.model, self.loss, recipe, grouped=self._grouped),
-            evaluator=evaluator,
-        )  # fmt: skip
+        with training_text_kept_out(self.model.model_card_data, not recipe.card_examples):
+            trainer = build.assemble_trainer(
+                self.model, args, train=self.train_dataset, rows=self._rows,
+                loss=build_loss(self.model, self.loss, recipe, grouped=self._grouped),
+                evaluator=evaluator, quiet=self.args is None and not self.show_progress,
+            )  # fmt: skip
         return trainer, evaluator
 
     def finetune(self, **train_kwargs: Any) -> None:
@@ -274,10 +276,14 @@ class SentenceTransformersFinetuneEngine:
             if report is not None:
                 guarded = report.model_dump(mode="json")
                 self.metrics["guard"] = {"message": report.message, **guarded}
-            self._save()
-        # under torchrun, ranks leave together: a rank that exits while rank 0 still saves can
-        # abort in the process group's teardown ("terminate called without an active exception")
-        trainer.accelerator.wait_for_everyone()
+        try:
+            if trainer.is_world_process_zero():
+                self._save()
+        finally:
+            # under torchrun, ranks leave together (also when rank 0's save failed): a rank
+            # that exits while rank 0 still saves can abort in the process group's teardown
+            # ("terminate called without an active exception")
+            trainer.accelerator.wait_for_everyone()
 
     def _summary(
         self, trainer: Any, final: dict[str, float], seconds: float, resume: str | None
@@ -326,23 +332,27 @@ class SentenceTransformersFinetuneEngine:
         return last
 
     def _save(self) -> None:
-        from llama_index_finetune_embed.finetune.model_card import card_section
+        """Save to ``model_output_path``; if that fails, to a rescue folder the error names."""
+        from llama_index_finetune_embed.finetune.saving import save_or_rescue
 
         out = self.model_output_path
         self.model.prompts = {"query": self.query_prompt, "document": self.document_prompt}
         self.model.default_prompt_name = None
-        try:
-            self.model.save_pretrained(str(out), safe_serialization=True)
-        except Exception as exc:  # the library's card generation must not lose a trained model
-            logger.warning("model card generation failed (%s); saving without it", exc)
-            self.model.save_pretrained(str(out), safe_serialization=True, create_model_card=False)
-        card = out / "README.md"
-        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"
-        atomic_write_text(card, base.rstrip("\n") + "\n" + card_section(self.metrics))
-        atomic_write_json(out / "metrics.json", self.metrics)
+        save_or_rescue(self._write_model, out)  # raises ModelSaveError after a rescue
         if not self.recipe.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         logger.info("saved the finetuned model to %s", out)
+
+    def _write_model(self, folder: Path) -> None:
+        """The model, its card (the library's, which catches its own errors, plus ours) and
+        ``metrics.json``, into ``folder``."""
+        from llama_index_finetune_embed.finetune.model_card import card_section
+
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+        card = folder / "README.md"
+        base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"
+        atomic_write_text(card, base.rstrip("\n") + "\n" + card_section(self.metrics))
+        atomic_write_json(folder / "metrics.json", self.metrics)
 
     def get_finetuned_model(self, **model_kwargs: Any) -> BaseEmbedding:
         """The finetuned model as a LlamaIndex ``HuggingFaceEmbedding`` with its training prompts.

@@ -5,6 +5,8 @@ Plain data in, plain data out (no torch): the engine hands over what it trained 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -73,6 +75,41 @@ def training_summary(
     }
 
 
+@contextmanager
+def training_text_kept_out(card_data: Any, enabled: bool = True) -> Iterator[None]:
+    """Build the trainer inside: no training text reaches ``card_data`` (when ``enabled``).
+
+    The trainer skips its "Computing widget examples" pass when the card already has a widget,
+    so a placeholder stands in while it is built; then :func:`drop_training_text` removes the
+    placeholder and the texts the trainer copied anyway (sample rows).
+    """
+    if enabled and not card_data.widget:
+        card_data.widget = [{"source_sentence": "", "sentences": []}]  # removed below
+    try:
+        yield
+    finally:
+        if enabled:
+            drop_training_text(card_data)
+
+
+def drop_training_text(card_data: Any) -> None:
+    """Remove every text sentence-transformers copied from the training data into
+    ``model.model_card_data`` (its ``SentenceTransformerModelCardData``), in place.
+
+    The trainer copies them when it is built: widget examples ("Computing widget examples"),
+    the usage snippet's sentences, and three sample rows per dataset. Without them the card
+    shows the library's generic usage sentences and keeps the dataset sizes and token
+    statistics (numbers only).
+    """
+    card_data.widget = []
+    card_data.usage_examples = None  # the library falls back to its generic sentences
+    card_data.usage_examples_display = None
+    for datasets in (card_data.train_datasets, card_data.eval_datasets):
+        for info in datasets or ():
+            for key in ("examples", "examples_table", "_example_columns"):
+                info.pop(key, None)
+
+
 def card_section(summary: dict[str, Any]) -> str:
     """Markdown section appended to the model card: base model, data, recipe and metrics."""
     recipe = summary["recipe"]
@@ -105,4 +142,10 @@ def card_section(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["card_section", "recipe_record", "training_summary"]
+__all__ = [
+    "card_section",
+    "drop_training_text",
+    "recipe_record",
+    "training_summary",
+    "training_text_kept_out",
+]

@@ -73,6 +73,10 @@ class FinetuneRecipe:
             (:mod:`llama_index_finetune_embed.finetune.guard`; the decision is in
             ``metrics["guard"]``).
         guard_tolerance: NDCG@10 points the model may trail its base by on a guard check.
+        card_examples: let the saved model card (``README.md``) quote training texts, as
+            sentence-transformers does by default (widget examples, sample rows of the
+            training data, usage examples). Off by default: whoever gets the model would get
+            pieces of your documents and questions with it.
 
     Example:
         >>> recipe = FinetuneRecipe(learning_rate=2e-5, matryoshka_dims=(32, 16))
@@ -112,6 +116,7 @@ class FinetuneRecipe:
     base_weight: float = _unrecorded(0.5)
     guard: bool = _unrecorded(True)
     guard_tolerance: float = _unrecorded(1.0)
+    card_examples: bool = _unrecorded(False)
 
     def __post_init__(self) -> None:
         dims = self.matryoshka_dims

@@ -13,6 +13,7 @@ Imported lazily by the engine (torch and sentence-transformers load here).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+
+logger = logging.getLogger(__name__)
 
 _MAX_RESAMPLE_PASSES = 2
 
@@ -105,6 +108,33 @@ def max_compatible_rows(keys: Sequence[frozenset[str]]) -> int:
             taken |= row
             count += 1
     return count
+
+
+def fit_batch_size(batch_size: int, fits: int, *, hard_negatives: int = 0) -> int:
+    """The batch size to train with: ``batch_size``, or ``fits`` (what the data allows) if less.
+
+    Shrinking says so in one warning; fewer than 2 chunks that can share a batch is an error
+    (the loss's negatives are the other chunks of the batch), and ``batch_size=1`` without hard
+    negatives trains with no negatives at all, which is worth a warning.
+    """
+    if fits < 2:
+        raise ValueError(
+            f"train_dataset has {fits} chunk(s) that can share a batch; training needs at least "
+            "2 (each chunk is the other chunks' negative; chunks that are one text or overlap "
+            "cannot share a batch): give it more or longer documents"
+        )
+    if batch_size > fits:
+        logger.warning(
+            "batch_size %d -> %d: only %d chunks of train_dataset can share a batch (chunks that "
+            "share a text or overlap are kept apart)", batch_size, fits, fits,
+        )  # fmt: skip
+        return fits
+    if batch_size == 1 and not hard_negatives:
+        logger.warning(
+            "batch_size=1: no chunk has an in-batch negative, so the default loss learns next "
+            "to nothing; use batch_size >= 2 (or hard_negatives >= 1)"
+        )
+    return batch_size
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -259,6 +289,7 @@ __all__ = [
     "build_sampler",
     "chunk_conflict_keys",
     "chunk_groups",
+    "fit_batch_size",
     "max_compatible_rows",
     "row_keys",
     "topic_clusters",

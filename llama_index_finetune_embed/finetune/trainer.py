@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from llama_index_finetune_embed.finetune.recipe import FinetuneRecipe
 
 VAL_NAME = "val"
+LOG_SHARE = 0.1  # the training loss is logged every tenth of the steps
 BEST_METRIC = f"eval_{VAL_NAME}_cosine_mrr@10"
 
 
@@ -124,9 +125,12 @@ def build_args(
         save_strategy=strategy,
         save_steps=steps or 500,
         save_total_limit=2,
-        logging_steps=max(1, min(50, steps or 50)),
+        # the loss at the first step, then every tenth of the run (a float < 1 is a share of
+        # the steps), or with checkpoints at least every 50 steps; shown under the step bar
+        logging_steps=min(50, steps) if steps else LOG_SHARE,
+        logging_first_step=True,
         report_to=[],
-        disable_tqdm=not show_progress,
+        disable_tqdm=not show_progress,  # the trainer's own bar: steps, rate and ETA
         use_cpu=device == "cpu",
         dataloader_drop_last=False,
         **precision_flags(recipe.precision, device),
@@ -159,11 +163,17 @@ def assemble_trainer(
     rows: Sequence[Row],
     loss: nn.Module,
     evaluator: InformationRetrievalEvaluator | None,
+    quiet: bool = False,
 ) -> SentenceTransformerTrainer:
-    """``SentenceTransformerTrainer`` over ``rows``, counting the steps it runs."""
-    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    """``SentenceTransformerTrainer`` over ``rows``, counting the steps it runs.
 
-    return SentenceTransformerTrainer(
+    With ``quiet``, the trainer prints nothing: without its progress bar (``disable_tqdm``) it
+    would ``print`` each logged loss instead; the losses stay in ``trainer.state.log_history``.
+    """
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=build_train_dataset(train, rows),
@@ -171,6 +181,9 @@ def assemble_trainer(
         evaluator=evaluator,
         callbacks=[StepCounter()],
     )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def _step_counter_base() -> type:

@@ -106,6 +106,8 @@ def check_inputs(nodes: Any, template: Any, num_questions: Any) -> None:
 
     if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
         raise TypeError(f"nodes must be a sequence of BaseNode, got {type(nodes).__name__}")
+    if not nodes:
+        raise ValueError("nodes is empty: pass the chunks to write questions about")
     bad = next((x for x in nodes if not isinstance(x, BaseNode)), None)
     if bad is not None:
         raise TypeError(f"nodes must hold BaseNode objects, found {type(bad).__name__}")
