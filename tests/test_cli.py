@@ -211,7 +211,8 @@ def test_run_without_any_llm_trains_on_pseudo_queries(corpus, tiny_model_path, t
     assert main(args) == 0
     train = json.loads((out / "train_dataset.json").read_text())
     assert set(train["query_sources"].values()) == {"ict"}
-    assert "held-out questions" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "held-out questions" in report and "copied from their own chunks" in report
     assert "| finetuned" in capsys.readouterr().out
 
 

@@ -328,3 +328,28 @@ def test_disk_full_while_writing_the_report_is_one_line_naming_the_file(
     assert main(argv) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
     assert last == f"finetune-embed: error: {target}: No space left on device"
+
+
+def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed._run_state import stage_inputs
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    write_docs(tmp_path / "docs")
+    base = RunConfig(out=str(tmp_path / "o"), docs=[str(tmp_path / "docs")])
+    choices = SimpleNamespace(llm="local", base_model="/m")
+    before = stage_inputs(base, choices)
+    changed = {
+        "chunk_size": 256, "chunk_overlap": 8, "max_chunks": 50, "questions_per_chunk": 3,
+        "val_ratio": 0.3, "epochs": 3, "batch_size": 8, "max_seq_length": 128,
+        "base_weight": 0.0, "guard": False, "top_k": 10, "offline_train": "mix", "seed": 1,
+    }  # fmt: skip
+    not_results = {"out", "docs", "llm", "base_model", "num_workers"}  # docs/llm/model: below
+    assert set(changed) | not_results == set(RunConfig.model_fields)
+    for name, value in changed.items():
+        after = stage_inputs(base.model_copy(update={name: value}), choices)
+        assert after != before, f"changing {name} would reuse stale stages"
+    other = SimpleNamespace(llm="openai:gpt-4o-mini", base_model="/other")
+    assert stage_inputs(base, other)["generate"] != before["generate"]
+    assert stage_inputs(base, other)["finetune"] != before["finetune"]

@@ -196,3 +196,16 @@ def test_run_report_says_what_was_run_then_the_table(table, tmp_path):
     assert any(line.startswith("- only 2 held-out questions") for line in lines)
     assert table.to_markdown() in md
     assert md.index("# finetune-embed report") < md.index("| model |") < md.index("![base vs")
+
+
+def test_copied_sentence_questions_get_a_caveat():
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+    from llama_index_finetune_embed.evaluate.report import _copied_sentences_note
+
+    ds = EmbeddingQAFinetuneDataset(
+        queries={"a": "Riders ride.", "b": "Who drives?"}, corpus={"c": "Riders ride. Drivers."},
+        relevant_docs={"a": ["c"], "b": ["c"]}, query_sources={"a": "ict", "b": "llm"},
+    )  # fmt: skip
+    assert "1 of the held-out" in _copied_sentences_note(ds)[0]
+    ds.query_sources["a"] = "llm"
+    assert _copied_sentences_note(ds) == []

@@ -359,6 +359,7 @@ def render_run_report(
         "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
         "configured length, long chunks truncated); every difference is against it",
         *_few_questions_note(val),
+        *_copied_sentences_note(val),
         *_guard_lines(out / "model" / "metrics.json"),
         "",
         table.to_markdown(),
@@ -382,6 +383,17 @@ def _few_questions_note(val: EmbeddingQAFinetuneDataset) -> list[str]:
         f"question source wrote usable questions for few of the {asked} held-out chunks, so this "
         "table cannot show differences of a few points (see its resolution below); the guard's "
         "canary of questions people wrote is the steadier check here"
+    ]
+
+
+def _copied_sentences_note(val: EmbeddingQAFinetuneDataset) -> list[str]:
+    copied = sum(1 for q in val.queries if val.query_sources.get(q) in ("ict", "crop"))
+    if not copied:
+        return []
+    return [
+        f"- {copied} of the held-out \"questions\" are sentences copied from their own chunks (no "
+        "LLM wrote questions): finding a chunk from its own words is easy for any model, so "
+        "this table says little about questions people ask; run with an LLM for a real yardstick"
     ]
 
 
