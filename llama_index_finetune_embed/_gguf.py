@@ -1,4 +1,5 @@
-"""Loading the local LLM's GGUF weights with transformers, and choosing its dtype (private).
+"""The local LLM's runtime: GGUF weights loaded with transformers, its dtype, greedy batched
+generation with token counts (private).
 
 torch and transformers are imported when a model is loaded, not when this module is.
 """
@@ -6,8 +7,9 @@ torch and transformers are imported when a model is loaded, not when this module
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger("llama_index_finetune_embed.llms")
 
@@ -64,3 +66,72 @@ class _DropMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.text not in record.getMessage()
+
+
+class Generated(NamedTuple):
+    """One completion of :class:`LocalLLM` and the tokens it took."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def raw(self) -> dict[str, Any]:
+        """The response's ``raw``: token usage as the OpenAI API reports it, which LlamaIndex's
+        token counter and the generator's stats read."""
+        tokens = self.prompt_tokens + self.completion_tokens
+        return {"usage": {"prompt_tokens": self.prompt_tokens,
+                          "completion_tokens": self.completion_tokens, "total_tokens": tokens}}
+
+
+def generate_greedy(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    max_prompt_tokens: int,
+    max_new_tokens: int,
+    repetition_penalty: float,
+) -> list[Generated]:
+    """One left-padded greedy ``generate`` call over ``texts``: each new text and its tokens."""
+    import torch
+
+    enc = tokenizer(
+        texts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=max_prompt_tokens,
+        add_special_tokens=False,
+    )
+    with torch.inference_mode():
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            repetition_penalty=repetition_penalty,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new_ids = out[:, enc["input_ids"].shape[1] :]
+    new = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
+    ends = _end_ids(model, tokenizer)
+    prompts = enc["attention_mask"].sum(dim=1).tolist()
+    return [
+        Generated(text, int(prompt), _length(ids, ends))
+        for text, prompt, ids in zip(new, prompts, new_ids.tolist(), strict=True)
+    ]
+
+
+def _end_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end a generated turn (after it, ``generate`` pads)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    ids += [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    return {i for i in ids if isinstance(i, int)}
+
+
+def _length(ids: Sequence[int], ends: set[int]) -> int:
+    """Tokens generated: up to and including the first end-of-turn token."""
+    for position, token in enumerate(ids):
+        if token in ends:
+            return position + 1
+    return len(ids)

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -32,6 +32,7 @@ from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from llama_index_finetune_embed._gguf import Generated, generate_greedy
 from llama_index_finetune_embed._gguf import dtype_for as _dtype
 from llama_index_finetune_embed._gguf import load_gguf as _load_gguf
 from llama_index_finetune_embed._io import text_hash
@@ -62,21 +63,6 @@ QUESTION_SETTINGS: dict[str, Any] = {
     "max_new_tokens": 32,
     "repetition_penalty": 1.2,
 }
-
-
-class Generated(NamedTuple):
-    """One completion of :class:`LocalLLM` and the tokens it took."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-
-    def raw(self) -> dict[str, Any]:
-        """The response's ``raw``: token usage as the OpenAI API reports it, which LlamaIndex's
-        token counter and the generator's stats read."""
-        tokens = self.prompt_tokens + self.completion_tokens
-        return {"usage": {"prompt_tokens": self.prompt_tokens,
-                          "completion_tokens": self.completion_tokens, "total_tokens": tokens}}
 
 
 class LocalLLM(CustomLLM):
@@ -281,34 +267,13 @@ class LocalLLM(CustomLLM):
     def _generate(self, texts: list[str]) -> list[Generated]:
         """One left-padded greedy ``generate`` call: the prefix plus the new text, and the
         tokens each prompt and completion took."""
-        import torch
-
         model, tokenizer = self._load()
-        enc = tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.max_prompt_tokens,
-            add_special_tokens=False,
-        )
-        with self._generate_lock, torch.inference_mode():
-            out = model.generate(
-                **enc,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                repetition_penalty=self.repetition_penalty,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new_ids = out[:, enc["input_ids"].shape[1] :]
-        new = tokenizer.batch_decode(new_ids, skip_special_tokens=True)
-        ends = _end_ids(model, tokenizer)
-        return [
-            Generated(self._cut(self.assistant_prefix + text), int(prompt), _length(ids, ends))
-            for text, prompt, ids in zip(
-                new, enc["attention_mask"].sum(dim=1).tolist(), new_ids.tolist(), strict=True
-            )
-        ]
+        with self._generate_lock:
+            outs = generate_greedy(
+                model, tokenizer, texts, max_prompt_tokens=self.max_prompt_tokens,
+                max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
+            )  # fmt: skip
+        return [out._replace(text=self._cut(self.assistant_prefix + out.text)) for out in outs]
 
     def _cut(self, text: str) -> str:
         for stop in self.stop:
@@ -369,21 +334,6 @@ def _chat(out: Generated) -> ChatResponse:
     message = ChatMessage(role=MessageRole.ASSISTANT, content=out.text)
     return ChatResponse(message=message, raw=out.raw())
 
-
-def _end_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Token ids that end a generated turn (after it, ``generate`` pads)."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    ids += [tokenizer.eos_token_id, tokenizer.pad_token_id]
-    return {i for i in ids if isinstance(i, int)}
-
-
-def _length(ids: Sequence[int], ends: set[int]) -> int:
-    """Tokens generated: up to and including the first end-of-turn token."""
-    for position, token in enumerate(ids):
-        if token in ends:
-            return position + 1
-    return len(ids)
 
 def resolve_choices(config: _ChoiceInputs, *, environ: Mapping[str, str] | None = None) -> Choices:
     """Decide the LLM and base model and check they can work, before anything is paid for.

@@ -327,7 +327,7 @@ def evaluate_models(
     ``get_finetuned_model()`` serves it.
     """
     from llama_index_finetune_embed.evaluate import compare_embed_models
-    from llama_index_finetune_embed.evaluate.report import render_run_report
+    from llama_index_finetune_embed.evaluate.run_report import render_run_report
 
     report = out / "report.md"
     if stages.finished("evaluate", report, out / "report.json", out / "report.png"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.evaluate.report import _few_questions_note, _guard_lines
+from llama_index_finetune_embed.evaluate.run_report import _few_questions_note, _guard_lines
 from llama_index_finetune_embed.finetune.guard import GuardCheck, GuardReport
 
 

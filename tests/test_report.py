@@ -21,8 +21,8 @@ from llama_index_finetune_embed.evaluate.report import (
     metric_label,
     plot_comparison,
     render_markdown,
-    render_run_report,
 )
+from llama_index_finetune_embed.evaluate.run_report import render_run_report
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -200,7 +200,7 @@ def test_run_report_says_what_was_run_then_the_table(table, tmp_path):
 
 def test_copied_sentence_questions_get_a_caveat():
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-    from llama_index_finetune_embed.evaluate.report import _copied_sentences_note
+    from llama_index_finetune_embed.evaluate.run_report import _copied_sentences_note
 
     ds = EmbeddingQAFinetuneDataset(
         queries={"a": "Riders ride.", "b": "Who drives?"}, corpus={"c": "Riders ride. Drivers."},
