@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",
     "agenerate_qa_embedding_pairs",
     "generate_qa_embedding_pairs",
+    "generate_question_context_pairs",
 ]
 
 P = ParamSpec("P")
@@ -128,3 +129,7 @@ def _blocking(afunc: Callable[P, Awaitable[R]]) -> Callable[P, R]:
 
 #: Sync form of :func:`agenerate_qa_embedding_pairs` (same arguments, same result).
 generate_qa_embedding_pairs = _blocking(agenerate_qa_embedding_pairs)
+
+#: llama-index-core's alias (``llama_index.core.evaluation.generate_question_context_pairs``,
+#: removed in core 0.14.21): the same function.
+generate_question_context_pairs = generate_qa_embedding_pairs
