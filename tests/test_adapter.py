@@ -411,6 +411,11 @@ def test_checkpoints_verbose_and_train_kwargs_as_the_reference(tmp_path, caplog)
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["step_3", "step_6"]
     mid = AdapterEmbedding.from_dir(tmp_path / "ck" / "step_3", base, TwoLayerNN)
     assert len(mid.get_query_embedding("what about ask1")) == 128
+    more = EmbeddingAdapterFinetuneEngine.from_model_path(  # go on from a checkpoint
+        ds, base, tmp_path / "ck" / "step_6", TwoLayerNN, epochs=1,
+        model_output_path=tmp_path / "more",
+    )  # fmt: skip
+    assert isinstance(more.adapter_model, TwoLayerNN)
     with pytest.raises(TypeError, match="unexpected keyword 'optimiser'"):
         EmbeddingAdapterFinetuneEngine(ds, base, optimiser="sgd")
     with pytest.raises(TypeError, match="must be a llama-index-embeddings-adapter BaseAdapter"):

@@ -157,6 +157,25 @@ class EmbeddingAdapterFinetuneEngine:
         self.history: list[dict[str, float]] = []
         self._model: AdapterEmbedding | None = None
 
+    @classmethod
+    def from_model_path(
+        cls,
+        dataset: EmbeddingQAFinetuneDataset,
+        embed_model: BaseEmbedding,
+        model_path: str | os.PathLike[str],
+        model_cls: type | None = None,
+        **kwargs: Any,
+    ) -> EmbeddingAdapterFinetuneEngine:
+        """An engine that goes on training the adapter saved in ``model_path`` (the reference's).
+
+        ``model_cls`` is its ``BaseAdapter`` class (default ``LinearLayer``); ``kwargs`` go to
+        the constructor.
+        """
+        from llama_index.embeddings.adapter import LinearLayer
+
+        model = (model_cls or LinearLayer).load(str(model_path))
+        return cls(dataset, embed_model, adapter_model=model, **kwargs)
+
     @property
     def embed_model(self) -> BaseEmbedding:
         """The frozen base model (the reference's attribute name)."""
