@@ -5,7 +5,7 @@ sentence-transformers) are imported by the stage that needs them, not here.
 """
 
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
-from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset, LabelledQADataset
 from llama_index_finetune_embed.documents import (
     chunk_documents,
     load_documents,
@@ -34,6 +34,7 @@ from llama_index_finetune_embed.generate import (
     GenerationSettings,
     agenerate_qa_embedding_pairs,
     generate_qa_embedding_pairs,
+    generate_question_context_pairs,
     parse_questions,
 )
 from llama_index_finetune_embed.llms import LocalLLM
@@ -56,6 +57,7 @@ __all__ = [
     "FinetuneRecipe",
     "GenerationSettings",
     "GuardReport",
+    "LabelledQADataset",
     "LocalLLM",
     "OfflineSettings",
     "RetrievalEvaluator",
@@ -70,6 +72,7 @@ __all__ = [
     "generate_offline_pairs",
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
+    "generate_question_context_pairs",
     "ir_metrics",
     "load_canary",
     "load_documents",

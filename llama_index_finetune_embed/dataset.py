@@ -35,8 +35,11 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         ...     corpus={"c1": "Lyft was founded in 2012 by Logan Green and John Zimmer."},
         ...     relevant_docs={"q1": ["c1"]},
         ... )
-        >>> len(ds), list(ds)
-        (1, [('Who founded Lyft?', ['Lyft was founded in 2012 by Logan Green and John Zimmer.'])])
+        >>> len(ds), ds.query_docid_pairs
+        (1, [('Who founded Lyft?', ['c1'])])
+
+    Iterating over it is pydantic's (``dict(ds)`` gives the fields), as for llama-index-core's
+    class; :attr:`query_docid_pairs` and :meth:`pairs` give the queries.
     """
 
     queries: dict[str, str] = Field(description="query id -> query text")
@@ -130,16 +133,21 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         except ValueError as exc:
             raise ValueError(f"{name} has inconsistent ids: {_first_error(exc)}") from None
 
-    # -- size and iteration ---------------------------------------------------------------
+    # -- size and queries ---------------------------------------------------------------
 
     def __len__(self) -> int:
         """Number of queries (training pairs count one per query)."""
         return len(self.queries)
 
-    def __iter__(self) -> Iterator[tuple[str, list[str]]]:  # type: ignore[override]
-        """Yield ``(query text, [relevant chunk texts])`` in query order."""
-        for qid, query in self.queries.items():
-            yield query, [self.corpus[doc_id] for doc_id in self.relevant_docs[qid]]
+    @property
+    def query_docid_pairs(self) -> list[tuple[str, list[str]]]:
+        """``(query text, [relevant chunk ids])`` per query, in query order (core's definition).
+
+        Example:
+            >>> for query, doc_ids in ds.query_docid_pairs:  # doctest: +SKIP
+            ...     retrieved = retriever.retrieve(query)
+        """
+        return [(query, list(self.relevant_docs[qid])) for qid, query in self.queries.items()]
 
     def pairs(self) -> Iterator[tuple[str, str, str]]:
         """Yield ``(query id, query text, chunk id)`` for every relevant chunk of every query."""
@@ -371,6 +379,11 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         for cid in self.corpus:
             groups.setdefault(find(cid), []).append(cid)
         return list(groups.values())
+
+
+#: llama-index-core's old name for the dataset (``llama_index.core.evaluation.LabelledQADataset``,
+#: removed with the class in core 0.14.21): the same class.
+LabelledQADataset = EmbeddingQAFinetuneDataset
 
 
 def _check_str_mapping(value: Any, name: str) -> None:

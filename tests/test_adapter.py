@@ -17,7 +17,7 @@ from llama_index_finetune_embed import (
     EmbeddingQAFinetuneDataset,
 )
 from llama_index_finetune_embed._embed_cache import EmbeddingCache
-from llama_index_finetune_embed.adapter import mrr_at_k
+from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
 
 N_TOPICS = 12
 
@@ -153,7 +153,6 @@ def test_documents_are_embedded_by_the_base_model_unchanged(tmp_path):
     query = "what about ask2"
     adapted = model.get_query_embedding(query)
     assert not np.allclose(adapted, base.vector(query))
-    assert np.linalg.norm(adapted) == pytest.approx(np.linalg.norm(base.vector(query)), rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["linear", "two_layer"])
@@ -163,15 +162,17 @@ def test_save_and_load_round_trip_gives_identical_vectors(tmp_path, kind):
     eng.finetune()
     trained = eng.get_finetuned_model()
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file()) == [
-        "adapter.safetensors",
-        "adapter_config.json",
+        "adapter_training.json",  # ours: base model, adapter class, history
+        "config.json",  # llama-index-embeddings-adapter's BaseAdapter.save
+        "pytorch_model.bin",
     ]
     loaded = AdapterEmbedding.from_dir(tmp_path / "out", HashEmbedding())
     resaved = AdapterEmbedding.from_dir(loaded.save(tmp_path / "copy"), HashEmbedding())
     for query in ("what about ask1", "unseen words here"):
         assert loaded.get_query_embedding(query) == trained.get_query_embedding(query)
         assert resaved.get_query_embedding(query) == trained.get_query_embedding(query)
-    assert loaded.adapter == kind and loaded.dim == 128
+    expected = {"linear": "LinearLayer", "two_layer": "TwoLayerNN"}[kind]
+    assert type(loaded.adapter).__name__ == expected and loaded.dim == 128
 
 
 def test_an_index_built_with_the_base_model_is_queried_through_the_adapter(tmp_path):
@@ -208,10 +209,11 @@ def test_loading_for_another_base_model_is_one_clear_error(tmp_path):
         ).adapt_query_embeddings(np.zeros((1, 64)))
     with pytest.raises(FileNotFoundError, match="no saved adapter"):
         AdapterEmbedding.from_dir(tmp_path / "missing", HashEmbedding())
-    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
-    assert config["base_model"] == {"class": "HashEmbedding", "model_name": "unknown"}
-    (tmp_path / "out" / "adapter_config.json").write_text(json.dumps({**config, "adapter": "x"}))
-    with pytest.raises(ValueError, match="not an adapter config"):
+    record = json.loads((tmp_path / "out" / "adapter_training.json").read_text())
+    assert record["base_model"] == {"class": "HashEmbedding", "model_name": "unknown"}
+    record["adapter_class"] = "notebook_module:CustomNN"
+    (tmp_path / "out" / "adapter_training.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="cannot be imported here: pass adapter_cls="):
         AdapterEmbedding.from_dir(tmp_path / "out", HashEmbedding())
 
 
@@ -234,17 +236,17 @@ def test_bad_inputs_are_clear_errors_where_they_enter(tmp_path):
 
 def test_a_query_with_two_relevant_chunks_is_not_its_own_negative():
     import torch
+    from llama_index.embeddings.adapter import LinearLayer
 
-    from llama_index_finetune_embed.adapter import _adapter_module
+    from llama_index_finetune_embed.adapter.train import train_step
 
-    eng = EmbeddingAdapterFinetuneEngine(toy_dataset(), HashEmbedding(), scale=1.0)
-    module = _adapter_module("linear", 4, 0)
+    module = LinearLayer(4, 4)
     queries, docs = torch.eye(4), torch.eye(4)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.0)
     # one query, two relevant chunks: each row's only other column is masked, so loss is 0
-    assert eng._step(module, optimizer, queries, docs, [{0, 1}], [(0, 0), (0, 1)]) == 0.0
+    assert train_step(module, optimizer, queries, docs, [{0, 1}], [(0, 0), (0, 1)], 1.0) == 0.0
     # two queries with one chunk each: the other chunk is a real negative
-    assert eng._step(module, optimizer, queries, docs, [{0}, {1}], [(0, 0), (1, 1)]) > 0.1
+    assert train_step(module, optimizer, queries, docs, [{0}, {1}], [(0, 0), (1, 1)], 1.0) > 0.1
 
 
 def test_llama_index_finetunings_dataset_class_is_accepted(tmp_path):
@@ -303,7 +305,7 @@ def test_example_runs_offline_with_a_local_model(tmp_path, tiny_model_path, caps
     assert set(results) == {"base", "adapter"}
     assert set(results["adapter"]) == {"hit@5", "mrr@5"}
     assert all(0.0 <= v <= 1.0 for scores in results.values() for v in scores.values())
-    assert (tmp_path / "out" / "adapter.safetensors").is_file()
+    assert (tmp_path / "out" / "pytorch_model.bin").is_file()
     assert "adapter  hit@5" in capsys.readouterr().out
 
 
@@ -311,3 +313,139 @@ def test_example_without_key_or_model_says_what_to_do(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(SystemExit, match="OPENAI_API_KEY is not set.*--embed-model"):
         _load_example().build_embed_model(None)
+
+
+# -- llama-index-finetuning / llama-index-embeddings-adapter compatibility ---------------------
+
+REFERENCE_ADAPTER_ARGS = [
+    "dataset", "embed_model", "batch_size", "epochs", "adapter_model", "dim", "device",
+    "model_output_path", "model_checkpoint_path", "checkpoint_save_steps", "verbose", "bias",
+]  # fmt: skip
+
+
+def _ranking(model: BaseEmbedding, base: HashEmbedding, ds: EmbeddingQAFinetuneDataset):
+    docs = np.array([base.vector(text) for text in ds.corpus.values()])
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    out = []
+    for query in ds.queries.values():
+        q = np.asarray(model.get_query_embedding(query))
+        out.append(list(np.argsort(-(docs @ (q / np.linalg.norm(q))), kind="stable")))
+    return out
+
+
+def test_the_reference_arguments_come_first_in_its_order():
+    import inspect
+
+    params = inspect.signature(EmbeddingAdapterFinetuneEngine.__init__).parameters
+    positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == ["self", *REFERENCE_ADAPTER_ARGS]
+    assert params["train_kwargs"].kind is inspect.Parameter.VAR_KEYWORD
+
+
+@pytest.mark.parametrize("kind", ["linear", "two_layer", "custom"])
+def test_the_librarys_adapter_embedding_model_loads_what_we_save_and_ranks_the_same(
+    tmp_path, kind
+):
+    """What the engine saves, llama-index-embeddings-adapter loads: same vectors, same ranking."""
+    import torch
+    from llama_index.embeddings.adapter import (
+        AdapterEmbeddingModel,
+        BaseAdapter,
+        LinearAdapterEmbeddingModel,
+    )
+    from llama_index.embeddings.adapter.utils import TwoLayerNN
+
+    class Scaled(BaseAdapter):  # a custom adapter: W x, config from get_config_dict
+        def __init__(self, in_features: int, out_features: int) -> None:
+            super().__init__()
+            self.in_features, self.out_features = in_features, out_features
+            self.linear = torch.nn.Linear(in_features, out_features, bias=False)
+            self.linear.weight.data.copy_(torch.eye(in_features))
+
+        def forward(self, embed):
+            return self.linear(embed)
+
+        def get_config_dict(self):
+            return {"in_features": self.in_features, "out_features": self.out_features}
+
+    base, ds = HashEmbedding(), toy_dataset()
+    given = {"linear": {}, "two_layer": {"adapter": "two_layer"}}.get(kind)
+    if given is None:
+        given = {"adapter_model": Scaled(128, 128)}
+    eng = engine(tmp_path, base, epochs=4, **given)
+    eng.finetune()
+    ours = eng.get_finetuned_model()
+    cls = {"linear": None, "two_layer": TwoLayerNN, "custom": Scaled}[kind]
+    theirs = AdapterEmbeddingModel(base, str(tmp_path / "out"), cls, device="cpu")
+    if kind == "linear":
+        assert LinearAdapterEmbeddingModel is AdapterEmbeddingModel
+    for query in ("what about ask3", "tell me more on ask7 please", "unseen words"):
+        np.testing.assert_allclose(
+            ours.get_query_embedding(query), theirs.get_query_embedding(query), atol=1e-6
+        )
+    assert _ranking(ours, base, ds) == _ranking(theirs, base, ds)
+    assert train_mrr(ours, base, ds) > train_mrr(base, base, ds)
+    if cls is not None:  # the reference's call: get_finetuned_model(adapter_cls=...)
+        again = eng.get_finetuned_model(adapter_cls=cls)
+        assert isinstance(again.adapter, cls)
+        assert _ranking(again, base, ds) == _ranking(ours, base, ds)
+    other = eng.get_finetuned_model(transform_query=False)  # other keywords: the library's model
+    assert isinstance(other, AdapterEmbeddingModel)
+
+
+def test_checkpoints_verbose_and_train_kwargs_as_the_reference(tmp_path, caplog):
+    import torch
+    from llama_index.embeddings.adapter.utils import TwoLayerNN
+
+    from llama_index_finetune_embed._compat import ReferenceArgumentWarning
+
+    base, ds = HashEmbedding(), toy_dataset()
+    with pytest.warns(ReferenceArgumentWarning, match="warmup_steps"):
+        eng = EmbeddingAdapterFinetuneEngine(
+            ds, base, 8, 2, TwoLayerNN(128, 64, 128, bias=True, add_residual=True), 128,
+            torch.device("cpu"), str(tmp_path / "out"), str(tmp_path / "ck"), 3, True,
+            optimizer_class=torch.optim.SGD, optimizer_params={"lr": 0.05}, warmup_steps=10,
+        )  # fmt: skip
+    assert eng.show_progress is True and eng.model_output_path == str(tmp_path / "out")
+    eng.finetune()  # 24 pairs / 8 = 3 steps per epoch, 2 epochs: checkpoints at steps 3 and 6
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["step_3", "step_6"]
+    mid = AdapterEmbedding.from_dir(tmp_path / "ck" / "step_3", base, TwoLayerNN)
+    assert len(mid.get_query_embedding("what about ask1")) == 128
+    more = EmbeddingAdapterFinetuneEngine.from_model_path(  # go on from a checkpoint
+        ds, base, tmp_path / "ck" / "step_6", TwoLayerNN, epochs=1,
+        model_output_path=tmp_path / "more",
+    )  # fmt: skip
+    assert isinstance(more.adapter_model, TwoLayerNN)
+    with pytest.raises(TypeError, match="unexpected keyword 'optimiser'"):
+        EmbeddingAdapterFinetuneEngine(ds, base, optimiser="sgd")
+    with pytest.raises(TypeError, match="must be a llama-index-embeddings-adapter BaseAdapter"):
+        EmbeddingAdapterFinetuneEngine(ds, base, adapter_model=torch.nn.Linear(128, 128))
+    with pytest.raises(ValueError, match="dim=64, but the base model's vectors have 128"):
+        EmbeddingAdapterFinetuneEngine(ds, base, dim=64, model_output_path=tmp_path / "d").finetune(
+        )
+
+
+def test_adapters_saved_in_the_0_1_format_still_load(tmp_path):
+    """0.1 saved x + f(x) as adapter.safetensors; it loads as the same function, rescaled aside."""
+    import torch
+    from safetensors.torch import save_file
+
+    base = HashEmbedding()
+    gen = torch.Generator().manual_seed(0)
+    weight, bias = 0.1 * torch.randn(128, 128, generator=gen), 0.1 * torch.randn(128, generator=gen)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    save_file({"body.weight": weight, "body.bias": bias}, str(legacy / "adapter.safetensors"))
+    config = {"format_version": 1, "adapter": "linear", "dim": 128, "hidden_dim": None,
+              "base_model": {"class": "HashEmbedding", "model_name": "unknown"}}  # fmt: skip
+    (legacy / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="0.1 format.*model.save"):
+        model = AdapterEmbedding.from_dir(legacy, base)
+    x = torch.tensor(base.vector("what about ask2"))
+    old = (x + weight @ x + bias).numpy()  # 0.1 rescaled this to |x|: the direction is the same
+    new = np.asarray(model.get_query_embedding("what about ask2"))
+    np.testing.assert_allclose(new, old, atol=1e-5)
+    model.save(tmp_path / "converted")
+    assert (tmp_path / "converted" / "config.json").is_file()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="trained on base model"):
+        AdapterEmbedding.from_dir(legacy, HashEmbedding(model_name="other"))

@@ -149,12 +149,26 @@ def test_missing_file():
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def test_len_and_iteration():
+def test_len_query_docid_pairs_and_pydantic_iteration():
     ds = _toy(3, 2)
     assert len(ds) == 6
-    pairs = list(ds)
-    assert pairs[0] == ("question 0 about chunk 0?", ["chunk text number 0"])
-    assert len(list(ds.pairs())) == 6
+    first_qid = next(iter(ds.queries))
+    assert ds.query_docid_pairs[0] == ("question 0 about chunk 0?", ds.relevant_docs[first_qid])
+    assert len(ds.query_docid_pairs) == 6 and len(list(ds.pairs())) == 6
+    # as llama-index-core's class: iteration is pydantic's, so dict() gives the fields
+    assert dict(ds)["queries"] == ds.queries and set(dict(ds)) == set(type(ds).model_fields)
+
+
+def test_core_and_reference_names_are_importable_aliases():
+    from llama_index_finetune_embed import (
+        EmbeddingQAFinetuneDataset,
+        LabelledQADataset,
+        generate_qa_embedding_pairs,
+        generate_question_context_pairs,
+    )
+
+    assert LabelledQADataset is EmbeddingQAFinetuneDataset
+    assert generate_question_context_pairs is generate_qa_embedding_pairs
 
 
 def test_split_is_by_chunk_and_deterministic():

@@ -203,6 +203,30 @@ def test_on_failure_raise():
             )
 
 
+def test_reference_arguments_positional_and_aliases(tmp_path):
+    """llama-index-finetuning's call, positionally: retry_limit=2 is 2 calls, "fail" raises."""
+    from _fake_openai import FakeOpenAIServer
+
+    from llama_index_finetune_embed import DEFAULT_QA_GENERATE_PROMPT_TMPL
+    from llama_index_finetune_embed._compat import ReferenceArgumentWarning
+
+    with FakeOpenAIServer(force_status=503) as srv:
+        with pytest.raises(RuntimeError, match="HTTP 503"):
+            generate_qa_embedding_pairs(
+                _nodes(1), srv.llm(), DEFAULT_QA_GENERATE_PROMPT_TMPL, 2, 2, "fail", **FAST
+            )
+        assert sum(srv.snapshot()["requests"].values()) == 2
+    with FakeOpenAIServer() as srv:
+        with pytest.warns(ReferenceArgumentWarning, match="save_every .*cache_path="):
+            ds = generate_qa_embedding_pairs(
+                _nodes(2), srv.llm(), DEFAULT_QA_GENERATE_PROMPT_TMPL, 2, 3, "continue", 1,
+                tmp_path / "out.json", False, backoff_base=0.01, seed=0,
+            )  # fmt: skip
+        with pytest.raises(TypeError, match=r"got an LLM .*\(nodes, llm, \.\.\.\)"):
+            generate_qa_embedding_pairs(srv.llm(), _nodes(1))
+    assert (tmp_path / "out.json").is_file() and len(ds) == 4
+
+
 def test_auth_error_stops_the_run_at_once():
     from _fake_openai import FakeOpenAIServer
 
@@ -251,7 +275,9 @@ def test_metadata_mode_is_explicit_and_recorded(server, toy_nodes):
         ({"num_workers": 0}, "num_workers must be a positive int"),
         ({"num_questions_per_chunk": 0}, "num_questions_per_chunk"),
         ({"max_attempts": 0}, "max_attempts"),
-        ({"on_failure": "fail"}, "on_failure must be"),
+        ({"on_failure": "stop"}, "on_failure must be"),
+        ({"retry_limit": 0}, "retry_limit must be a positive int"),
+        ({"retry_limit": 2, "max_attempts": 3}, "same setting"),
     ],
 )
 def test_bad_arguments_fail_before_any_call(server, kwargs, match):
@@ -283,12 +309,15 @@ def test_sync_and_async_forms_have_one_signature_from_the_settings():
     assert generate_qa_embedding_pairs.__doc__ == agenerate_qa_embedding_pairs.__doc__
     assert not inspect.iscoroutinefunction(generate_qa_embedding_pairs)
     params = sync.parameters
+    # llama-index-finetuning 0.4.2's positional order, then our options, keyword-only
     positional = ["nodes", "llm", "qa_generate_prompt_tmpl", "num_questions_per_chunk"]
-    assert list(params)[:4] == positional
+    positional += ["retry_limit", "on_failure", "save_every", "output_path", "verbose"]
+    assert [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
     keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    assert keywords == {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
-    assert keywords["num_workers"] == 16 and keywords["on_failure"] == "continue"
-    assert len(keywords) == 14 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    fields = {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
+    assert {**keywords, **{n: params[n].default for n in positional[4:]}} == fields
+    assert keywords["num_workers"] == 16 and params["on_failure"].default == "continue"
+    assert len(keywords) == 11 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @pytest.mark.parametrize(
@@ -296,7 +325,8 @@ def test_sync_and_async_forms_have_one_signature_from_the_settings():
     [
         ({"num_workers": 0}, "num_workers must be a positive int"),
         ({"max_attempts": 0}, "max_attempts must be a positive int"),
-        ({"on_failure": "fail"}, "on_failure must be 'continue' or 'raise'"),
+        ({"on_failure": "stop"}, "on_failure must be 'continue' or 'raise'"),
+        ({"save_every": 0}, "save_every must be a positive int"),
         ({"backoff_base": -1}, "backoff_base/backoff_max must be >= 0"),
         ({"timeout": 0}, "timeout > 0"),
         ({"metadata_mode": "text"}, "metadata_mode must be one of"),
@@ -349,7 +379,7 @@ def test_generate_imports_no_torch_and_no_later_stage():
     loaded = modules_loaded_by("llama_index_finetune_embed.generate")
     ours = {name.split(".")[1] for name in loaded if name.startswith("llama_index_finetune_embed.")}
     assert "torch" not in loaded and "sentence_transformers" not in loaded
-    assert ours <= {"generate", "dataset", "_io"}, sorted(ours)
+    assert ours <= {"generate", "dataset", "_io", "_compat"}, sorted(ours)
 
 
 def test_client_retries_are_flagged(server, caplog):

@@ -5,7 +5,8 @@ options), ``sampler`` (which rows may share a batch), ``losses``, ``negatives`` 
 ``model`` (device, precision, prompts, length, dropout, averaging with the base), ``trainer``
 (training arguments and the trainer), ``model_card`` (metrics.json and the card), ``guard`` (keep
 only weights that do not lose to the base), ``saving`` (a failed save writes the model to a
-rescue folder). Re-exports only; torch loads when training starts.
+rescue folder), ``reference_args`` (llama-index-finetuning's engine arguments mapped onto the
+recipe). Re-exports only; torch loads when training starts.
 """
 
 from llama_index_finetune_embed.finetune.engine import (

@@ -26,6 +26,7 @@ from llama_index_finetune_embed.finetune.recipe import (
 )
 
 if TYPE_CHECKING:
+    import torch
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
@@ -55,22 +56,35 @@ class SentenceTransformersFinetuneEngine:
     training ones do not pay for the gain, and the guard checks the result against the base on
     questions people wrote (``guard``). Runs unchanged under ``torchrun`` (DDP); rank 0 saves.
 
-    Args:
-        train_dataset: the training pairs.
+    Args (llama-index-finetuning 0.4.2's, in its positional order):
+        dataset: the training pairs (``train_dataset=`` is the same, keyword-only).
         model_id: hub id, local directory, or ``"local:all-MiniLM-L6-v2"`` (the packaged model).
-        model_output_path: where the finetuned model, its card and ``metrics.json`` go.
-        val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
+        model_output_path: where the finetuned model, its card and ``metrics.json`` go; kept
+            as given (a ``str`` stays a ``str``); :attr:`output_dir` is it as a ``Path``.
         batch_size: chunks per batch (each chunk is a negative for every other chunk's
             questions); with ``group_by_chunk=False``, (question, chunk) rows per batch. More
             than the data allows (chunks sharing a text or overlapping are kept apart) shrinks
             to what it allows, with a warning; fewer than 2 chunks is an error.
-        epochs: passes over the training pairs.
+        val_dataset: optional; evaluated during training (MRR@10), the best checkpoint is kept.
         loss: ``None`` (the recipe), a sentence-transformers loss built on :attr:`model`, or a
             callable ``model -> loss``.
+        epochs: passes over the training pairs.
+        show_progress_bar: the reference's name for ``show_progress``.
+        evaluation_steps: with a val set, evaluate (and checkpoint) every N steps
+            (``checkpoint_steps``); default: once per epoch. Without one it warns.
+        use_all_docs: ``True`` is what this engine always does (every relevant chunk of a
+            query is a pair); ``False`` is accepted and warns.
+        trust_remote_code: let the model run code from its repository (off by default).
+        device: ``"cpu"``, ``"cuda"``, a ``torch.device``; ``None`` picks the GPU if any.
+        save_checkpoints: keep checkpoints every ``checkpoint_save_steps`` (default 500) in
+            ``model_output_path/checkpoints`` (the reference: ``checkpoints/<output path>``).
+        resume_from_checkpoint: continue from the last checkpoint there (a recipe field).
+        checkpoint_save_steps: see ``save_checkpoints`` (alone, it warns, as it does nothing).
+        checkpoint_save_total_limit: accepted and warns: at most 2 checkpoints are kept.
+
+    Keyword-only (ours):
         recipe: the training options (:class:`FinetuneRecipe`; default: its defaults).
         show_progress: show progress bars; ``None`` follows the logger (INFO shows them).
-        device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks the GPU when there is one.
-        trust_remote_code: let the model run code from its repository (off by default).
         args: ``SentenceTransformerTrainingArguments``; when given, they override everything
             in the recipe that they cover (``output_dir`` included). They are copied, never
             changed.
@@ -98,29 +112,47 @@ class SentenceTransformersFinetuneEngine:
 
     def __init__(
         self,
-        train_dataset: EmbeddingQAFinetuneDataset,
+        dataset: EmbeddingQAFinetuneDataset | None = None,
         model_id: str = "BAAI/bge-small-en-v1.5",
         model_output_path: str | os.PathLike[str] = "exp_finetune",
-        val_dataset: EmbeddingQAFinetuneDataset | None = None,
         batch_size: int = 16,
-        epochs: int = 2,
+        val_dataset: EmbeddingQAFinetuneDataset | None = None,
         loss: nn.Module | Callable[[SentenceTransformer], nn.Module] | None = None,
+        epochs: int = 2,
+        show_progress_bar: bool | None = None,
+        evaluation_steps: int | None = None,
+        use_all_docs: bool | None = None,
+        trust_remote_code: bool = False,
+        device: str | torch.device | None = None,
+        save_checkpoints: bool = False,
+        resume_from_checkpoint: bool | None = None,
+        checkpoint_save_steps: int | None = None,
+        checkpoint_save_total_limit: int | None = None,
         *,
+        train_dataset: EmbeddingQAFinetuneDataset | None = None,
         recipe: FinetuneRecipe | None = None,
         show_progress: bool | None = None,
-        device: str | None = None,
-        trust_remote_code: bool = False,
         args: SentenceTransformerTrainingArguments | None = None,
         guard_checks: Mapping[str, EmbeddingQAFinetuneDataset] | None = None,
         **options: Any,
     ) -> None:
-        self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train_dataset, "train_dataset")
+        from llama_index_finetune_embed.finetune import reference_args as ref
+
+        train = ref.pick_dataset(dataset, train_dataset)
+        self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train, "train_dataset")
         self.val_dataset = (
             None if val_dataset is None
             else EmbeddingQAFinetuneDataset.coerce(val_dataset, "val_dataset")
         )
         check_positive_int("batch_size", batch_size)
         check_positive_int("epochs", epochs)
+        options = ref.checkpoint_options(
+            options, has_val=self.val_dataset is not None, evaluation_steps=evaluation_steps,
+            use_all_docs=use_all_docs, save_checkpoints=save_checkpoints,
+            resume_from_checkpoint=resume_from_checkpoint,
+            checkpoint_save_steps=checkpoint_save_steps,
+            checkpoint_save_total_limit=checkpoint_save_total_limit,
+        )  # fmt: skip
         own = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         self.recipe = resolve_recipe(recipe, options, caller=type(self).__name__, known=own)
         self.guard_checks = {
@@ -128,7 +160,10 @@ class SentenceTransformersFinetuneEngine:
             for name, ds in (guard_checks or {}).items()
         }
         self.model_id = str(model_id)
-        self.model_output_path = writable_dir(model_output_path, "model_output_path")
+        self.output_dir = writable_dir(model_output_path, "model_output_path")
+        self.model_output_path = model_output_path  # as given (a str stays a str)
+        show_progress = ref.resolve_progress(show_progress_bar, show_progress)
+        device = ref.resolve_device(device)
         self.batch_size, self.epochs, self.loss, self.args = batch_size, epochs, loss, args
         self.show_progress = progress_enabled(show_progress, logger)
         if (self.train_dataset.metadata_mode or "embed") != "embed":
@@ -231,7 +266,7 @@ class SentenceTransformersFinetuneEngine:
         else:
             args = build.build_args(
                 recipe, sampler=make_sampler(), prompts=columns,
-                output_dir=self.model_output_path / "checkpoints", epochs=self.epochs,
+                output_dir=self.output_dir / "checkpoints", epochs=self.epochs,
                 batch_size=self.batch_size, device=self.device,
                 evaluate=evaluator is not None, show_progress=self.show_progress,
             )  # fmt: skip
@@ -335,7 +370,7 @@ class SentenceTransformersFinetuneEngine:
         """Save to ``model_output_path``; if that fails, to a rescue folder the error names."""
         from llama_index_finetune_embed.finetune.saving import save_or_rescue
 
-        out = self.model_output_path
+        out = self.output_dir
         self.model.prompts = {"query": self.query_prompt, "document": self.document_prompt}
         self.model.default_prompt_name = None
         save_or_rescue(self._write_model, out)  # raises ModelSaveError after a rescue

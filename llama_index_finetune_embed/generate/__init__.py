@@ -9,6 +9,7 @@ from llama_index_finetune_embed.generate.pairs import (
     DEFAULT_QA_GENERATE_PROMPT_TMPL,
     agenerate_qa_embedding_pairs,
     generate_qa_embedding_pairs,
+    generate_question_context_pairs,
 )
 from llama_index_finetune_embed.generate.questions import parse_questions
 from llama_index_finetune_embed.generate.settings import GenerationSettings
@@ -18,5 +19,6 @@ __all__ = [
     "GenerationSettings",
     "agenerate_qa_embedding_pairs",
     "generate_qa_embedding_pairs",
+    "generate_question_context_pairs",
     "parse_questions",
 ]

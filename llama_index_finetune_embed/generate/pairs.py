@@ -11,6 +11,7 @@ the async one run to its end, so both have one signature.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -18,6 +19,7 @@ from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.generate.run import GenerationRun, run_sync
 from llama_index_finetune_embed.generate.settings import (
     GenerationSettings,
+    OnFailure,
     with_settings_signature,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",
     "agenerate_qa_embedding_pairs",
     "generate_qa_embedding_pairs",
+    "generate_question_context_pairs",
 ]
 
 P = ParamSpec("P")
@@ -57,6 +60,11 @@ async def agenerate_qa_embedding_pairs(
     llm: LLM | None = None,
     qa_generate_prompt_tmpl: str = DEFAULT_QA_GENERATE_PROMPT_TMPL,
     num_questions_per_chunk: int = 2,
+    retry_limit: int | None = None,
+    on_failure: OnFailure = "continue",
+    save_every: int | None = None,
+    output_path: str | os.PathLike[str] | None = None,
+    verbose: bool | None = None,
     **options: Any,
 ) -> EmbeddingQAFinetuneDataset:
     """Return a dataset of LLM-written questions for each node (one LLM call per chunk).
@@ -72,11 +80,15 @@ async def agenerate_qa_embedding_pairs(
             build them with ``max_retries=0`` so every attempt is counted here once.
         qa_generate_prompt_tmpl: Prompt with ``{context_str}`` and ``{num_questions_per_chunk}``.
         num_questions_per_chunk: Questions kept per chunk (at most; fewer if the LLM wrote fewer).
+        retry_limit, on_failure, save_every, output_path, verbose: llama-index-finetuning's
+            arguments, in its order; fields of :class:`GenerationSettings`, documented there
+            (``retry_limit`` is ``max_attempts``; ``on_failure="fail"`` is ``"raise"``;
+            ``save_every`` is accepted and warns: ``cache_path`` saves each chunk instead).
         **options: The keyword-only fields of :class:`GenerationSettings` (``num_workers=16``,
             ``cache_path``, ``show_progress``, ``metadata_mode="embed"``, ``max_attempts=5``,
-            ``backoff_base``, ``backoff_max``, ``timeout``, ``on_failure="continue"``,
-            ``source="llm"``, ``llm_id``, ``seed``, ``output_path``, ``verbose``), documented
-            there; ``inspect.signature`` and ``help()`` list them with their defaults.
+            ``backoff_base``, ``backoff_max``, ``timeout``, ``source="llm"``, ``llm_id``,
+            ``seed``), documented there; ``inspect.signature`` and ``help()`` list them with
+            their defaults.
 
     Returns:
         The dataset: corpus = all nodes' text, query ids stable across reruns,
@@ -96,7 +108,10 @@ async def agenerate_qa_embedding_pairs(
         (334, {})
         >>> val = await agenerate_qa_embedding_pairs(val_nodes, llm)  # doctest: +SKIP
     """
-    settings = GenerationSettings(**options)
+    settings = GenerationSettings(
+        retry_limit=retry_limit, on_failure=on_failure, save_every=save_every,
+        output_path=output_path, verbose=verbose, **options,
+    )  # fmt: skip
     run = GenerationRun(nodes, llm, qa_generate_prompt_tmpl, num_questions_per_chunk, settings)
     return await run.execute()
 
@@ -114,3 +129,7 @@ def _blocking(afunc: Callable[P, Awaitable[R]]) -> Callable[P, R]:
 
 #: Sync form of :func:`agenerate_qa_embedding_pairs` (same arguments, same result).
 generate_qa_embedding_pairs = _blocking(agenerate_qa_embedding_pairs)
+
+#: llama-index-core's alias (``llama_index.core.evaluation.generate_question_context_pairs``,
+#: removed in core 0.14.21): the same function.
+generate_question_context_pairs = generate_qa_embedding_pairs

@@ -15,11 +15,17 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
+from llama_index_finetune_embed._compat import warn_unused
 from llama_index_finetune_embed._io import progress_enabled
 
-__all__ = ["GenerationSettings", "OnFailure", "check_inputs", "with_settings_signature"]
+__all__ = [
+    "GenerationSettings",
+    "OnFailure",
+    "check_inputs",
+    "with_settings_signature",
+]
 
-OnFailure = Literal["continue", "raise"]
+OnFailure = Literal["continue", "raise", "fail"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -45,8 +51,9 @@ class GenerationSettings:
         backoff_max: Cap on one backoff.
         timeout: Seconds before one call is abandoned and retried (``None``: the LLM's own).
         on_failure: ``"continue"`` records failed chunks in ``dataset.failed_chunks`` (id ->
-            reason); ``"raise"`` stops at the first failed chunk with ``RuntimeError``. HTTP
-            401/403/404 and programming errors always stop the run at once.
+            reason); ``"raise"`` stops at the first failed chunk with ``RuntimeError``
+            (``"fail"``, llama-index-finetuning's name, is the same). HTTP 401/403/404 and
+            programming errors always stop the run at once.
         source: Tag written to ``dataset.query_sources`` for every query.
         llm_id: Model id recorded in the cache (default: the LLM's ``cache_key`` if it has one,
             else its class and ``metadata.model_name``).
@@ -54,6 +61,11 @@ class GenerationSettings:
         output_path: Also save the dataset JSON here (llama-index-finetuning's argument; unlike
             there it is never read back: resuming is ``cache_path``'s job).
         verbose: llama-index-finetuning's name for ``show_progress``.
+        retry_limit: llama-index-finetuning's name for ``max_attempts`` (its calls per chunk,
+            first try included); give one or the other.
+        save_every: llama-index-finetuning's "save ``output_path`` every N chunks". Accepted
+            and not used (a warning says so): ``cache_path`` saves every chunk as it finishes,
+            and ``output_path`` is written once, at the end.
 
     Raises:
         ValueError: an option out of range (checked here, before any call is made).
@@ -77,13 +89,35 @@ class GenerationSettings:
     seed: int | None = None
     output_path: str | os.PathLike[str] | None = None
     verbose: bool | None = None
+    retry_limit: int | None = None
+    save_every: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("num_workers", self.num_workers)
+        if self.retry_limit is not None:
+            _positive_int("retry_limit", self.retry_limit)
+            if self.max_attempts not in (self.retry_limit, 5):
+                raise ValueError(
+                    f"retry_limit={self.retry_limit} and max_attempts={self.max_attempts} "
+                    "disagree: they are the same setting (calls per chunk); give one of them"
+                )
+            object.__setattr__(self, "max_attempts", self.retry_limit)
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"max_attempts must be a positive int, got {self.max_attempts!r}")
-        if self.on_failure not in ("continue", "raise"):
-            raise ValueError(f"on_failure must be 'continue' or 'raise', got {self.on_failure!r}")
+        if self.on_failure not in ("continue", "raise", "fail"):
+            raise ValueError(
+                f"on_failure must be 'continue' or 'raise' ('fail' = 'raise'), "
+                f"got {self.on_failure!r}"
+            )
+        if self.on_failure == "fail":  # llama-index-finetuning's spelling
+            object.__setattr__(self, "on_failure", "raise")
+        if self.save_every is not None:
+            _positive_int("save_every", self.save_every)
+            warn_unused(
+                "save_every",
+                "pass cache_path= to save every chunk as it finishes (a rerun resumes from it); "
+                "output_path is written once, at the end",
+            )
         timeout = self.timeout
         if self.backoff_base < 0 or self.backoff_max < 0 or (timeout is not None and timeout <= 0):
             raise ValueError("backoff_base/backoff_max must be >= 0 and timeout > 0 (or None)")
@@ -102,8 +136,14 @@ class GenerationSettings:
 
 def check_inputs(nodes: Any, template: Any, num_questions: Any) -> None:
     """Check the positional inputs of a generation call; raise where the input is wrong."""
+    from llama_index.core.llms import LLM
     from llama_index.core.schema import BaseNode
 
+    if isinstance(nodes, LLM):
+        raise TypeError(
+            f"nodes must be a sequence of BaseNode, got an LLM ({type(nodes).__name__}): the "
+            "order is (nodes, llm, ...), as in llama-index-finetuning; or pass nodes=, llm="
+        )
     if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
         raise TypeError(f"nodes must be a sequence of BaseNode, got {type(nodes).__name__}")
     if not nodes:
@@ -144,10 +184,12 @@ def with_settings_signature(settings_cls: type, **defaults: Any) -> Callable[[F]
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
         params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        named = {p.name for p in params}
         params += [
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=f.type,
                               default=defaults.get(f.name, f.default))  # fmt: skip
             for f in dataclasses.fields(settings_cls)
+            if f.name not in named
         ]
         func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         return func
