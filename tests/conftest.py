@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _corpus import write_docs
+from _fake_openai import FakeOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -112,3 +114,18 @@ def seed_dir() -> Path:
     if not (SEED_DIR / "train_dataset.json").is_file():
         pytest.skip("../shared/data/seed10k is not present beside this clone")
     return SEED_DIR
+
+
+# -- the CLI and the main job end to end: a tiny corpus and a local OpenAI-compatible server --
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return write_docs(tmp_path / "docs")
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with FakeOpenAIServer(delay=0.0, fault_rate=0.0) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.setenv("OPENAI_API_BASE", srv.url)
+        yield srv

@@ -8,23 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _corpus import write_docs
-from _fake_openai import FakeOpenAIServer
 
 from llama_index_finetune_embed.cli import main
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    return write_docs(tmp_path / "docs")
-
-
-@pytest.fixture
-def server(monkeypatch):
-    with FakeOpenAIServer(delay=0.0, fault_rate=0.0) as srv:
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("OPENAI_API_BASE", srv.url)
-        yield srv
 
 
 def _run_args(corpus: Path, out: Path, model: Path) -> list[str]:

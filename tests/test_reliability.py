@@ -18,19 +18,6 @@ from llama_index_finetune_embed.cli import main
 STAGES = ("chunks", "split", "generate", "finetune", "evaluate")
 
 
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    return write_docs(tmp_path / "docs")
-
-
-@pytest.fixture
-def server(monkeypatch):
-    with FakeOpenAIServer(delay=0.0, fault_rate=0.0) as srv:
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        monkeypatch.setenv("OPENAI_API_BASE", srv.url)
-        yield srv
-
-
 def _args(docs: Path | str, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         "run", str(docs), "--out", str(out), "--llm", "openai:gpt-4o-mini",
