@@ -66,9 +66,16 @@ def model_label(spec: Any) -> str:
 def embed(
     ds: EmbeddingQAFinetuneDataset, model: BaseEmbedding, *, num_workers: int, progress: bool
 ) -> DatasetEmbeddings:
-    """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes),
-    queries through the model's query path (with its query instruction)."""
-    corpus = model.get_text_embedding_batch(list(ds.corpus.values()), show_progress=progress)
+    """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes; sent
+    longest first, returned in corpus order), queries through the model's query path (with its
+    query instruction)."""
+    texts = list(ds.corpus.values())
+    # longest first: each embed batch holds texts of about one length (less padding, same vectors)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    vectors = model.get_text_embedding_batch([texts[i] for i in order], show_progress=progress)
+    corpus: list[Any] = [None] * len(texts)
+    for i, vector in zip(order, vectors, strict=True):
+        corpus[i] = vector
     queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)
     return DatasetEmbeddings(np.asarray(queries, np.float64), np.asarray(corpus, np.float64))
 
