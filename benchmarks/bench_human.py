@@ -15,8 +15,9 @@ difference to the status-quo base). Rows:
   it; the Uber val MRR@10 (790 GPT-3.5 questions) is printed beside it, as served (long chunks
   cut at the model's length) and with long chunks read in windows.
 - ``(b) offline job``: the main job's offline training stage on the set's own corpus, no labels:
-  inverse-cloze pseudo-queries (``generate_offline_pairs``, the ``--offline-train pseudo``
-  default) over ``--offline-chunks`` sampled documents, then the same recipe.
+  inverse-cloze pseudo-queries (``pipeline.training_pairs``, the ``--offline-train pseudo``
+  default, at most ``max_train_chunks`` = 1000 documents) over ``--offline-chunks`` sampled
+  documents, then the same recipe.
 - ``(c) human half``: trained on half A's human (query, document) pairs: the ceiling that better
   generated questions could reach.
 
@@ -119,15 +120,21 @@ class HumanSet:
         )
 
     def offline_train(self, n_docs: int, seed: int, **options: Any) -> Any:
-        """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs."""
+        """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs,
+        at most its ``max_train_chunks`` of them (``options``: generate_offline_pairs')."""
         from llama_index.core.schema import TextNode
 
         from llama_index_finetune_embed.offline import generate_offline_pairs
+        from llama_index_finetune_embed.pipeline import RunConfig, training_pairs
 
         ids = sorted(self.corpus)
         ids = sorted(random.Random(seed).sample(ids, min(n_docs, len(ids))))
         nodes = [TextNode(id_=i, text=self.corpus[i]) for i in ids]
-        return generate_offline_pairs(nodes, llm=None, seed=seed, **options)
+        if options:
+            return generate_offline_pairs(nodes, llm=None, seed=seed, **options)
+        with tempfile.TemporaryDirectory() as tmp:
+            config = RunConfig(out=tmp, llm="none", seed=seed)
+            return training_pairs(nodes, "none", None, config, Path(tmp) / "cache.jsonl")
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -222,9 +229,10 @@ class Scorer:
     def add(self, label: str, model: Any, **extra: Any) -> dict[str, Any]:
         from llama_index_finetune_embed import ComparisonTable, evaluate_retrieval
 
+        start = time.perf_counter()
         result = evaluate_retrieval(self.hset.eval, model, top_k=10, name=label)
         table = ComparisonTable.from_results([self.base, result])
-        row = self._row(result, table, **extra)
+        row = self._row(result, table, eval_seconds=time.perf_counter() - start, **extra)
         self.rows.append(row)
         print(_fmt_row(self.hset.name, row), flush=True)
         return row
@@ -251,6 +259,8 @@ def _fmt_row(name: str, row: dict[str, Any]) -> str:
         parts.append(f"guard {row['guard']} (trained: canary {row['canary']:+.1f})")
     if "uber" in row:
         parts.append("uber mrr@10 " + "/".join(f"{v:.3f}" for v in row["uber"]))
+    if "seconds" in row:
+        parts.append(f"trained {row['seconds']:.0f} s, scored {row['eval_seconds']:.0f} s")
     return "  ".join(parts)
 
 

@@ -52,7 +52,10 @@ def stage_inputs(config: Any, choices: Any) -> dict[str, dict[str, Any]]:
             "package version": __version__,
         },
         "split": pick("val_ratio", "seed"),
-        "generate": {"llm": choices.llm, **pick("questions_per_chunk", "offline_train", "seed")},
+        "generate": {
+            "llm": choices.llm,
+            **pick("questions_per_chunk", "offline_train", "max_train_chunks", "seed"),
+        },
         "finetune": {
             "base_model": choices.base_model,
             **pick("epochs", "batch_size", "max_seq_length", "base_weight", "guard", "seed"),

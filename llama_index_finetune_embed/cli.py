@@ -62,7 +62,9 @@ def _configure_logging(verbose: int) -> None:
 
 # Which RunConfig fields each subcommand takes; type, default, choices and help come from the field.
 _LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers")
-_PAIR_OPTIONS = ("chunk_size", "chunk_overlap", "max_chunks", "offline_train", "seed")
+_PAIR_OPTIONS = (
+    "chunk_size", "chunk_overlap", "max_chunks", "max_train_chunks", "offline_train", "seed"
+)
 _MODEL_OPTIONS = ("base_model", "epochs", "batch_size", "max_seq_length", "base_weight", "guard")
 _RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "top_k")
 

@@ -56,6 +56,12 @@ class RunConfig(BaseModel):
     max_chunks: int | None = Field(
         default=None, gt=1, description="sample at most this many chunks (unset: all)"
     )
+    max_train_chunks: int = Field(
+        default=1000,
+        gt=1,
+        description="offline: pseudo-queries from at most this many training chunks, sampled "
+        "(more trains longer and forgot more on questions people wrote; see README)",
+    )
     questions_per_chunk: int = Field(default=2, gt=0, description="questions asked per chunk")
     val_ratio: float = Field(
         default=0.2, gt=0.0, lt=1.0, description="share of chunks held out for the report"
@@ -206,13 +212,20 @@ def _cache_for(side: str, nodes: Sequence[TextNode], out: Path, stages: RunState
 def training_pairs(
     nodes: Sequence[TextNode], choice: str, llm: Any, config: RunConfig, cache_path: Path
 ) -> EmbeddingQAFinetuneDataset:
-    """Training pairs for ``nodes``: API-LLM questions, or the offline pairs (resumable cache)."""
+    """Training pairs for ``nodes``: API-LLM questions, or the offline pairs (resumable cache)
+    over at most ``config.max_train_chunks`` of them."""
     if choice.startswith("openai:"):
         return _llm_questions(nodes, llm, config, cache_path)
+    from llama_index_finetune_embed.documents import sample_chunks
     from llama_index_finetune_embed.offline import generate_offline_pairs
 
+    if len(nodes) > config.max_train_chunks:
+        logger.info(
+            "offline training pairs from %d of %d training chunks (max_train_chunks)",
+            config.max_train_chunks, len(nodes),
+        )  # fmt: skip
     return generate_offline_pairs(
-        nodes,
+        sample_chunks(nodes, config.max_train_chunks, seed=config.seed),
         llm=llm if config.offline_train == "mix" else None,
         questions_per_chunk=config.questions_per_chunk,
         cache_path=cache_path,

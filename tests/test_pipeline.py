@@ -1,4 +1,4 @@
-"""The main job's report lines: the guard's decision and the few-questions note, in plain words."""
+"""The main job: its report lines (the guard's decision, the few-questions note) and its stages."""
 
 from __future__ import annotations
 
@@ -54,3 +54,25 @@ def test_few_held_out_questions_are_called_out():
     assert len(note) == 1 and "only 20 held-out questions" in note[0]
     assert "150 held-out chunks" in note[0]
     assert _few_questions_note(ds(120)) == []
+
+
+def test_offline_training_pairs_come_from_at_most_max_train_chunks(tmp_path):
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed.pipeline import RunConfig, training_pairs
+
+    nodes = [
+        TextNode(id_=f"n{i}", text=f"Topic {i} starts here. It has a second sentence about "
+             f"item {i}. A third sentence closes topic {i} for good.")
+        for i in range(30)
+    ]  # fmt: skip
+
+    def chunks_used(cap: int) -> set[str]:
+        config = RunConfig(out=str(tmp_path), max_train_chunks=cap)
+        ds = training_pairs(nodes, "none", None, config, tmp_path / f"cache{cap}.jsonl")
+        return {d for ids in ds.relevant_docs.values() for d in ids}
+
+    used = chunks_used(10)
+    assert len(used) == 10 and used < {n.node_id for n in nodes}
+    assert chunks_used(10) == used  # the same sample for the same seed
+    assert len(chunks_used(1000)) == 30
