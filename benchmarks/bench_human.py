@@ -25,13 +25,12 @@ Recipes are engine keywords (``--recipe NAME='{"learning_rate": 2e-5}'``; ``defa
 engine's defaults), each trained with every ``--seeds`` seed. Usage (heavy: one at a time)::
 
     .venv/bin/python benchmarks/bench_human.py --quick --bf16     # rows a, b, c; 2 seeds
-    .venv/bin/python benchmarks/bench_human.py                    # the full sets (longer)
+    .venv/bin/python benchmarks/bench_human.py --bf16             # the full sets (longer)
 
 ``--quick`` scores 300 queries per set over their relevant documents plus random others (2,000
 SciFact abstracts in all; SQuAD's 1,023 paragraphs whole) and trains (b) on 400 documents.
-Measured on 2 cores with ``--quick --bf16``: rows a with 2 seeds and two ``--mix`` averages 23
-min; rows b, c with 2 seeds and one average 28 min; rows a, b, c 24 min per seed. The full mode
-was not timed end to end.
+Measured on 2 cores: ``--quick --bf16`` (rows a, b, c, seeds 0 and 1) 27 min (1,628 s), about
+650 s of training and 175 s of scoring per seed. The full mode was not timed end to end.
 """
 
 from __future__ import annotations
