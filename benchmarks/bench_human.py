@@ -120,7 +120,8 @@ class HumanSet:
 
     def offline_train(self, n_docs: int, seed: int, **options: Any) -> Any:
         """The main job's offline training pairs (ICT, no LLM) over ``n_docs`` sampled docs,
-        at most its ``max_train_chunks`` of them (``options``: generate_offline_pairs')."""
+        at most its ``max_train_chunks`` of them; with ``options`` (``--offline-options``),
+        ``generate_offline_pairs(**options)`` over all ``n_docs`` instead (no cap)."""
         from llama_index.core.schema import TextNode
 
         from llama_index_finetune_embed.offline import generate_offline_pairs

@@ -71,13 +71,12 @@ def embed(
     query instruction)."""
     texts = list(ds.corpus.values())
     # longest first: each embed batch holds texts of about one length (less padding, same vectors)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    order = np.argsort([-len(t) for t in texts], kind="stable")
     vectors = model.get_text_embedding_batch([texts[i] for i in order], show_progress=progress)
-    corpus: list[Any] = [None] * len(texts)
-    for i, vector in zip(order, vectors, strict=True):
-        corpus[i] = vector
+    corpus = np.empty_like(np.asarray(vectors, np.float64))
+    corpus[order] = vectors
     queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)
-    return DatasetEmbeddings(np.asarray(queries, np.float64), np.asarray(corpus, np.float64))
+    return DatasetEmbeddings(np.asarray(queries, np.float64), corpus)
 
 
 def _embed_queries(model: Any, queries: list[str], num_workers: int, progress: bool) -> list[Any]:
