@@ -54,7 +54,9 @@ def stage_inputs(config: Any, choices: Any) -> dict[str, dict[str, Any]]:
         "split": pick("val_ratio", "seed"),
         "generate": {
             "llm": choices.llm,
-            **pick("questions_per_chunk", "offline_train", "max_train_chunks", "seed"),
+            **pick("questions_per_chunk", "offline_train", "seed"),
+            # the offline cap: it picks the chunks that API-LLM runs never sample
+            **({} if choices.llm.startswith("openai:") else pick("max_train_chunks")),
         },
         "finetune": {
             "base_model": choices.base_model,

@@ -197,7 +197,9 @@ def _cache_for(side: str, nodes: Sequence[TextNode], out: Path, stages: RunState
     from llama_index_finetune_embed.generate.cache import carry_over
 
     texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
-    settings = inputs_digest(stages.inputs["generate"])
+    # the cap picks which chunks get questions, not how they are asked: a new cap reuses them
+    asked = {k: v for k, v in stages.inputs["generate"].items() if k != "max_train_chunks"}
+    settings = inputs_digest(asked)
     path = out / "cache" / f"{side}-{settings}-{inputs_digest(texts)}.jsonl"
     if not path.exists():
         # either side's: a chunk that moved between train and held out keeps its questions

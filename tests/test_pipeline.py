@@ -76,3 +76,23 @@ def test_offline_training_pairs_come_from_at_most_max_train_chunks(tmp_path):
     assert len(used) == 10 and used < {n.node_id for n in nodes}
     assert chunks_used(10) == used  # the same sample for the same seed
     assert len(chunks_used(1000)) == 30
+
+
+def test_a_new_max_train_chunks_keeps_the_question_cache(tmp_path):
+    from types import SimpleNamespace
+
+    from llama_index.core.schema import TextNode
+
+    from llama_index_finetune_embed._run_state import RunState, stage_inputs
+    from llama_index_finetune_embed.pipeline import RunConfig, _cache_for
+
+    nodes = [TextNode(id_=f"n{i}", text=f"Chunk {i}.") for i in range(3)]
+    choices = SimpleNamespace(llm="local", base_model="/m")
+
+    def cache(**settings):
+        config = RunConfig(out=str(tmp_path), **settings)
+        stages = RunState(tmp_path, stage_inputs(config, choices))
+        return _cache_for("train", nodes, tmp_path, stages)
+
+    assert cache(max_train_chunks=10) == cache(max_train_chunks=500)
+    assert cache(max_train_chunks=10) != cache(max_train_chunks=10, questions_per_chunk=3)

@@ -340,4 +340,6 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
         assert after != before, f"changing {name} would reuse stale stages"
     other = SimpleNamespace(llm="openai:gpt-4o-mini", base_model="/other")
     assert stage_inputs(base, other)["generate"] != before["generate"]
+    capped = base.model_copy(update={"max_train_chunks": 20})  # the offline cap: API runs ignore it
+    assert stage_inputs(capped, other)["generate"] == stage_inputs(base, other)["generate"]
     assert stage_inputs(base, other)["finetune"] != before["finetune"]
