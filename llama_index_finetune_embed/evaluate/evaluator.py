@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Method = Literal["auto", "fast", "retriever"]
+Index = Literal["plain", "windows"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -63,7 +64,10 @@ class RetrievalEvaluator:
         method: ``"fast"`` (batched, embed model only), ``"retriever"`` (VectorStoreIndex +
             RetrieverEvaluator) or ``"auto"`` (fast unless a retriever is given).
         max_seq_length: for a model given by id/path, tokens it reads at once (longer chunks
-            are read whole, in windows of this size: ``load_embed_model``).
+            are cut at this length, as ``HuggingFaceEmbedding`` does).
+        index: how chunks are indexed: ``"plain"`` (a ``VectorStoreIndex``, one vector per
+            chunk) or ``"windows"`` (``build_window_index``: chunks longer than the model's
+            window read as windows, each chunk scored by its best window).
         num_workers: concurrent queries on the retriever path (or query embeddings for API
             models).
         show_progress: progress bars; ``None``: when this stage logs at INFO.
@@ -92,6 +96,7 @@ class RetrievalEvaluator:
         top_k: int = 5,
         method: Method = "auto",
         max_seq_length: int | None = None,
+        index: Index = "plain",
         num_workers: int = 8,
         show_progress: bool | None = None,
         confidence: float = 0.95,
@@ -103,11 +108,14 @@ class RetrievalEvaluator:
         _check_options(top_k, confidence, n_resamples)
         if method not in ("auto", "fast", "retriever"):
             raise ValueError(f"method must be 'auto', 'fast' or 'retriever', got {method!r}")
+        if index not in ("plain", "windows"):
+            raise ValueError(f"index must be 'plain' or 'windows', got {index!r}")
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
             raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
         depth = top_k if method == "retriever" else None
         _check_primary(primary_metric, metrics.metric_names(max_depth=depth))
         self.top_k, self.method, self.max_seq_length = top_k, method, max_seq_length
+        self.index = index
         self.num_workers, self.show_progress = num_workers, show_progress
         self.confidence, self.n_resamples, self.seed = confidence, n_resamples, seed
         self.primary_metric = primary_metric
@@ -139,7 +147,10 @@ class RetrievalEvaluator:
         if retriever is None:
             model = resolve_embed_model(embed_model, max_seq_length=self.max_seq_length)
             name = name or model_label(embed_model)
-            retriever = build_index(self.dataset, model, show_progress=self.show_progress)
+            retriever = build_index(
+                self.dataset, model, show_progress=self.show_progress,
+                windows=self.index == "windows",
+            )  # fmt: skip
         return self._retrieve(retriever, name or type(retriever).__name__)
 
     def embed(self, embed_model: BaseEmbedding | str | os.PathLike[str]) -> DatasetEmbeddings:
@@ -170,7 +181,10 @@ class RetrievalEvaluator:
 
     def _embed(self, model: BaseEmbedding) -> DatasetEmbeddings:
         progress = progress_enabled(self.show_progress, logger)
-        return fast.embed(self.dataset, model, num_workers=self.num_workers, progress=progress)
+        return fast.embed(
+            self.dataset, model, num_workers=self.num_workers, progress=progress,
+            windows=self.index == "windows",
+        )  # fmt: skip
 
     def _result(self, name: str, method: str, rows: Sequence[QueryRow]) -> RetrievalResult:
         keys = [k for k in rows[0].metrics if all(k in r.metrics for r in rows)]
@@ -218,7 +232,8 @@ def _takes_settings(fn: _F) -> _F:
 
     own = inspect.signature(fn)
     params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    wrapper.__signature__ = own.replace(parameters=[*params, *_SETTINGS])  # type: ignore[attr-defined]
+    settings = [p for p in _SETTINGS if p.name not in own.parameters]  # fn's own form wins
+    wrapper.__signature__ = own.replace(parameters=[*params, *settings])  # type: ignore[attr-defined]
     head, example, tail = (fn.__doc__ or "").partition("    Example:")
     wrapper.__doc__ = head + _settings_note() + example + tail
     return wrapper  # type: ignore[return-value]
@@ -279,6 +294,8 @@ def evaluate_retrieval(
 def compare_embed_models(
     dataset: EmbeddingQAFinetuneDataset | str | os.PathLike[str],
     models: Mapping[str, BaseEmbedding | str | os.PathLike[str]],
+    *,
+    index: Literal["plain", "windows", "both"] = "plain",
     **settings: Any,
 ) -> ComparisonTable:
     """One row per model, deltas and paired-bootstrap differences against the first model.
@@ -286,9 +303,10 @@ def compare_embed_models(
     One :class:`RetrievalEvaluator` called per model. Put first what the user has today: a model
     id or path is loaded as LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its
     configured max length, long chunks truncated; saved prompts kept), or pass the embed model
-    of the user's own index. Variants (windows, other lengths) are extra rows: e.g.
-    ``load_embed_model(id, long_texts="window")``. ``max_seq_length`` overrides the length of
-    every model given by id/path.
+    of the user's own index. ``index="windows"`` scores every model in ``build_window_index``;
+    ``"both"`` gives each model two rows, plain and then ``"<name> + windows"`` (the first row,
+    plain, stays the reference). ``max_seq_length`` overrides the length of every model given by
+    id/path.
 
     With ``method="auto"`` every model is evaluated on the fast path (embeddings computed once
     per model, reused by all metrics); the resamples are shared, so the differences are paired
@@ -299,14 +317,25 @@ def compare_embed_models(
         >>> table = compare_embed_models(val, models, top_k=5)  # doctest: +SKIP
         >>> print(table.to_markdown()); table.plot("report.png")  # doctest: +SKIP
     """
-    evaluator = RetrievalEvaluator(dataset, **settings)
+    if index not in ("plain", "windows", "both"):
+        raise ValueError(f"index must be 'plain', 'windows' or 'both', got {index!r}")
+    kinds = ["plain", "windows"] if index == "both" else [index]
+    evaluators = {k: RetrievalEvaluator(dataset, index=k, **settings) for k in kinds}
     if not models:
         raise ValueError("models is empty: pass e.g. {'base': 'local:all-MiniLM-L6-v2'}")
     results = []
     for label, spec in models.items():
-        logger.info("evaluating %s", label)
-        results.append(evaluator(spec, name=label))
+        model = spec if kinds == ["plain"] else _loaded(spec, evaluators[kinds[0]])
+        for kind, evaluator in evaluators.items():
+            name = f"{label} + windows" if index == "both" and kind == "windows" else label
+            logger.info("evaluating %s", name)
+            results.append(evaluator(model, name=name))
     return ComparisonTable.from_results(results)
+
+
+def _loaded(spec: Any, evaluator: RetrievalEvaluator) -> Any:
+    """A model id/path loaded once for both of its rows."""
+    return resolve_embed_model(spec, max_seq_length=evaluator.max_seq_length)
 
 
 @_takes_settings

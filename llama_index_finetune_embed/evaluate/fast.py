@@ -32,12 +32,22 @@ class DatasetEmbeddings:
     """Query and corpus embeddings of one model, in the dataset's query and corpus order.
 
     Compute once with :func:`embed_dataset` (or ``RetrievalEvaluator.embed``) and score them
-    for every ``top_k`` you want; nothing is embedded twice.
+    for every ``top_k`` you want; nothing is embedded twice. With ``starts``, ``corpus`` holds
+    windows in corpus order (those of chunk ``i`` from row ``starts[i]``; a chunk scores its
+    best window, as ``build_window_index`` ranks it).
     """
 
-    def __init__(self, queries: np.ndarray, corpus: np.ndarray) -> None:
+    def __init__(
+        self, queries: np.ndarray, corpus: np.ndarray, starts: np.ndarray | None = None
+    ) -> None:
         self.queries = np.asarray(queries)
         self.corpus = np.asarray(corpus)
+        self.starts = None if starts is None else np.asarray(starts, dtype=np.int64)
+
+    @property
+    def num_chunks(self) -> int:
+        """Corpus entries these embeddings rank (windows are grouped back into their chunk)."""
+        return self.corpus.shape[0] if self.starts is None else len(self.starts)
 
 
 def resolve_embed_model(model: Any, *, max_seq_length: int | None = None) -> BaseEmbedding:
@@ -64,19 +74,44 @@ def model_label(spec: Any) -> str:
 
 
 def embed(
-    ds: EmbeddingQAFinetuneDataset, model: BaseEmbedding, *, num_workers: int, progress: bool
+    ds: EmbeddingQAFinetuneDataset,
+    model: BaseEmbedding,
+    *,
+    num_workers: int,
+    progress: bool,
+    windows: bool = False,
 ) -> DatasetEmbeddings:
     """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes; sent
     longest first, returned in corpus order), queries through the model's query path (with its
-    query instruction)."""
-    texts = list(ds.corpus.values())
+    query instruction). ``windows``: each chunk cut into the windows ``build_window_index``
+    stores for it, every window embedded."""
+    texts, starts = list(ds.corpus.values()), None
+    if windows:
+        texts, starts = corpus_windows(ds, model)
     # longest first: each embed batch holds texts of about one length (less padding, same vectors)
     order = np.argsort([-len(t) for t in texts], kind="stable")
     vectors = model.get_text_embedding_batch([texts[i] for i in order], show_progress=progress)
     corpus = np.empty_like(np.asarray(vectors, np.float64))
     corpus[order] = vectors
     queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)
-    return DatasetEmbeddings(np.asarray(queries, np.float64), corpus)
+    return DatasetEmbeddings(np.asarray(queries, np.float64), corpus, starts)
+
+
+def corpus_windows(ds: EmbeddingQAFinetuneDataset, model: Any) -> tuple[list[str], np.ndarray]:
+    """(window texts as embedded, first window of each chunk): what ``build_window_index``
+    stores for ``TextNode(id_=corpus_id, text=text)`` chunks."""
+    from llama_index.core.schema import MetadataMode, TextNode
+
+    from llama_index_finetune_embed.serving.windows import window_splitter
+
+    splitter = window_splitter(model)
+    texts, starts = [], []
+    for cid, text in ds.corpus.items():
+        starts.append(len(texts))
+        texts += [w.get_content(metadata_mode=MetadataMode.EMBED)
+                  for w in splitter.split_node(TextNode(id_=cid, text=text))]  # fmt: skip
+    return texts, np.asarray(starts, dtype=np.int64)
+
 
 
 def _embed_queries(model: Any, queries: list[str], num_workers: int, progress: bool) -> list[Any]:
@@ -91,7 +126,7 @@ def _embed_queries(model: Any, queries: list[str], num_workers: int, progress: b
 def check_shapes(emb: DatasetEmbeddings, n_queries: int, n_corpus: int) -> None:
     """Raise ValueError unless ``emb`` is ``(n_queries, dim)`` and ``(n_corpus, dim)``."""
     q, c = emb.queries, emb.corpus
-    if q.ndim != 2 or c.ndim != 2 or q.shape[0] != n_queries or c.shape[0] != n_corpus:
+    if q.ndim != 2 or c.ndim != 2 or q.shape[0] != n_queries or emb.num_chunks != n_corpus:
         raise ValueError(
             f"embeddings must be ({n_queries}, dim) queries and ({n_corpus}, dim) corpus in "
             f"dataset order, got {q.shape} and {c.shape}"
@@ -108,7 +143,9 @@ def rank_rows(
     check_shapes(embeddings, len(qids), len(cids))
     id_rank = np.argsort(np.argsort(np.array(cids, dtype=object), kind="stable"), kind="stable")
     depth = max(top_k, metrics.IR_DEPTH)
-    ranking, scores = metrics.cosine_top_k(embeddings.queries, embeddings.corpus, depth, id_rank)
+    ranking, scores = metrics.cosine_top_k(
+        embeddings.queries, embeddings.corpus, depth, id_rank, embeddings.starts
+    )
     col = {cid: i for i, cid in enumerate(cids)}
     relevant = [[col[c] for c in dict.fromkeys(ds.relevant_docs[q])] for q in qids]
     rel = metrics.relevance(ranking, relevant)

@@ -41,17 +41,23 @@ _BLOCK_ROWS = 512  # queries per similarity block: 512 x 10k float64 = 40 MB
 
 
 def cosine_top_k(
-    queries: np.ndarray, corpus: np.ndarray, depth: int, id_rank: np.ndarray
+    queries: np.ndarray,
+    corpus: np.ndarray,
+    depth: int,
+    id_rank: np.ndarray,
+    starts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the ``depth`` best corpus rows per query, best first.
 
     Cosine is ``dot / (|q| * |c|)`` in float64, the formula of LlamaIndex's SimpleVectorStore.
     Equal scores are ordered by ascending corpus id (``id_rank``), like sentence-transformers'
     InformationRetrievalEvaluator; that total order makes results independent of block size.
+    With ``starts``, ``corpus`` holds windows, those of corpus row ``i`` from ``starts[i]`` to
+    the next start, and a row scores its best window's cosine.
     """
     q = np.asarray(queries, dtype=np.float64)
     c = np.asarray(corpus, dtype=np.float64)
-    depth = min(depth, c.shape[0])
+    depth = min(depth, c.shape[0] if starts is None else len(starts))
     q_norm, c_norm = np.linalg.norm(q, axis=1), np.linalg.norm(c, axis=1)
     idx = np.empty((q.shape[0], depth), dtype=np.int64)
     scores = np.empty((q.shape[0], depth), dtype=np.float64)
@@ -61,6 +67,8 @@ def cosine_top_k(
         with np.errstate(divide="ignore", invalid="ignore"):
             sims /= np.outer(q_norm[start:stop], c_norm)
         sims[np.isnan(sims)] = -np.inf  # zero vectors rank last instead of poisoning the sort
+        if starts is not None:
+            sims = np.maximum.reduceat(sims, starts, axis=1)
         idx[start:stop], scores[start:stop] = _top_rows(sims, depth, id_rank)
     return idx, scores
 

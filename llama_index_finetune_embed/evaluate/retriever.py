@@ -48,16 +48,24 @@ async def bounded(
 
 
 def build_index(
-    dataset: EmbeddingQAFinetuneDataset, embed_model: Any, *, show_progress: bool | None = None
+    dataset: EmbeddingQAFinetuneDataset,
+    embed_model: Any,
+    *,
+    show_progress: bool | None = None,
+    windows: bool = False,
 ) -> Any:
-    """A ``VectorStoreIndex`` over ``TextNode`` s whose ids are the corpus ids."""
+    """A ``VectorStoreIndex`` over ``TextNode`` s whose ids are the corpus ids (``windows``:
+    ``build_window_index`` over them)."""
     from llama_index.core import VectorStoreIndex
     from llama_index.core.schema import TextNode
 
     nodes = [TextNode(id_=cid, text=text) for cid, text in dataset.corpus.items()]
-    return VectorStoreIndex(
-        nodes, embed_model=embed_model, show_progress=progress_enabled(show_progress, logger)
-    )
+    progress = progress_enabled(show_progress, logger)
+    if windows:
+        from llama_index_finetune_embed.serving import build_window_index
+
+        return build_window_index(nodes, embed_model, show_progress=progress)
+    return VectorStoreIndex(nodes, embed_model=embed_model, show_progress=progress)
 
 
 def as_retriever(retriever: Any, top_k: int) -> BaseRetriever:

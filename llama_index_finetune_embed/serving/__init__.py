@@ -1,0 +1,24 @@
+"""Serving long chunks: windows that fit the embed model in, whole chunks out (best window).
+
+``build_window_index(nodes, embed_model)`` returns a ``VectorStoreIndex`` whose retrievers and
+query engines return the original chunks scored by their best window; ``load_window_index``
+loads one back. Modules: ``windows`` (cutting chunks to the model's window), ``index`` (the
+index, its retriever, persistence).
+"""
+
+from llama_index_finetune_embed.serving.index import (
+    WindowIndex,
+    WindowRetriever,
+    build_window_index,
+    load_window_index,
+)
+from llama_index_finetune_embed.serving.windows import WindowSplitter, window_splitter
+
+__all__ = [
+    "WindowIndex",
+    "WindowRetriever",
+    "WindowSplitter",
+    "build_window_index",
+    "load_window_index",
+    "window_splitter",
+]

@@ -1,0 +1,223 @@
+"""Cutting chunks into windows the embed model reads whole (its tokenizer, its length, its prompt).
+
+A :class:`WindowSplitter` is made once per embed model (:func:`window_splitter`) and turns a node
+into window nodes: the node itself when its embedded text fits the model's window, else pieces of
+its text cut at word boundaries, each at most the model's window with the node's metadata header,
+that carry the node's metadata and point at it (``NodeRelationship.PARENT`` and the ``window_of``
+metadata key, left out of what is embedded and what an LLM sees).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Metadata key of a window node: the id of the node it was cut from.
+WINDOW_OF = "window_of"
+#: Tokens per window for embed models whose tokenizer is not known here (API models), counted
+#: with LlamaIndex's tokenizer (``Settings.tokenizer``, cl100k); not measured, pass your own.
+API_WINDOW_TOKENS = 512
+_MIN_TEXT_TOKENS = 16  # a metadata header longer than the window still leaves this much text
+_NAMESPACE = uuid.UUID("6f1c1f2e-5d0b-4a52-9a3e-6d1b8c3f9a10")
+_WORD = re.compile(r"\S+\s*")
+
+
+@dataclass(frozen=True)
+class WindowSplitter:
+    """Splits texts into windows of at most ``tokens`` tokens, consecutive ones sharing ``overlap``.
+
+    ``count(text)`` counts tokens as the model does; ``offsets(text)`` gives each token's
+    ``(start, end)`` characters (or each word's with its token count as ``weights``).
+    """
+
+    tokens: int
+    overlap: int
+    offsets: Callable[[str], tuple[list[tuple[int, int]], list[int]]]
+
+    def split_text(self, text: str, room: int | None = None) -> list[str]:
+        """``text`` as windows of at most ``room`` (default ``tokens``) tokens; whole if it fits."""
+        room = self.tokens if room is None else room
+        spans, weights = self.offsets(text)
+        if sum(weights) <= room:
+            return [text]
+        return [text[spans[a][0] : spans[b - 1][1]] for a, b in _cuts(spans, weights, room,
+                                                                       self.overlap, text)]
+
+    def split_node(self, node: Any) -> list[Any]:
+        """``[node]`` when its embedded text fits one window, else its window nodes."""
+        from llama_index.core.schema import MetadataMode
+
+        full = node.get_content(metadata_mode=MetadataMode.EMBED)
+        spans, weights = self.offsets(full)
+        if sum(weights) <= self.tokens:
+            return [node]
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+        header = max(0, sum(weights) - sum(self.offsets(text)[1]))
+        room = max(_MIN_TEXT_TOKENS, self.tokens - header)
+        return [_window_node(node, piece, i) for i, piece in enumerate(self.split_text(text, room))]
+
+    def split_nodes(self, nodes: Sequence[Any]) -> list[Any]:
+        """Every node's windows, node after node."""
+        return [w for node in nodes for w in self.split_node(node)]
+
+
+def window_splitter(
+    embed_model: Any, *, window_tokens: int | None = None, overlap: int = 0
+) -> WindowSplitter:
+    """The splitter that fits ``embed_model``'s window exactly.
+
+    A ``HuggingFaceEmbedding`` (or an adapter over one) is measured with its own tokenizer: its
+    max length less the special tokens and the document prompt; ``window_tokens`` may only make
+    that smaller. Any other model is given ``window_tokens`` (default ``API_WINDOW_TOKENS``)
+    counted with LlamaIndex's tokenizer.
+
+    Raises:
+        ValueError: ``window_tokens`` below 1 or ``overlap`` not in ``0..window_tokens // 2``.
+    """
+    if window_tokens is not None and window_tokens < 1:
+        raise ValueError(f"window_tokens must be >= 1, got {window_tokens!r}")
+    hf = _hf_model(embed_model)
+    room = _hf_room(hf) if hf is not None else None
+    if room is not None:
+        tokens = min(room, window_tokens) if window_tokens else room
+        offsets = _hf_offsets(hf._model.tokenizer)
+    else:
+        tokens = window_tokens or API_WINDOW_TOKENS
+        offsets = _word_offsets(_llama_tokenizer())
+    if not 0 <= overlap <= tokens // 2:
+        raise ValueError(f"overlap must be in 0..{tokens // 2} (half a window), got {overlap!r}")
+    return WindowSplitter(tokens=tokens, overlap=overlap, offsets=offsets)
+
+
+# -- cutting --------------------------------------------------------------------------------
+
+
+def _cuts(
+    spans: list[tuple[int, int]], weights: list[int], room: int, overlap: int, text: str
+) -> list[tuple[int, int]]:
+    """``(first, stop)`` unit indices of each window: at most ``room`` tokens, ending before a
+    word start when one lies in the window's second half, the next one ``overlap`` tokens back."""
+    cum = [0]
+    for w in weights:
+        cum.append(cum[-1] + w)
+    out, start, n = [], 0, len(spans)
+    while start < n:
+        stop = start + 1
+        while stop < n and cum[stop + 1] - cum[start] <= room:
+            stop += 1
+        if stop < n:
+            stop = _word_start_before(spans, text, start, stop, room, cum)
+        out.append((start, stop))
+        if stop >= n:
+            break
+        back = stop
+        while back > start + 1 and cum[stop] - cum[back - 1] <= overlap:
+            back -= 1
+        start = back
+    return out
+
+
+def _word_start_before(
+    spans: list[tuple[int, int]], text: str, start: int, stop: int, room: int, cum: list[int]
+) -> int:
+    """The latest ``i <= stop`` where a word starts, if the window keeps half its room; else
+    ``stop`` (a word longer than half a window is cut)."""
+    for i in range(stop, start, -1):
+        if cum[i] - cum[start] < room // 2:
+            break
+        begin = spans[i][0]
+        if begin == 0 or text[begin - 1].isspace() or spans[i - 1][1] < begin:
+            return i
+    return stop
+
+
+def _window_node(parent: Any, text: str, index: int) -> Any:
+    """A node holding one window of ``parent``: its metadata, exclusions and source document,
+    a stable id (Qdrant and others want UUIDs), and where it came from."""
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    hidden = [WINDOW_OF]
+    relationships = {NodeRelationship.PARENT: RelatedNodeInfo(node_id=parent.node_id)}
+    if NodeRelationship.SOURCE in parent.relationships:
+        relationships[NodeRelationship.SOURCE] = parent.relationships[NodeRelationship.SOURCE]
+    return TextNode(
+        id_=str(uuid.uuid5(_NAMESPACE, f"{parent.node_id}\x00{index}")),
+        text=text,
+        metadata={**parent.metadata, WINDOW_OF: parent.node_id},
+        excluded_embed_metadata_keys=[*parent.excluded_embed_metadata_keys, *hidden],
+        excluded_llm_metadata_keys=[*parent.excluded_llm_metadata_keys, *hidden],
+        metadata_template=parent.metadata_template,
+        metadata_separator=parent.metadata_separator,
+        text_template=parent.text_template,
+        relationships=relationships,
+    )
+
+
+def parent_id(node: Any) -> str:
+    """The id of the node a window was cut from (its own id for a node that is its own window)."""
+    return str((node.metadata or {}).get(WINDOW_OF) or node.node_id)
+
+
+# -- tokenizers -----------------------------------------------------------------------------
+
+
+def _hf_model(embed_model: Any) -> Any:
+    """The ``HuggingFaceEmbedding`` that embeds documents for ``embed_model`` (itself, or the
+    frozen base of an adapter), or ``None``."""
+    from llama_index_finetune_embed.embeddings import is_hf_embedding
+
+    for candidate in (embed_model, getattr(embed_model, "base_embed_model", None),
+                      getattr(embed_model, "_base_embed_model", None)):  # fmt: skip
+        if candidate is not None and is_hf_embedding(candidate):
+            return candidate
+    return None
+
+
+def _hf_room(hf: Any) -> int | None:
+    """Content tokens one window holds: max length less special tokens and the document prompt."""
+    model = hf._model
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        logger.warning("%s has no fast tokenizer: windows counted with LlamaIndex's", hf.model_name)
+        return None
+    if model.max_seq_length is None:
+        return None
+    prompt = (model.prompts or {}).get("text") or ""
+    used = tokenizer.num_special_tokens_to_add(pair=False)
+    if prompt:
+        used += len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    room = int(model.max_seq_length) - used
+    return room if room > 0 else None
+
+
+def _hf_offsets(tokenizer: Any) -> Callable[[str], tuple[list[tuple[int, int]], list[int]]]:
+    def offsets(text: str) -> tuple[list[tuple[int, int]], list[int]]:
+        spans = tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
+        spans = [tuple(s) for s in spans]
+        return spans, [1] * len(spans)
+
+    return offsets
+
+
+def _llama_tokenizer() -> Callable[[str], Sequence[Any]]:
+    from llama_index.core import Settings
+
+    return Settings.tokenizer
+
+
+def _word_offsets(
+    count: Callable[[str], Sequence[Any]],
+) -> Callable[[str], tuple[list[tuple[int, int]], list[int]]]:
+    def offsets(text: str) -> tuple[list[tuple[int, int]], list[int]]:
+        words = list(_WORD.finditer(text))
+        return [m.span() for m in words], [max(1, len(count(m.group()))) for m in words]
+
+    return offsets
