@@ -9,11 +9,15 @@ difference to the status-quo base). Rows:
 
 - ``base``: what a LlamaIndex user has today: ``HuggingFaceEmbedding(model_name=<base>)`` as
   shipped (its configured max length, long texts truncated). Every delta is against this row.
-- ``base windows`` (``--base-variants``): the same model reading long texts in windows.
+- ``base + windows``: the same model in ``build_window_index`` (long chunks read as windows,
+  each chunk scored by its best window); rows ``... + windows`` also print their difference to
+  this row (``vs base+w``).
+- ``base mean of windows`` / ``base at 512`` (``--base-variants``): one vector per chunk, the
+  mean of its windows; truncation at 512 tokens.
 - ``(a) tutorial``: the engine trained on the tutorial's 668 GPT-3.5 Lyft questions
   (``../shared/data/seed10k/train_dataset.json``), served as ``get_finetuned_model()`` serves
-  it; the Uber val MRR@10 (790 GPT-3.5 questions) is printed beside it, as served (long chunks
-  cut at the model's length) and with long chunks read in windows.
+  it, and ``+ windows``. Scored on every set, the tutorial's Uber val too (``uber``: 790
+  GPT-3.5 questions over 395 chunks of Uber's 10-K, 70% of them longer than 512 tokens).
 - ``(b) offline job``: the main job's offline training stage on the set's own corpus, no labels:
   inverse-cloze pseudo-queries (``pipeline.training_pairs``, the ``--offline-train pseudo``
   default, at most ``max_train_chunks`` = 1000 documents) over ``--offline-chunks`` sampled
@@ -22,7 +26,10 @@ difference to the status-quo base). Rows:
   generated questions could reach.
 
 Recipes are engine keywords (``--recipe NAME='{"learning_rate": 2e-5}'``; ``default`` = the
-engine's defaults), each trained with every ``--seeds`` seed. Usage (heavy: one at a time)::
+engine's defaults), each trained with every ``--seeds`` seed. One key is the bench's own:
+``"train_on": "best_window"`` replaces each training pair's chunk by its window that the base
+model scores highest for the question (windows as ``build_window_index`` cuts them).
+Usage (heavy: one at a time)::
 
     .venv/bin/python benchmarks/bench_human.py --quick --bf16     # rows a, b, c; 2 seeds
     .venv/bin/python benchmarks/bench_human.py --bf16             # the full sets (longer)
@@ -52,7 +59,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 HUMAN = SHARED / "human"
-SETS = {"scifact": "scifact_train", "squad": "squad_even"}
+# uber (None): the tutorial's val set of generated questions, scored only
+SETS = {"scifact": "scifact_train", "squad": "squad_even", "squad_long": "squad_long_even",
+        "uber": None}  # fmt: skip
 METRICS = ("ndcg@10", "mrr@10", "accuracy@10")
 
 
@@ -97,6 +106,11 @@ class HumanSet:
         from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
 
         self.name = name
+        if SETS[name] is None:  # the tutorial's Uber val: no human half to train on
+            val = SHARED / "seed10k" / "val_dataset.json"
+            self.eval = EmbeddingQAFinetuneDataset.from_json(val)
+            self.corpus, self.human_train = self.eval.corpus, None
+            return
         corpus, queries, qrels = load_beir(HUMAN / SETS[name])
         train_q, eval_q = split_by_document(qrels, split_seed)
         self.human_train = EmbeddingQAFinetuneDataset(
@@ -159,21 +173,6 @@ def train(dataset: Any, base: str, out: Path, recipe: dict[str, Any], seed: int)
     return time.perf_counter() - start, engine.metrics
 
 
-def uber_mrr(model_dir: Path, served: Any, windows: bool, bf16: bool) -> tuple[float, ...]:
-    """Uber val MRR@10 as served (long chunks cut at the model's length) [, read in windows]."""
-    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, evaluate_retrieval
-    from llama_index_finetune_embed.embeddings import load_embed_model
-
-    val = EmbeddingQAFinetuneDataset.from_json(SHARED / "seed10k" / "val_dataset.json")
-    models = [served]
-    if windows:
-        models.append(fast(load_embed_model(model_dir, long_texts="window"), bf16))
-    return tuple(
-        evaluate_retrieval(val, m, top_k=10, n_resamples=200, show_progress=False)
-        .metrics["mrr@10"] for m in models
-    )
-
-
 def fast(model: Any, bf16: bool) -> Any:
     """The embed model with bf16 weights (about 2-4x faster on CPUs with bf16 matmuls)."""
     if bf16:
@@ -184,21 +183,48 @@ def fast(model: Any, bf16: bool) -> Any:
 
 
 def variants(model_dir: Path, base_path: str, args: argparse.Namespace) -> Any:
-    """(label suffix, model dir, served embed model) for a trained model and its variants:
-    reading long texts in windows, and weight-space averages with the base (``--mix``)."""
+    """(label suffix, model dir, served embed model, index) for a trained model and its variants:
+    served as ``get_finetuned_model()`` serves it, at other lengths (``--serve-lengths``) and
+    averaged with the base (``--mix``), each plain and in ``build_window_index``."""
     from llama_index_finetune_embed import load_finetuned_model
 
-    yield "", model_dir, fast(load_finetuned_model(model_dir), args.bf16)
-    if args.serve_windows:
-        model = load_finetuned_model(model_dir, long_texts="window")
-        yield " windows", model_dir, fast(model, args.bf16)
-    for length in args.serve_lengths:
-        model = load_finetuned_model(model_dir, max_length=length)
-        yield f" served at {length}", model_dir, fast(model, args.bf16)
+    served = [("", model_dir, {})]
+    served += [(f" at {n}", model_dir, {"max_length": n}) for n in args.serve_lengths]
     for weight in args.mix:
         mixed = model_dir / f"mix{weight}"
         mix_with_base(model_dir, base_path, weight, mixed)
-        yield f" base_weight={weight}", mixed, fast(load_finetuned_model(mixed), args.bf16)
+        served.append((f" base_weight={weight}", mixed, {}))
+    for suffix, folder, kwargs in served:
+        model = fast(load_finetuned_model(folder, **kwargs), args.bf16)
+        yield suffix, folder, model, "plain"
+        yield f"{suffix} + windows", folder, model, "windows"
+
+
+def best_window_pairs(dataset: Any, base_path: str, bf16: bool) -> Any:
+    """``dataset`` with each chunk replaced, per question, by its window the base scores highest
+    (windows as ``build_window_index`` cuts them for the base)."""
+    import numpy as np
+
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+    from llama_index_finetune_embed.embeddings import embed_queries, load_embed_model
+    from llama_index_finetune_embed.evaluate.fast import corpus_windows
+
+    base = fast(load_embed_model(base_path), bf16)
+    texts, starts = corpus_windows(dataset, base)
+    vectors = np.asarray(base.get_text_embedding_batch(texts), dtype=np.float64)
+    ends = np.append(starts[1:], len(texts))
+    span = {cid: (a, b) for cid, a, b in zip(dataset.corpus, starts, ends, strict=True)}
+    qids = list(dataset.queries)
+    queries = np.asarray(embed_queries(base, [dataset.queries[q] for q in qids]), np.float64)
+    corpus, relevant = {}, {}
+    for qid, qvec in zip(qids, queries, strict=True):
+        cid = dataset.relevant_docs[qid][0]
+        a, b = span[cid]
+        best = a + int(np.argmax(vectors[a:b] @ qvec))
+        wid = cid if b - a == 1 else f"{cid}#w{best - a}"
+        corpus[wid], relevant[qid] = texts[best], [wid]
+    return EmbeddingQAFinetuneDataset(queries=dict(dataset.queries), corpus=corpus,
+                                      relevant_docs=relevant)  # fmt: skip
 
 
 def mix_with_base(model_dir: Path, base_path: str, weight: float, out: Path) -> None:
@@ -225,14 +251,21 @@ class Scorer:
         self.hset = hset
         self.base = evaluate_retrieval(hset.eval, base, top_k=10, name="base")
         self.rows: list[dict[str, Any]] = [self._row(self.base, None)]
+        self.base_windows: Any = None  # the base in build_window_index, once scored
 
-    def add(self, label: str, model: Any, **extra: Any) -> dict[str, Any]:
+    def add(self, label: str, model: Any, index: str = "plain", **extra: Any) -> dict[str, Any]:
         from llama_index_finetune_embed import ComparisonTable, evaluate_retrieval
 
         start = time.perf_counter()
-        result = evaluate_retrieval(self.hset.eval, model, top_k=10, name=label)
+        result = evaluate_retrieval(self.hset.eval, model, top_k=10, name=label, index=index)
         table = ComparisonTable.from_results([self.base, result])
         row = self._row(result, table, eval_seconds=time.perf_counter() - start, **extra)
+        if index == "windows" and self.base_windows is None:
+            self.base_windows = result
+        elif index == "windows":
+            d = ComparisonTable.from_results([self.base_windows, result]).paired_diff(
+                label, "ndcg@10")
+            row["vs_base_windows"] = (100 * d.delta, 100 * d.ci[0], 100 * d.ci[1])
         self.rows.append(row)
         print(_fmt_row(self.hset.name, row), flush=True)
         return row
@@ -257,27 +290,27 @@ def _fmt_row(name: str, row: dict[str, Any]) -> str:
         parts.append(f"{m} {cell}")
     if "guard" in row:
         parts.append(f"guard {row['guard']} (trained: canary {row['canary']:+.1f})")
-    if "uber" in row:
-        parts.append("uber mrr@10 " + "/".join(f"{v:.3f}" for v in row["uber"]))
+    if "vs_base_windows" in row:
+        parts.append("vs base+w {:+.1f} [{:+.1f},{:+.1f}]".format(*row["vs_base_windows"]))
     if "seconds" in row:
         parts.append(f"trained {row['seconds']:.0f} s, scored {row['eval_seconds']:.0f} s")
     return "  ".join(parts)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """One table: model x set, NDCG@10 with its paired interval, MRR@10, hit@10, Uber MRR@10."""
+    """One table: model x set, NDCG@10 with its paired intervals (vs the status quo and, for
+    window rows, vs the base in build_window_index), MRR@10, hit@10."""
     lines = [
-        "| model | set | NDCG@10 | Δ NDCG@10 [95%] | MRR@10 | hit@10 | Uber MRR@10 |",
+        "| model | set | NDCG@10 | Δ vs status quo [95%] | Δ vs base + windows [95%] | MRR@10 "
+        "| hit@10 |",
         "|:--|:--|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
-        delta = "-" if "d_ndcg@10" not in r else "{:+.1f} [{:+.1f}, {:+.1f}]".format(
-            *r["d_ndcg@10"]
-        )
-        uber = "-" if "uber" not in r else " / ".join(f"{v:.3f}" for v in r["uber"])
+        cells = ["-" if key not in r else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*r[key])
+                 for key in ("d_ndcg@10", "vs_base_windows")]  # fmt: skip
         lines.append(
-            f"| {r['model']} | {r['set']} | {r['ndcg@10']:.1f} | {delta} | "
-            f"{r['mrr@10']:.1f} | {r['accuracy@10']:.1f} | {uber} |"
+            f"| {r['model']} | {r['set']} | {r['ndcg@10']:.1f} | {cells[0]} | {cells[1]} | "
+            f"{r['mrr@10']:.1f} | {r['accuracy@10']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -295,15 +328,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", action="append", default=[],
                    help='NAME=JSON engine keywords; default: default={}')
     p.add_argument("--base-variants", action="store_true",
-                   help="also score the base reading long texts in windows")
-    p.add_argument("--serve-windows", action="store_true",
-                   help="also score each finetuned model reading long texts in windows")
+                   help="also score the base as one mean-of-windows vector and at 512 tokens")
     p.add_argument("--mix", nargs="*", type=float, default=[],
                    help="also score each model averaged with the base at these base weights")
     p.add_argument("--serve-lengths", nargs="*", type=int, default=[],
-                   help="also score each model served at these max lengths (truncating)")
-    p.add_argument("--uber-windows", action="store_true",
-                   help="also score Uber val with long chunks read in windows")
+                   help="also score each model served at these max lengths")
     p.add_argument("--bf16", action="store_true",
                    help="embed in bf16 (faster on CPU; every row alike, base included)")
     p.add_argument("--offline-chunks", type=int, default=None,
@@ -332,14 +361,16 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     sets = {n: HumanSet(n, args.quick, args.split_seed) for n in args.sets}
     for n, s in sets.items():
+        human = len(s.human_train.queries) if s.human_train else 0
         print(f"{n}: {len(s.eval.queries)} eval queries over {len(s.corpus)} docs; "
-              f"{len(s.human_train.queries)} human training queries", flush=True)
+              f"{human} human training queries", flush=True)
     scorers = {n: Scorer(s, fast(status_quo_base(base_path), args.bf16)) for n, s in sets.items()}
     for sc in scorers.values():
         print(_fmt_row(sc.hset.name, sc.rows[0]), flush=True)
+        sc.add("base + windows", fast(status_quo_base(base_path), args.bf16), index="windows")
         if args.base_variants:
             windows = load_embed_model(base_path, long_texts="window")
-            sc.add("base windows", fast(windows, args.bf16))
+            sc.add("base mean of windows", fast(windows, args.bf16))
             sc.add("base at 512", fast(load_embed_model(base_path, max_length=512), args.bf16))
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
 
@@ -347,31 +378,32 @@ def main(argv: list[str] | None = None) -> None:
     n_off = args.offline_chunks or (400 if args.quick else 1500)
     args.out.mkdir(parents=True, exist_ok=True)
     for rname, recipe in recipes(args.recipe).items():
+        recipe = dict(recipe)
+        train_on = recipe.pop("train_on", "chunk")
         for seed in args.seeds:
             tag = f"{rname} s{seed}"
             jobs = []
             if "a" in args.rows:
                 jobs.append(("(a) tutorial", tutorial, list(scorers.values())))
             for name, sc in scorers.items():
-                if "b" in args.rows:
+                if "b" in args.rows and sets[name].human_train is not None:
                     pairs = sets[name].offline_train(n_off, seed, **args.offline_options)
                     jobs.append(("(b) offline job", pairs, [sc]))
-                if "c" in args.rows:
+                if "c" in args.rows and sets[name].human_train is not None:
                     jobs.append(("(c) human half", sets[name].human_train, [sc]))
             for kind, data, targets in jobs:
+                if train_on == "best_window":
+                    data = best_window_pairs(data, base_path, args.bf16)
                 with tempfile.TemporaryDirectory(dir=args.out) as tmp:
                     secs, metrics = train(data, base_path, Path(tmp), recipe, seed)
                     guard = metrics.get("guard") or {}
-                    for suffix, model_dir, model in variants(Path(tmp), base_path, args):
+                    for suffix, _, model, index in variants(Path(tmp), base_path, args):
                         extra: dict[str, Any] = {"seconds": secs}
                         if guard and not suffix:
                             extra["guard"] = guard["decision"]
                             extra["canary"] = guard["tried"][0]["checks"][0]["delta"]
-                        if kind.startswith("(a)") and "windows" not in suffix:
-                            extra["uber"] = uber_mrr(model_dir, model, args.uber_windows,
-                                                     args.bf16)
                         for sc in targets:
-                            sc.add(f"{kind} {tag}{suffix}", model, **extra)
+                            sc.add(f"{kind} {tag}{suffix}", model, index=index, **extra)
     rows = [r for sc in scorers.values() for r in sc.rows]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (args.out / f"human-{stamp}.json").write_text(json.dumps(

@@ -45,6 +45,7 @@ from llama_index_finetune_embed.offline import (
 )
 from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
 from llama_index_finetune_embed.pseudo import generate_pseudo_queries
+from llama_index_finetune_embed.serving import WindowIndex, build_window_index, load_window_index
 
 __version__ = "0.1.0"
 
@@ -65,7 +66,9 @@ __all__ = [
     "RetrievalResult",
     "RunConfig",
     "SentenceTransformersFinetuneEngine",
+    "WindowIndex",
     "agenerate_qa_embedding_pairs",
+    "build_window_index",
     "chunk_documents",
     "compare_embed_models",
     "evaluate_retrieval",
@@ -78,6 +81,7 @@ __all__ = [
     "load_documents",
     "load_embed_model",
     "load_finetuned_model",
+    "load_window_index",
     "offline_val_questions",
     "parse_questions",
     "run_pipeline",

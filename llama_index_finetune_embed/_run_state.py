@@ -20,7 +20,7 @@ from typing import Any
 from llama_index_finetune_embed._io import atomic_write_json, text_hash
 
 #: The stages of a run, in order: redoing one redoes every later one.
-STAGES = ("chunks", "split", "generate", "finetune", "evaluate")
+STAGES = ("chunks", "split", "generate", "finetune", "evaluate", "index")
 _FORMAT = 2
 
 
@@ -63,6 +63,7 @@ def stage_inputs(config: Any, choices: Any) -> dict[str, dict[str, Any]]:
             **pick("epochs", "batch_size", "max_seq_length", "base_weight", "guard", "seed"),
         },
         "evaluate": {"base_model": choices.base_model, **pick("top_k", "seed")},
+        "index": {"index": "windows"},
     }
 
 

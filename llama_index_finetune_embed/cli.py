@@ -110,6 +110,13 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tokens per text for every model given by id/path (compare at equal length)",
     )
+    ev.add_argument(
+        "--index",
+        choices=("plain", "windows", "both"),
+        default="plain",
+        help="plain: one vector per chunk (VectorStoreIndex); windows: build_window_index (long "
+        "chunks read whole, each scored by its best window); both: a row of each per model",
+    )
     ev.add_argument("--report", default=None, help="write a markdown report here")
     ev.add_argument("--plot", default=None, help="write a PNG chart here")
     ev.set_defaults(func=_cmd_evaluate)
@@ -186,6 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print()
     print(result.table_markdown)
     print(f"\nreport: {result.report_path}\nmodel:  {result.model_path}")
+    print(f"index:  {result.index_path}  (load_window_index, see README)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -265,6 +273,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         models,
         top_k=args.top_k,
         max_seq_length=args.max_seq_length,
+        index=args.index,
         show_progress=True,
     )
     text = table.to_markdown()

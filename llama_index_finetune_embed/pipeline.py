@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -314,11 +315,35 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def index_chunks(nodes: Sequence[TextNode], model_dir: Path, out: Path, stages: RunState) -> Path:
+    """Stage 6: every chunk in ``build_window_index`` with the finetuned model -> ``DIR/index``.
+
+    Windows, because reading each chunk whole and scoring it by its best window won or tied on
+    every set measured (README, "Long chunks"); ``load_window_index(DIR/index)`` loads it.
+    """
+    from llama_index_finetune_embed.finetune import load_finetuned_model
+    from llama_index_finetune_embed.serving import build_window_index
+    from llama_index_finetune_embed.serving.index import CONFIG_NAME
+
+    path = out / "index"
+    if stages.finished("index", path / CONFIG_NAME, path / "docstore.json"):
+        return path
+    index = build_window_index(nodes, load_finetuned_model(model_dir), show_progress=True)
+    staging = out / ".index.part"
+    shutil.rmtree(staging, ignore_errors=True)
+    index.persist(staging)
+    shutil.rmtree(path, ignore_errors=True)
+    staging.rename(path)  # a killed run leaves the old index or none, never half of one
+    stages.mark("index", chunks=len(nodes), vectors=len(index.index_struct.nodes_dict))
+    return path
+
+
 class PipelineResult(BaseModel):
     """Where a run left its outputs, and the comparison table as markdown."""
 
     out: str
     model_path: str
+    index_path: str
     report_path: str
     plot_path: str
     table_markdown: str
@@ -339,7 +364,8 @@ def evaluate_models(
     The first row, which every difference is measured against, is the base model exactly as
     LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long
     chunks truncated): what the user has before finetuning. The finetuned model is served as
-    ``get_finetuned_model()`` serves it.
+    ``get_finetuned_model()`` serves it. Each model is also scored in ``build_window_index``
+    (rows ``... + windows``): four rows in all.
     """
     from llama_index_finetune_embed.evaluate import compare_embed_models
     from llama_index_finetune_embed.evaluate.run_report import render_run_report
@@ -351,6 +377,7 @@ def evaluate_models(
     table = compare_embed_models(
         val,
         {BASE_ROW: choices.base_model, "finetuned": str(model_dir)},
+        index="both",
         top_k=config.top_k,
         seed=config.seed,
         show_progress=True,
@@ -401,10 +428,13 @@ def run_pipeline(
         table_markdown, metrics = evaluate_models(
             train, val, choices, model_dir, config, out, stages
         )
+        index_path = index_chunks(nodes, model_dir, out, stages)
+        announce(f"index: {index_path} (load_window_index)")
         announce(f"finished in {time.perf_counter() - started:.0f} s")
     return PipelineResult(
         out=str(out),
         model_path=str(model_dir),
+        index_path=str(index_path),
         report_path=str(out / "report.md"),
         plot_path=str(out / "report.png"),
         table_markdown=table_markdown,

@@ -1,5 +1,8 @@
 """A local OpenAI-compatible chat-completions server for tests and benchmarks (stdlib only).
 
+It also answers ``POST /v1/embeddings`` with deterministic bag-of-words vectors (each word
+hashed to one of ``EMBED_DIM`` dimensions), recording every input text in ``embedded``.
+
 It listens on 127.0.0.1 only, on a free port, answers ``POST /v1/chat/completions`` after a
 configurable delay with a deterministic list of questions about the chunk in the prompt, and
 injects faults at a configurable rate: 429 (with ``Retry-After``), 500/503, hung requests
@@ -26,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "drop", "garbage")
+EMBED_DIM = 64
+_WORDS = re.compile(r"[a-z0-9]+")
 _CONTEXT = re.compile(r"-{5,}\n(.*?)\n-{5,}", re.DOTALL)
 _NUM = re.compile(r"(\d+) questions")
 
@@ -124,6 +129,7 @@ class FakeOpenAIServer:
         self.valid_questions: set[str] = set()
         self.prompt_tokens = self.completion_tokens = 0
         self.in_flight = self.max_in_flight = 0
+        self.embedded: list[str] = []  # every text sent to /v1/embeddings, in order
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -212,6 +218,29 @@ class FakeOpenAIServer:
             self.valid_questions.update(questions)
         return format_answer(questions, context)
 
+    def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An ``/v1/embeddings`` answer: bag-of-words vectors (base64 float32 when asked, as the
+        openai client asks by default)."""
+        import base64
+        import struct
+
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self._lock:
+            self.embedded.extend(texts)
+        data = []
+        for i, text in enumerate(texts):
+            vec = [0.0] * EMBED_DIM
+            for word in _WORDS.findall(str(text).lower()):
+                vec[int(hashlib.md5(word.encode()).hexdigest(), 16) % EMBED_DIM] += 1.0
+            vec[0] += 1e-3  # never the zero vector
+            value: Any = vec
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{EMBED_DIM}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(len(str(t).split()) for t in texts)
+        return {"object": "list", "data": data, "model": body.get("model", "fake"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+
     def _count_usage(self, prompt: str, content: str) -> dict[str, int]:
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(content.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -249,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self._send(200, self.fake.embeddings(body))
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return

@@ -51,10 +51,22 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     report = (out / "report.md").read_text()
     assert "held-out questions" in report and "finetuned" in report
     assert "| base (as LlamaIndex loads it) |" in report  # the status quo is the first row
+    rows = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
+    assert rows[1:5] == ["base (as LlamaIndex loads it)", "base (as LlamaIndex loads it) + "
+                         "windows", "finetuned", "finetuned + windows"]  # fmt: skip
+    assert f'load_window_index("{out / "index"}")' in report
+    assert f"index:  {out / 'index'}" in printed
+    from llama_index_finetune_embed import load_window_index
+
+    index = load_window_index(out / "index")  # the finetuned model, every chunk, windows
+    chunks = json.loads((out / "chunks.json").read_text())
+    assert index.embed_model.model_name == str((out / "model").resolve())
+    hits = index.as_retriever(similarity_top_k=3).retrieve("a question about the documents")
+    assert len(hits) == 3 and {h.node.node_id for h in hits} <= {c["id_"] for c in chunks}
     assert "- guard: the finetuned model" in report and "canary (171 questions)" in report
     assert "Resolution: with" in report
     stages = json.loads((out / "stages.json").read_text())["stages"]
-    assert set(stages) == {"chunks", "split", "generate", "finetune", "evaluate"}
+    assert set(stages) == {"chunks", "split", "generate", "finetune", "evaluate", "index"}
     assert stages["finetune"]["inputs"]["base_model"] == str(tiny_model_path)
 
     split = json.loads((out / "split.json").read_text())
@@ -68,7 +80,7 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     assert main(_run_args(corpus, out, tiny_model_path)) == 0
     assert server.snapshot()["requests"] == calls  # nothing asked again
     printed = capsys.readouterr().out
-    for stage in ("chunks", "split", "generate", "finetune", "evaluate"):
+    for stage in ("chunks", "split", "generate", "finetune", "evaluate", "index"):
         assert f"{stage}: reused (inputs unchanged)" in printed
     assert (out / "model" / "model.safetensors").read_bytes() == model_bytes
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import TOY_TEXTS
 
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
 from llama_index_finetune_embed.evaluate import (
@@ -440,7 +441,9 @@ def test_public_signatures_show_the_evaluator_settings():
     assert names[:2] == ["top_k", "method"] and "num_workers" in names
     for fn in (evaluate_retrieval, compare_embed_models, evaluate_embeddings, embed_dataset):
         params = list(inspect.signature(fn).parameters.values())
-        assert params[-len(settings) :] == settings, fn.__name__
+        assert [p.name for p in params[-len(settings) :]] == names, fn.__name__
+        own = [p for p in params[-len(settings) :] if p not in settings]
+        assert [p.name for p in own] == (["index"] if fn is compare_embed_models else [])
         assert not any(p.kind is p.VAR_KEYWORD for p in params), fn.__name__
         assert "num_workers=8" in fn.__doc__ and "Example:" in fn.__doc__, fn.__name__
     assert list(inspect.signature(evaluate_retrieval).parameters)[:4] == [
@@ -476,3 +479,43 @@ def test_mrr_at_k_equals_the_fast_path_mrr_at_10():
     mrr = mrr_at_k(queries, corpus, [{i} for i in range(n)], k=10)
     assert mrr == pytest.approx(fast.metrics["mrr@10"], abs=1e-12)
     assert 0 < mrr < 1
+
+
+def _long_dataset() -> EmbeddingQAFinetuneDataset:
+    """Chunks of three toy sentences; each question's chunks are those holding its sentence."""
+    corpus = {f"c{i}": " ".join(TOY_TEXTS[(i + j) % 8] for j in range(3)) for i in range(8)}
+    relevant = {f"q{i}": [f"c{(t - j) % 8}" for j in range(3) for t in rel[:1]]
+                for i, (_, rel) in enumerate(TOY_QUESTIONS)}  # fmt: skip
+    queries = {f"q{i}": q for i, (q, _) in enumerate(TOY_QUESTIONS)}
+    return EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
+
+
+def test_windows_fast_path_equals_the_window_index_retriever_id_for_id(tiny_embed):
+    """index='windows': the fast path (windows embedded once, best window per chunk) ranks
+    exactly as build_window_index's retriever does, and differs from the plain index."""
+    ds = _long_dataset()
+    tiny_embed._model.max_seq_length = 14  # every chunk needs several windows
+    fast = evaluate_retrieval(ds, tiny_embed, top_k=5, index="windows", n_resamples=10)
+    slow = evaluate_retrieval(ds, tiny_embed, top_k=5, index="windows", method="retriever",
+                              n_resamples=10)  # fmt: skip
+    plain = evaluate_retrieval(ds, tiny_embed, top_k=5, n_resamples=10)
+    assert [r.retrieved_ids for r in fast.per_query] == [r.retrieved_ids for r in slow.per_query]
+    assert [r.retrieved_ids for r in fast.per_query] != [r.retrieved_ids for r in plain.per_query]
+    assert slow.metrics == {k: fast.metrics[k] for k in slow.metrics}
+
+
+def test_compare_embed_models_both_gives_a_plain_and_a_windows_row_per_model(tiny_model_path):
+    from llama_index_finetune_embed.embeddings import load_embed_model
+
+    ds = _long_dataset()
+    model = load_embed_model(tiny_model_path, max_length=14)
+    table = compare_embed_models(ds, {"base": model, "other": model}, index="both", top_k=3,
+                                 n_resamples=10)  # fmt: skip
+    assert [r.name for r in table.results] == ["base", "base + windows", "other",
+                                               "other + windows"]  # fmt: skip
+    windows = evaluate_retrieval(ds, model, top_k=3, index="windows", n_resamples=10)
+    assert table.results[1].metrics == windows.metrics
+    with pytest.raises(ValueError, match="index must be 'plain', 'windows' or 'both'"):
+        compare_embed_models(ds, {"base": model}, index="max")
+    with pytest.raises(ValueError, match="index must be 'plain' or 'windows'"):
+        RetrievalEvaluator(ds, index="both")

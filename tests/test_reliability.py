@@ -15,7 +15,7 @@ from _fake_openai import FakeOpenAIServer
 from llama_index_finetune_embed._run_state import RunState, describe_change, run_lock
 from llama_index_finetune_embed.cli import main
 
-STAGES = ("chunks", "split", "generate", "finetune", "evaluate")
+STAGES = ("chunks", "split", "generate", "finetune", "evaluate", "index")
 
 
 def _args(docs: Path | str, out: Path, model: Path, *extra: str) -> list[str]:
@@ -144,7 +144,7 @@ def test_restart_redoes_a_stage_and_the_later_ones(tmp_path):
     assert again.plan_lines() == [
         "chunks: reused (inputs unchanged)", "split: reused (inputs unchanged)",
         "generate: reused (inputs unchanged)", "finetune: redo (--restart finetune)",
-        "evaluate: redo (after finetune)",
+        "evaluate: redo (after finetune)", "index: redo (after finetune)",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="--restart must be one of"):
         RunState(tmp_path, inputs, restart="train")

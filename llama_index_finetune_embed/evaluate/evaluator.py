@@ -231,8 +231,11 @@ def _takes_settings(fn: _F) -> _F:
         return fn(*args, **kwargs)
 
     own = inspect.signature(fn)
-    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    settings = [p for p in _SETTINGS if p.name not in own.parameters]  # fn's own form wins
+    # a setting fn takes in a form of its own (compare_embed_models' index) keeps its place
+    settings = [own.parameters.get(p.name, p) for p in _SETTINGS]
+    names = {p.name for p in settings}
+    params = [p for p in own.parameters.values()
+              if p.kind is not p.VAR_KEYWORD and p.name not in names]  # fmt: skip
     wrapper.__signature__ = own.replace(parameters=[*params, *settings])  # type: ignore[attr-defined]
     head, example, tail = (fn.__doc__ or "").partition("    Example:")
     wrapper.__doc__ = head + _settings_note() + example + tail

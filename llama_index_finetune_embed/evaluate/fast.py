@@ -79,15 +79,15 @@ def embed(
     *,
     num_workers: int,
     progress: bool,
-    windows: bool = False,
+    windows: Any = False,
 ) -> DatasetEmbeddings:
     """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes; sent
     longest first, returned in corpus order), queries through the model's query path (with its
     query instruction). ``windows``: each chunk cut into the windows ``build_window_index``
-    stores for it, every window embedded."""
+    stores for it (``True``) or a given ``WindowSplitter`` cuts, every window embedded."""
     texts, starts = list(ds.corpus.values()), None
-    if windows:
-        texts, starts = corpus_windows(ds, model)
+    if windows is not False:
+        texts, starts = corpus_windows(ds, model, None if windows is True else windows)
     # longest first: each embed batch holds texts of about one length (less padding, same vectors)
     order = np.argsort([-len(t) for t in texts], kind="stable")
     vectors = model.get_text_embedding_batch([texts[i] for i in order], show_progress=progress)
@@ -97,14 +97,17 @@ def embed(
     return DatasetEmbeddings(np.asarray(queries, np.float64), corpus, starts)
 
 
-def corpus_windows(ds: EmbeddingQAFinetuneDataset, model: Any) -> tuple[list[str], np.ndarray]:
+def corpus_windows(
+    ds: EmbeddingQAFinetuneDataset, model: Any, splitter: Any = None
+) -> tuple[list[str], np.ndarray]:
     """(window texts as embedded, first window of each chunk): what ``build_window_index``
-    stores for ``TextNode(id_=corpus_id, text=text)`` chunks."""
+    stores for ``TextNode(id_=corpus_id, text=text)`` chunks (``splitter``: default the
+    model's own)."""
     from llama_index.core.schema import MetadataMode, TextNode
 
     from llama_index_finetune_embed.serving.windows import window_splitter
 
-    splitter = window_splitter(model)
+    splitter = splitter or window_splitter(model)
     texts, starts = [], []
     for cid, text in ds.corpus.items():
         starts.append(len(texts))

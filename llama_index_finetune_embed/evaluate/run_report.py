@@ -45,6 +45,10 @@ def render_run_report(
         f"- finetuned model: {out / 'model'}",
         "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
         "configured length, long chunks truncated); every difference is against it",
+        "- rows `+ windows`: the same model in `build_window_index` (each chunk longer than the "
+        "model's window read as windows, scored by its best window); the run's index, "
+        f"`{out / 'index'}`, is the finetuned model built that way: "
+        f"`load_window_index(\"{out / 'index'}\")`",
         *_few_questions_note(val),
         *_copied_sentences_note(val),
         *_guard_lines(out / "model" / "metrics.json"),

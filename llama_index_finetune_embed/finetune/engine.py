@@ -392,14 +392,18 @@ class SentenceTransformersFinetuneEngine:
     def get_finetuned_model(self, **model_kwargs: Any) -> BaseEmbedding:
         """The finetuned model as a LlamaIndex ``HuggingFaceEmbedding`` with its training prompts.
 
-        Same as :func:`load_finetuned_model` on ``model_output_path``. Chunks longer than the
-        model's window are truncated, as ``HuggingFaceEmbedding`` does; pass
-        ``long_texts="window"`` to embed them whole (token-weighted mean of consecutive windows).
+        Same as :func:`load_finetuned_model` on ``model_output_path``. In a plain
+        ``VectorStoreIndex`` a chunk longer than the model's window is truncated, as
+        ``HuggingFaceEmbedding`` does. When chunks are longer than that (LlamaIndex's default
+        chunk is 1,024 tokens; MiniLM reads 256), serve it in ``build_window_index(nodes,
+        embed_model)`` instead: every chunk read whole as windows, each scored by its best window,
+        which won or tied on every set measured (README, "Long chunks").
 
         Example:
             >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP
             >>> len(embed_model.get_query_embedding("When was Lyft founded?"))  # doctest: +SKIP
             384
+            >>> index = build_window_index(nodes, embed_model)  # doctest: +SKIP
         """
         return load_finetuned_model(self.model_output_path, **model_kwargs)
 

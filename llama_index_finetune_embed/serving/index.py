@@ -44,12 +44,17 @@ class WindowIndex(VectorStoreIndex):
         nodes: Sequence[BaseNode] | None = None,
         *,
         window_tokens: int | None = None,
-        overlap: int = 0,
+        overlap: int | None = None,
         **kwargs: Any,
     ) -> None:
         self._window_tokens, self._overlap = window_tokens, overlap
         self._splitter: Any = None
         super().__init__(nodes, **kwargs)
+
+    @property
+    def embed_model(self) -> Any:
+        """The embed model that reads the windows and the queries."""
+        return self._embed_model
 
     @property
     def splitter(self) -> Any:
@@ -93,7 +98,7 @@ class WindowIndex(VectorStoreIndex):
             "format": 1,
             "embed_model": _model_id(self._embed_model),
             "window_tokens": self.splitter.tokens,
-            "overlap": self._overlap,
+            "overlap": self.splitter.overlap,
         })  # fmt: skip
 
 
@@ -165,7 +170,7 @@ def build_window_index(
     embed_model: Any,
     *,
     window_tokens: int | None = None,
-    overlap: int = 0,
+    overlap: int | None = None,
     storage_context: StorageContext | None = None,
     show_progress: bool = False,
     **kwargs: Any,
@@ -183,7 +188,7 @@ def build_window_index(
         embed_model: any LlamaIndex ``BaseEmbedding`` (the finetuned model, an adapter, an
             API model).
         window_tokens: at most this many tokens per window (default: all the model reads).
-        overlap: tokens shared by consecutive windows of a chunk.
+        overlap: tokens shared by consecutive windows of a chunk (default: a quarter window).
         storage_context: where windows (vector store) and chunks (docstore) go; any vector store.
         show_progress: embedding progress bar.
         **kwargs: passed to ``VectorStoreIndex`` (e.g. ``insert_batch_size``).
@@ -241,7 +246,7 @@ def load_window_index(
         raise ValueError(f"no index found in the storage context (index_id={index_id!r})")
     return WindowIndex(
         window_tokens=config.get("window_tokens"),
-        overlap=config.get("overlap", 0),
+        overlap=config.get("overlap"),
         index_struct=struct,
         storage_context=storage_context,
         embed_model=embed_model,
