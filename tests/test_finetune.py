@@ -425,3 +425,29 @@ def test_default_length_is_what_the_positions_take_not_the_st_config():
     assert default_max_seq_length(model) == 512
 
 
+
+
+@pytest.mark.slow
+def test_served_lengths_plain_halfway_windows_at_the_bases_length(
+    toy_dataset, tiny_model_path, tmp_path
+):
+    """A base configured shorter than it can read (MiniLM: 256 of 512) is trained at the longer
+    length, served plain halfway between, and read in windows of the base's length."""
+    from llama_index_finetune_embed.serving import window_splitter
+
+    config = tiny_model_path / "sentence_bert_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "max_seq_length": 64}))
+    engine = _engine(toy_dataset, tiny_model_path, tmp_path / "ft", epochs=1, guard=False)
+    assert engine.max_seq_length == 128  # trained at what the positions take
+    engine.finetune()
+    assert json.loads((tmp_path / "ft" / "serving.json").read_text()) == {
+        "max_seq_length": 96, "window_length": 64,
+    }  # fmt: skip
+    served = engine.get_finetuned_model()
+    assert served._model.max_seq_length == 96 and served.window_length == 64
+    assert window_splitter(served).tokens == 64 - 2  # [CLS] and [SEP]
+
+    fixed = _engine(toy_dataset, tiny_model_path, tmp_path / "fixed", epochs=1, guard=False,
+                    max_seq_length=100)  # fmt: skip
+    fixed.finetune()
+    assert window_splitter(fixed.get_finetuned_model()).tokens == 100 - 2

@@ -215,7 +215,8 @@ def _hf_model(embed_model: Any) -> Any:
 
 
 def _hf_room(hf: Any) -> int | None:
-    """Content tokens one window holds: max length less special tokens and the document prompt."""
+    """Content tokens one window holds: the window length (a finetuned model's recorded
+    ``window_length``, else its max length) less special tokens and the document prompt."""
     model = hf._model
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "is_fast", False):
@@ -223,11 +224,12 @@ def _hf_room(hf: Any) -> int | None:
         return None
     if model.max_seq_length is None:
         return None
+    length = min(getattr(hf, "window_length", None) or model.max_seq_length, model.max_seq_length)
     prompt = (model.prompts or {}).get("text") or ""
     used = tokenizer.num_special_tokens_to_add(pair=False)
     if prompt:
         used += len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    room = int(model.max_seq_length) - used
+    room = int(length) - used
     return room if room > 0 else None
 
 
