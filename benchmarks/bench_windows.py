@@ -138,7 +138,7 @@ def timing(model_path: str, bf16: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="300 queries per human set")
-    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--sets", nargs="*", default=list(SETS), choices=SETS)
     p.add_argument("--model", default=None, help="model path (default: packaged MiniLM)")
     p.add_argument("--windows", nargs="+", default=["0/0", "128/0", "0/64", "0/127"],
                    help="SIZE/OVERLAP[f] in tokens; SIZE 0 = all the model reads; f: the "

@@ -6,7 +6,9 @@ with ``load_finetuned_model(DIR)``, which passes the query/document prompts save
 to ``HuggingFaceEmbedding``. ``--plain`` loads it as ``HuggingFaceEmbedding(model_name=DIR)``
 instead: that also works, but for a model trained with prompts (bge, e5) it embeds without them.
 
-It sets the model as ``Settings.embed_model``, builds a ``VectorStoreIndex`` over ``--docs`` and
+It sets the model as ``Settings.embed_model``, indexes ``--docs`` with ``build_window_index``
+(each chunk read whole, in windows that fit the model, and retrieved by its best window; ``--plain``
+also builds a plain ``VectorStoreIndex``, which reads each chunk's first tokens only) and
 asks ``index.as_query_engine()`` each ``--question``, answering with the local SmolLM2
 (``--llm local``, offline, a very small model: rough answers), OpenAI (``--llm
 openai:gpt-4o-mini``, needs OPENAI_API_KEY) or no LLM (``--llm none``: retrieval only). Prints,
@@ -41,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plain",
         action="store_true",
-        help="load as HuggingFaceEmbedding(model_name=DIR), ignoring saved prompts",
+        help="what LlamaIndex alone gives: HuggingFaceEmbedding(model_name=DIR), ignoring saved "
+        "prompts, in a plain VectorStoreIndex",
     )
     parser.add_argument("--docs", nargs="+", default=[SHARED / "10k" / "lyft_2021.pdf"])
     parser.add_argument("--max-chunks", type=int, default=None)
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from llama_index.core import Settings, VectorStoreIndex
 
-    from llama_index_finetune_embed import chunk_documents, load_documents
+    from llama_index_finetune_embed import build_window_index, chunk_documents, load_documents
     from llama_index_finetune_embed.documents import sample_chunks
     from llama_index_finetune_embed.llms import make_llm
 
@@ -105,9 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     nodes = chunk_documents(
         load_documents(args.docs), chunk_size=args.chunk_size, chunk_overlap=overlap
     )
-    index = VectorStoreIndex(sample_chunks(nodes, args.max_chunks))
+    chunks = sample_chunks(nodes, args.max_chunks)
+    if args.plain:
+        index = VectorStoreIndex(chunks)
+    else:
+        index = build_window_index(chunks, Settings.embed_model)
     prompt = getattr(Settings.embed_model, "query_instruction", None) or ""
-    print(f"indexed {len(index.docstore.docs)} chunks with {args.model} (query prompt {prompt!r})")
+    print(f"indexed {len(chunks)} chunks ({len(index.index_struct.nodes_dict)} vectors) with "
+          f"{args.model} (query prompt {prompt!r})")  # fmt: skip
     engine = query_engine(index, args.llm, args.top_k)
     for question in args.question or DEFAULT_QUESTIONS:
         response = engine.query(question)
