@@ -162,12 +162,11 @@ def load_embed_model(
     Hub ids keep LlamaIndex's defaults (e.g. the bge query instruction). Keyword arguments go to
     ``HuggingFaceEmbedding`` (``query_instruction=``/``text_instruction=`` override the prompts).
     ``long_texts="truncate"`` (default) keeps only the start of a chunk longer than the model's
-    window, as ``HuggingFaceEmbedding`` does; ``"window"`` embeds it whole, as the token-weighted
-    mean of consecutive windows (see ``_windowed``). Truncation is the default because it scored
-    higher on questions written by people (SciFact claims NDCG@10 -1.6 with windows, analysts'
-    questions over 10-K pages -6.2; ``benchmarks/bench_human.py``), while windows scored higher
-    on generated questions (the tutorial's Uber set, MRR@10 +4.9): the first part of a chunk is
-    what people ask about more often than its tail.
+    window, as ``HuggingFaceEmbedding`` does; ``"window"`` embeds it whole as one vector, the
+    token-weighted mean of consecutive windows (see ``_windowed``), which blurs a long chunk's
+    topics (SciFact claims NDCG@10 -1.6, analysts' questions over 10-K pages -6.2). To read long
+    chunks whole, index them with ``build_window_index`` instead (each window its own vector, a
+    chunk scored by its best window). A finetuned model's ``serving.json`` sets its window length.
 
     Example:
         >>> embed = load_embed_model("local:all-MiniLM-L6-v2")  # doctest: +SKIP
