@@ -122,22 +122,25 @@ class WindowRetriever(BaseRetriever):
         return max(2 * self.similarity_top_k, self.similarity_top_k + 10)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        fetch = self._first_fetch()
-        while True:
+        fetch, found = self._first_fetch(), None
+        while found is None:
             hits = self._windows(fetch).retrieve(query_bundle)  # embeds the query once
-            best = _best_per_parent(hits)
-            if len(best) >= self.similarity_top_k or len(hits) < fetch:
-                return self._parents(best[: self.similarity_top_k])
-            fetch *= 4
+            found, fetch = self._top_chunks(hits, fetch), fetch * 4
+        return found
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        fetch = self._first_fetch()
-        while True:
+        fetch, found = self._first_fetch(), None
+        while found is None:
             hits = await self._windows(fetch).aretrieve(query_bundle)
-            best = _best_per_parent(hits)
-            if len(best) >= self.similarity_top_k or len(hits) < fetch:
-                return self._parents(best[: self.similarity_top_k])
-            fetch *= 4
+            found, fetch = self._top_chunks(hits, fetch), fetch * 4
+        return found
+
+    def _top_chunks(self, hits: list[NodeWithScore], fetch: int) -> list[NodeWithScore] | None:
+        """The top chunks, or ``None`` when ``fetch`` windows held too few chunks (fetch more)."""
+        best = _best_per_parent(hits)
+        if len(best) < self.similarity_top_k and len(hits) >= fetch:
+            return None
+        return self._parents(best[: self.similarity_top_k])
 
     def _parents(self, best: list[tuple[str, NodeWithScore]]) -> list[NodeWithScore]:
         """Each chunk from the docstore (a chunk that is its own window: the hit itself)."""
