@@ -186,6 +186,10 @@ def test_stage_commands_generate_finetune_evaluate(
     assert "| base" in printed and "| ft" in printed
     assert report.read_text().startswith("|") or "base" in report.read_text()
     assert plot.stat().st_size > 10_000
+    assert main([*argv, "--index", "both"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")]  # fmt: skip
+    assert rows[1:5] == ["base", "base + windows", "ft", "ft + windows"]
 
 
 def test_module_entry_point_help():
