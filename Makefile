@@ -30,6 +30,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check llama_index_finetune_embed tests examples benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

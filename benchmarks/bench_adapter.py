@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from llama_index_finetune_embed import EmbeddingAdapterFinetuneEngine, EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed._embed_cache import EmbeddingCache
+from llama_index_finetune_embed.adapter._embed_cache import EmbeddingCache
 from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_embed_model
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed10k"

@@ -138,7 +138,7 @@ class HumanSet:
         ``generate_offline_pairs(**options)`` over all ``n_docs`` instead (no cap)."""
         from llama_index.core.schema import TextNode
 
-        from llama_index_finetune_embed.offline import generate_offline_pairs
+        from llama_index_finetune_embed.generate.offline import generate_offline_pairs
         from llama_index_finetune_embed.pipeline import RunConfig, training_pairs
 
         ids = sorted(self.corpus)

@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset  # noqa: E402
 from llama_index_finetune_embed.embeddings import LOCAL_MINILM, resolve_model_id  # noqa: E402
-from llama_index_finetune_embed.pseudo import generate_pseudo_queries  # noqa: E402
+from llama_index_finetune_embed.generate.pseudo import generate_pseudo_queries  # noqa: E402
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed10k"
 OUT = Path("runs/bench")
@@ -151,7 +151,7 @@ def run_config(config: str, epochs: float) -> dict:
 
 def make_llm_pairs(limit: int | None, batch_size: int) -> None:
     """Write SmolLM questions for the Lyft chunks (offline prompt + filters) to LLM_PAIRS."""
-    from llama_index_finetune_embed.offline import generate_offline_pairs
+    from llama_index_finetune_embed.generate.offline import generate_offline_pairs
 
     nodes = lyft_nodes()[:limit] if limit else lyft_nodes()
     start = time.perf_counter()

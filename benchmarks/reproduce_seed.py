@@ -86,7 +86,7 @@ def run_adapter(data: Path, out: Path, cache_dir: Path) -> tuple[dict[str, float
         EmbeddingAdapterFinetuneEngine,
         EmbeddingQAFinetuneDataset,
     )
-    from llama_index_finetune_embed._embed_cache import EmbeddingCache
+    from llama_index_finetune_embed.adapter._embed_cache import EmbeddingCache
     from llama_index_finetune_embed.embeddings import LOCAL_MINILM, load_embed_model
     from llama_index_finetune_embed.evaluate import DatasetEmbeddings, evaluate_embeddings
     from llama_index_finetune_embed.evaluate.metrics import IR_DEPTH

@@ -102,9 +102,12 @@ def split_nodes(nodes: list[Any], val_ratio: float, seed: int = 0) -> tuple[list
 
 def write_questions(nodes: list[Any], llm: str, cache: Path, *, train: bool) -> Any:
     """Questions for ``nodes``: LLM-written, filtered local ones, or pseudo-queries (``none``)."""
-    from llama_index_finetune_embed import generate_offline_pairs, generate_qa_embedding_pairs
-    from llama_index_finetune_embed.llms import make_llm
-    from llama_index_finetune_embed.offline import offline_val_questions
+    from llama_index_finetune_embed import (
+        generate_offline_pairs,
+        generate_qa_embedding_pairs,
+        offline_val_questions,
+    )
+    from llama_index_finetune_embed.pipeline import make_llm
 
     if llm.startswith("openai:"):
         return generate_qa_embedding_pairs(nodes, llm=make_llm(llm), cache_path=cache)
@@ -119,7 +122,7 @@ def over_all_nodes(questions: Any, nodes: list[Any]) -> Any:
     from llama_index.core.schema import MetadataMode
 
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-    from llama_index_finetune_embed.pseudo import source_chunk_id
+    from llama_index_finetune_embed.generate.pseudo import source_chunk_id
 
     return EmbeddingQAFinetuneDataset(
         queries=dict(questions.queries),
@@ -153,7 +156,7 @@ def answer(index: Any, question: str, llm: str, top_k: int) -> None:
     from llama_index.core.llms import MockLLM
     from llama_index.core.response_synthesizers.no_text import NoText
 
-    from llama_index_finetune_embed.llms import make_llm
+    from llama_index_finetune_embed.pipeline import make_llm
 
     if llm == "none":  # retrieval only: no LLM is called (NoText built here: the factory
         # would fall back to Settings.llm, i.e. OpenAI)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llama_index_finetune_embed import build_window_index, chunk_documents, load_documents
     from llama_index_finetune_embed.documents import sample_chunks
-    from llama_index_finetune_embed.llms import make_llm
+    from llama_index_finetune_embed.pipeline import make_llm
 
     Settings.embed_model = load_model(args.model, args.plain)
     if args.llm != "none":

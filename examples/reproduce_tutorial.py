@@ -94,9 +94,9 @@ def make_datasets(args: argparse.Namespace) -> tuple[Any, Any]:
         EmbeddingQAFinetuneDataset,
         generate_offline_pairs,
         generate_qa_embedding_pairs,
+        offline_val_questions,
     )
-    from llama_index_finetune_embed.llms import make_llm
-    from llama_index_finetune_embed.offline import offline_val_questions
+    from llama_index_finetune_embed.pipeline import make_llm
 
     if args.train is not None:
         return (

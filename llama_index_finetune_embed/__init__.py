@@ -4,6 +4,7 @@ Public API only: re-exports, ``__all__`` and ``__version__``. Heavy libraries (t
 sentence-transformers) are imported by the stage that needs them, not here.
 """
 
+from llama_index_finetune_embed._version import __version__
 from llama_index_finetune_embed.adapter import AdapterEmbedding, EmbeddingAdapterFinetuneEngine
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset, LabelledQADataset
 from llama_index_finetune_embed.documents import (
@@ -32,22 +33,18 @@ from llama_index_finetune_embed.finetune import (
 from llama_index_finetune_embed.generate import (
     DEFAULT_QA_GENERATE_PROMPT_TMPL,
     GenerationSettings,
+    LocalLLM,
+    OfflineSettings,
     agenerate_qa_embedding_pairs,
+    generate_offline_pairs,
+    generate_pseudo_queries,
     generate_qa_embedding_pairs,
     generate_question_context_pairs,
+    offline_val_questions,
     parse_questions,
 )
-from llama_index_finetune_embed.llms import LocalLLM
-from llama_index_finetune_embed.offline import (
-    OfflineSettings,
-    generate_offline_pairs,
-    offline_val_questions,
-)
 from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
-from llama_index_finetune_embed.pseudo import generate_pseudo_queries
 from llama_index_finetune_embed.serving import WindowIndex, build_window_index, load_window_index
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",

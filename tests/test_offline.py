@@ -9,8 +9,8 @@ from llama_index.core.schema import TextNode
 from test_pseudo import TENK
 
 from llama_index_finetune_embed import LocalLLM, generate_offline_pairs
-from llama_index_finetune_embed.llms import Generated
-from llama_index_finetune_embed.offline import clean_question, offline_val_questions
+from llama_index_finetune_embed.generate.llms import Generated
+from llama_index_finetune_embed.generate.offline import clean_question, offline_val_questions
 
 
 class ScriptedLLM(CustomLLM):
@@ -150,7 +150,7 @@ def tenk_nodes():
 def test_offline_settings_are_checked_at_construction_and_shown_as_keywords():
     import inspect
 
-    from llama_index_finetune_embed.offline import OfflineSettings
+    from llama_index_finetune_embed.generate.offline import OfflineSettings
 
     with pytest.raises(ValueError, match="context_words must be >= 1"):
         OfflineSettings(context_words=0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.evaluate.run_report import _few_questions_note, _guard_lines
 from llama_index_finetune_embed.finetune.guard import GuardCheck, GuardReport
+from llama_index_finetune_embed.pipeline.report import _few_questions_note, _guard_lines
 
 
 def _metrics_with_guard(tmp_path, decision: str, weight: float):
@@ -83,16 +85,62 @@ def test_a_new_max_train_chunks_keeps_the_question_cache(tmp_path):
 
     from llama_index.core.schema import TextNode
 
-    from llama_index_finetune_embed._run_state import RunState, stage_inputs
-    from llama_index_finetune_embed.pipeline import RunConfig, _cache_for
+    from llama_index_finetune_embed.pipeline import RunConfig, stage_inputs
+    from llama_index_finetune_embed.pipeline.stages import Job, _cache_for
 
     nodes = [TextNode(id_=f"n{i}", text=f"Chunk {i}.") for i in range(3)]
     choices = SimpleNamespace(llm="local", base_model="/m")
 
     def cache(**settings):
         config = RunConfig(out=str(tmp_path), **settings)
-        stages = RunState(tmp_path, stage_inputs(config, choices))
-        return _cache_for("train", nodes, tmp_path, stages)
+        job = Job(config, choices, tmp_path, stage_inputs(config, choices))
+        return _cache_for("train", nodes, job)
 
     assert cache(max_train_chunks=10) == cache(max_train_chunks=500)
     assert cache(max_train_chunks=10) != cache(max_train_chunks=10, questions_per_chunk=3)
+
+
+# -- choosing an LLM ------------------------------------------------------------------------------
+
+
+def test_make_llm_resolves_the_local_marker_once():
+    from llama_index_finetune_embed import LocalLLM
+    from llama_index_finetune_embed.pipeline import make_llm
+
+    assert make_llm("none") is None
+    assert isinstance(make_llm("local"), LocalLLM)
+
+
+@pytest.mark.parametrize(
+    ("llm", "environ", "expected"),
+    [
+        ("auto", {}, "local"),
+        ("auto", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
+        ("openai", {"OPENAI_API_KEY": "k"}, "openai:gpt-4o-mini"),
+        ("none", {}, "none"),
+    ],
+)
+def test_resolve_choices(llm, environ, expected):
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed.pipeline import resolve_choices
+
+    config = SimpleNamespace(llm=llm, base_model="org/some-model")
+    choices = resolve_choices(config, environ=environ)
+    assert choices.llm == expected and choices.base_model == "org/some-model"
+
+
+def test_resolve_choices_errors(tmp_path):
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed.pipeline import resolve_choices
+
+    def choose(llm, base_model="org/some-model"):
+        return resolve_choices(SimpleNamespace(llm=llm, base_model=base_model), environ={})
+
+    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
+        choose("openai:gpt-4o")
+    with pytest.raises(ValueError, match="unknown --llm 'gpt-4'"):
+        choose("gpt-4")
+    with pytest.raises(FileNotFoundError, match="model directory not found"):
+        choose("none", str(tmp_path / "missing" / "model"))

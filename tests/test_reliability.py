@@ -12,10 +12,9 @@ import pytest
 from _corpus import write_docs
 from _fake_openai import FakeOpenAIServer
 
-from llama_index_finetune_embed._run_state import RunState, describe_change, run_lock
 from llama_index_finetune_embed.cli import main
-
-STAGES = ("chunks", "split", "generate", "finetune", "evaluate", "index")
+from llama_index_finetune_embed.pipeline import STAGES
+from llama_index_finetune_embed.pipeline.state import RunState, describe_change, run_lock
 
 
 def _args(docs: Path | str, out: Path, model: Path, *extra: str) -> list[str]:
@@ -320,8 +319,7 @@ def test_disk_full_while_writing_the_report_is_one_line_naming_the_file(
 def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
     from types import SimpleNamespace
 
-    from llama_index_finetune_embed._run_state import stage_inputs
-    from llama_index_finetune_embed.pipeline import RunConfig
+    from llama_index_finetune_embed.pipeline import RunConfig, stage_inputs
 
     write_docs(tmp_path / "docs")
     base = RunConfig(out=str(tmp_path / "o"), docs=[str(tmp_path / "docs")])

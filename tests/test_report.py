@@ -22,7 +22,7 @@ from llama_index_finetune_embed.evaluate.report import (
     plot_comparison,
     render_markdown,
 )
-from llama_index_finetune_embed.evaluate.run_report import render_run_report
+from llama_index_finetune_embed.pipeline.report import render_run_report
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -180,13 +180,10 @@ def test_run_report_says_what_was_run_then_the_table(table, tmp_path):
     )
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "metrics.json").write_text(json.dumps({}))
-    stages = SimpleNamespace(
-        path=tmp_path / "stages.json",
-        done={"chunks": {"chunks": 10}, "split": {"train": 8, "val": 2}},
-    )
+    ledger = {"chunks": {"chunks": 10}, "split": {"train": 8, "val": 2}}
     config = SimpleNamespace(docs=["notes/"], base_model="local:all-MiniLM-L6-v2")
     choices = SimpleNamespace(llm="none", llm_reason="asked", base_model_reason="default")
-    md = render_run_report(table, ds, ds, choices, config, stages)
+    md = render_run_report(table, ds, ds, choices, config, ledger, tmp_path)
     lines = md.splitlines()
     assert lines[0] == "# finetune-embed report"
     assert "- documents: notes/ -> 10 chunks (8 train / 2 held out, split by chunk)" in lines
@@ -200,7 +197,7 @@ def test_run_report_says_what_was_run_then_the_table(table, tmp_path):
 
 def test_copied_sentence_questions_get_a_caveat():
     from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
-    from llama_index_finetune_embed.evaluate.run_report import _copied_sentences_note
+    from llama_index_finetune_embed.pipeline.report import _copied_sentences_note
 
     ds = EmbeddingQAFinetuneDataset(
         queries={"a": "Riders ride.", "b": "Who drives?"}, corpus={"c": "Riders ride. Drivers."},

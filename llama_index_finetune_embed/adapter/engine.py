@@ -10,9 +10,9 @@ from typing import Any, Literal, get_args
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from llama_index_finetune_embed._compat import warn_unused
-from llama_index_finetune_embed._embed_cache import EmbeddedDataset, EmbeddingCache
+from llama_index_finetune_embed._compat import pick_dataset, resolve_device, warn_unused
 from llama_index_finetune_embed._io import progress_enabled
+from llama_index_finetune_embed.adapter._embed_cache import EmbeddedDataset, EmbeddingCache
 from llama_index_finetune_embed.adapter.model import (
     CONFIG_NAME,
     LEGACY_CONFIG,
@@ -21,7 +21,6 @@ from llama_index_finetune_embed.adapter.model import (
 )
 from llama_index_finetune_embed.adapter.train import TrainSettings, train_adapter
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.finetune.reference_args import pick_dataset, resolve_device
 
 logger = logging.getLogger(__name__)
 

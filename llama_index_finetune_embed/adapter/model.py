@@ -24,8 +24,8 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_finetune_embed._embed_cache import base_model_identity, check_same_base
 from llama_index_finetune_embed._io import atomic_write_json
+from llama_index_finetune_embed.adapter._embed_cache import base_model_identity, check_same_base
 
 if TYPE_CHECKING:
     import torch

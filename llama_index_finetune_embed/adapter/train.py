@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from llama_index_finetune_embed._embed_cache import EmbeddedDataset
-from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
+from llama_index_finetune_embed.adapter._embed_cache import EmbeddedDataset
+from llama_index_finetune_embed.evaluate import mrr_at_k
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from llama_index_finetune_embed.evaluate.evaluator import (
     ir_metrics,
 )
 from llama_index_finetune_embed.evaluate.fast import DatasetEmbeddings
+from llama_index_finetune_embed.evaluate.metrics import mrr_at_k
 from llama_index_finetune_embed.evaluate.results import (
     ComparisonTable,
     PairedDiff,
@@ -39,4 +40,5 @@ __all__ = [
     "evaluate_embeddings",
     "evaluate_retrieval",
     "ir_metrics",
+    "mrr_at_k",
 ]

@@ -105,7 +105,7 @@ def corpus_windows(
     model's own)."""
     from llama_index.core.schema import MetadataMode, TextNode
 
-    from llama_index_finetune_embed.serving.windows import window_splitter
+    from llama_index_finetune_embed.serving import window_splitter
 
     splitter = splitter or window_splitter(model)
     texts, starts = [], []

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llama_index_finetune_embed._compat import pick_dataset, resolve_device
 from llama_index_finetune_embed._io import (
     atomic_write_json,
     atomic_write_text,
@@ -138,7 +139,7 @@ class SentenceTransformersFinetuneEngine:
     ) -> None:
         from llama_index_finetune_embed.finetune import reference_args as ref
 
-        train = ref.pick_dataset(dataset, train_dataset)
+        train = pick_dataset(dataset, train_dataset)
         self.train_dataset = EmbeddingQAFinetuneDataset.coerce(train, "train_dataset")
         self.val_dataset = (
             None if val_dataset is None
@@ -163,7 +164,7 @@ class SentenceTransformersFinetuneEngine:
         self.output_dir = writable_dir(model_output_path, "model_output_path")
         self.model_output_path = model_output_path  # as given (a str stays a str)
         show_progress = ref.resolve_progress(show_progress_bar, show_progress)
-        device = ref.resolve_device(device)
+        device = resolve_device(device)
         self.batch_size, self.epochs, self.loss, self.args = batch_size, epochs, loss, args
         self.show_progress = progress_enabled(show_progress, logger)
         if (self.train_dataset.metadata_mode or "embed") != "embed":

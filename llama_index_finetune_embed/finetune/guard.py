@@ -173,7 +173,7 @@ class RetrievalGuard:
 
     def evaluate(self, model: SentenceTransformer) -> list[GuardCheck]:
         """Every check of ``model`` against the base scores."""
-        from llama_index_finetune_embed.evaluate.results import ComparisonTable
+        from llama_index_finetune_embed.evaluate import ComparisonTable
 
         out = []
         for name, ds in self.checks.items():

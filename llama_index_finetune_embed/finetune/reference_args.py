@@ -11,28 +11,10 @@ from typing import Any
 
 from llama_index_finetune_embed._compat import warn_unused
 
-__all__ = ["checkpoint_options", "pick_dataset", "resolve_device", "resolve_progress"]
+__all__ = ["checkpoint_options", "resolve_progress"]
 
 #: llama-index-finetuning's ``checkpoint_save_steps`` default.
 REFERENCE_CHECKPOINT_STEPS = 500
-
-
-def pick_dataset(dataset: Any, train_dataset: Any) -> Any:
-    """The training set given as ``dataset`` (the reference's name) or ``train_dataset``."""
-    if dataset is not None and train_dataset is not None:
-        raise TypeError("pass the training set once: dataset= or train_dataset=, not both")
-    if dataset is None and train_dataset is None:
-        raise TypeError("missing the training set: pass it first (or as dataset=/train_dataset=)")
-    return dataset if dataset is not None else train_dataset
-
-
-def resolve_device(device: Any) -> str | None:
-    """``device`` as a string (``torch.device("cuda:0")`` -> ``"cuda:0"``); ``None`` stays."""
-    if device is None or isinstance(device, str):
-        return device
-    if type(device).__name__ == "device":  # torch.device, without importing torch here
-        return str(device)
-    raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
 
 
 def resolve_progress(show_progress_bar: bool | None, show_progress: bool | None) -> bool | None:

@@ -7,6 +7,7 @@ index, its retriever, persistence).
 """
 
 from llama_index_finetune_embed.serving.index import (
+    CONFIG_NAME,
     WindowIndex,
     WindowRetriever,
     build_window_index,
@@ -15,6 +16,7 @@ from llama_index_finetune_embed.serving.index import (
 from llama_index_finetune_embed.serving.windows import WindowSplitter, window_splitter
 
 __all__ = [
+    "CONFIG_NAME",
     "WindowIndex",
     "WindowRetriever",
     "WindowSplitter",

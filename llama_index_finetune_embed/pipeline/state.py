@@ -1,4 +1,4 @@
-"""The main job's run state: what each stage was made from, and a lock on the run (private).
+"""The main job's ledger: what each stage was made from, and a lock on the run.
 
 ``DIR/stages.json`` records, per finished stage, the inputs it was made from: the documents
 (resolved path, size and modification time of every file), every setting that feeds the stage
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,52 +18,7 @@ from typing import Any
 
 from llama_index_finetune_embed._io import atomic_write_json, text_hash
 
-#: The stages of a run, in order: redoing one redoes every later one.
-STAGES = ("chunks", "split", "generate", "finetune", "evaluate", "index")
 _FORMAT = 2
-
-
-def documents_inputs(paths: list[str]) -> dict[str, Any]:
-    """Every file the run reads (resolved path -> [size, mtime_ns]), or the stdlib corpus."""
-    if not paths:
-        return {"stdlib pydoc topics": platform.python_version()}
-    from llama_index_finetune_embed.documents import find_documents
-
-    files, skipped = find_documents(paths)
-    out: dict[str, Any] = {}
-    for f in files + skipped:
-        stat = f.stat()
-        out[str(f.resolve())] = [stat.st_size, stat.st_mtime_ns]
-    return out
-
-
-def stage_inputs(config: Any, choices: Any) -> dict[str, dict[str, Any]]:
-    """Per stage, every input that changes what it makes (RunConfig + resolved choices)."""
-    from llama_index_finetune_embed import __version__
-
-    def pick(*names: str) -> dict[str, Any]:
-        return {name: getattr(config, name) for name in names}
-
-    return {
-        "chunks": {
-            "documents": documents_inputs(list(config.docs)),
-            **pick("chunk_size", "chunk_overlap", "max_chunks", "seed"),
-            "package version": __version__,
-        },
-        "split": pick("val_ratio", "seed"),
-        "generate": {
-            "llm": choices.llm,
-            **pick("questions_per_chunk", "offline_train", "seed"),
-            # the offline cap: it picks the chunks that API-LLM runs never sample
-            **({} if choices.llm.startswith("openai:") else pick("max_train_chunks")),
-        },
-        "finetune": {
-            "base_model": choices.base_model,
-            **pick("epochs", "batch_size", "max_seq_length", "base_weight", "guard", "seed"),
-        },
-        "evaluate": {"base_model": choices.base_model, **pick("top_k", "seed")},
-        "index": {"index": "windows"},
-    }
 
 
 def inputs_digest(inputs: Mapping[str, Any]) -> str:
@@ -85,16 +39,18 @@ class RunState:
     def __init__(
         self, out: Path, inputs: dict[str, dict[str, Any]], *, restart: str | None = None
     ) -> None:
-        if restart is not None and restart not in STAGES:
-            raise ValueError(f"--restart must be one of {', '.join(STAGES)}; got {restart!r}")
+        self.stages = tuple(inputs)  # in run order: redoing one redoes every later one
+        if restart is not None and restart not in self.stages:
+            names = ", ".join(self.stages)
+            raise ValueError(f"--restart must be one of {names}; got {restart!r}")
         self.path = out / "stages.json"
         self.inputs = inputs
-        old = {} if restart == STAGES[0] else self._read()
+        old = {} if restart == self.stages[0] else self._read()
         self.fresh = not old
         self.done: dict[str, dict[str, Any]] = {}
         self.reasons: dict[str, str] = {}
         redo_after: str | None = None
-        for stage in STAGES:
+        for stage in self.stages:
             prev = old.get(stage)
             if redo_after is not None:
                 why = f"after {redo_after}"
@@ -115,7 +71,7 @@ class RunState:
         if not self.path.exists():
             return {}
         way_out = (
-            f"delete it, or rerun with --restart {STAGES[0]} to redo every stage "
+            f"delete it, or rerun with --restart {self.stages[0]} to redo every stage "
             "(question caches are kept)"
         )
         try:
@@ -135,7 +91,7 @@ class RunState:
 
     def plan_lines(self) -> list[str]:
         """One line per stage: reused, or redone and why."""
-        return [f"{stage}: {self.reasons[stage]}" for stage in STAGES]
+        return [f"{stage}: {self.reasons[stage]}" for stage in self.stages]
 
     def finished(self, name: str, *outputs: Path) -> bool:
         """Whether ``name`` can be reused: done from the same inputs, outputs still there."""
@@ -144,7 +100,7 @@ class RunState:
         if all(p.exists() for p in outputs):
             return True
         missing = next(p for p in outputs if not p.exists())
-        for later in STAGES[STAGES.index(name):]:
+        for later in self.stages[self.stages.index(name) :]:
             if later in self.done:
                 del self.done[later]
                 self.reasons[later] = f"redo ({missing.name} is missing)" if later == name else (

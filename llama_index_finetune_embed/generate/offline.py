@@ -4,7 +4,7 @@
 module holds their policy (prompt, chunk clipping, one pass per answer prefix, the question
 filter). The LLM part runs the package's generator (:mod:`~llama_index_finetune_embed.generate`)
 and reads failed chunks from its result, by value; the pseudo part is
-:func:`~llama_index_finetune_embed.pseudo.generate_pseudo_queries`.
+:func:`~llama_index_finetune_embed.generate.pseudo.generate_pseudo_queries`.
 
 SmolLM2-135M is a very weak question writer. What made it usable at all (probes on 24 Lyft
 10-K chunks, greedy, repetition penalty 1.2): the one-shot example as a previous chat turn
@@ -26,13 +26,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate.llms import (
+    QUESTION_EXAMPLE,
+    QUESTION_PROMPT_TMPL,
+    LocalLLM,
+)
+from llama_index_finetune_embed.generate.pseudo import (
+    METHODS,
+    PseudoMethod,
+    generate_pseudo_queries,
+)
 from llama_index_finetune_embed.generate.run import GenerationRun, run_sync
 from llama_index_finetune_embed.generate.settings import (
     GenerationSettings,
     with_settings_signature,
 )
-from llama_index_finetune_embed.llms import QUESTION_EXAMPLE, QUESTION_PROMPT_TMPL, LocalLLM
-from llama_index_finetune_embed.pseudo import METHODS, PseudoMethod, generate_pseudo_queries
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM

@@ -1,0 +1,29 @@
+"""The main job (``finetune-embed run``): documents in, finetuned model, report and index out.
+
+Modules: ``config`` (:class:`RunConfig`), ``choices`` (which LLM and base model, and why),
+``state`` (the stage ledger ``DIR/stages.json`` and the run lock), ``stages`` (what each stage
+reads, makes and writes), ``run`` (one loop over the table of stages), ``report`` (the run's
+``report.md``).
+"""
+
+from llama_index_finetune_embed.pipeline.choices import Choices, make_llm, resolve_choices
+from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.run import (
+    STAGES,
+    PipelineResult,
+    run_pipeline,
+    stage_inputs,
+)
+from llama_index_finetune_embed.pipeline.stages import training_pairs
+
+__all__ = [
+    "STAGES",
+    "Choices",
+    "PipelineResult",
+    "RunConfig",
+    "make_llm",
+    "resolve_choices",
+    "run_pipeline",
+    "stage_inputs",
+    "training_pairs",
+]

@@ -1,0 +1,122 @@
+"""The main job: documents in, finetuned model + held-out report + index out, each stage resumable.
+
+One loop over :data:`STAGE_TABLE` (name, input fingerprint, outputs, make, load): the ledger
+(``DIR/stages.json``, :class:`~llama_index_finetune_embed.pipeline.state.RunState`) is consulted
+here only, once per stage: reuse what an earlier run made from the same inputs, else make it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.bridge.pydantic import BaseModel
+
+from llama_index_finetune_embed._io import writable_dir
+from llama_index_finetune_embed.embeddings import check_max_seq_length
+from llama_index_finetune_embed.pipeline import stages as st
+from llama_index_finetune_embed.pipeline.choices import Choices, resolve_choices
+from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.state import RunState, run_lock
+
+logger = logging.getLogger("llama_index_finetune_embed.pipeline")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the table: what a stage is made from, what it leaves, how to make or reload it."""
+
+    name: str
+    inputs: Callable[[RunConfig, Choices], dict[str, Any]]  # its fingerprint in the ledger
+    outputs: Callable[[Path], tuple[Path, ...]]  # must all exist for a reuse
+    make: Callable[[st.Job], dict[str, Any]]  # does the work; returns what the ledger records
+    load: Callable[[st.Job, dict[str, Any]], None]  # reads an earlier run's outputs back
+    announce: Callable[[st.Job], str] | None = None  # the line printed after it
+
+
+#: The stages of a run, in order: redoing one redoes every later one.
+STAGE_TABLE = (
+    Stage("chunks", st.chunks_inputs, st.chunks_outputs, st.make_chunks, st.load_chunks),
+    Stage("split", st.split_inputs, st.split_outputs, st.make_split, st.load_split,
+          lambda job: f"chunks: {len(job.nodes)} ({len(job.train_nodes)} train / "
+                      f"{len(job.val_nodes)} held out)"),
+    Stage("generate", st.generate_inputs, st.generate_outputs, st.make_datasets, st.load_datasets,
+          lambda job: f"pairs: {len(job.datasets[0])} for training, "
+                      f"{len(job.datasets[1])} held-out questions"),
+    Stage("finetune", st.finetune_inputs, st.finetune_outputs, st.make_model, st.load_model,
+          lambda job: f"model: {job.model_dir}"),
+    Stage("evaluate", st.evaluate_inputs, st.evaluate_outputs, st.make_report, st.load_report),
+    Stage("index", st.index_inputs, st.index_outputs, st.make_index, st.load_index,
+          lambda job: f"index: {job.index_dir} (load_window_index)"),
+)  # fmt: skip
+
+STAGES = tuple(stage.name for stage in STAGE_TABLE)
+
+
+def stage_inputs(config: RunConfig, choices: Choices) -> dict[str, dict[str, Any]]:
+    """Per stage, in run order, every input that changes what it makes."""
+    return {stage.name: stage.inputs(config, choices) for stage in STAGE_TABLE}
+
+
+class PipelineResult(BaseModel):
+    """Where a run left its outputs, and the comparison table as markdown."""
+
+    out: str
+    model_path: str
+    index_path: str
+    report_path: str
+    plot_path: str
+    table_markdown: str
+    metrics: dict[str, dict[str, float]]
+
+
+def run_pipeline(
+    config: RunConfig,
+    *,
+    restart: str | None = None,
+    announce: Callable[[str], None] = logger.info,
+) -> PipelineResult:
+    """Run every stage, reusing those a previous run in ``config.out`` made from the same inputs.
+
+    A rerun reuses exactly the stages whose inputs (documents, settings, package version) are
+    unchanged and redoes the first changed one and all after it, announcing one line per stage.
+    ``restart`` names a stage to redo on purpose (with every later one). ``config.out`` is
+    locked for the run: a second run on it stops with one clear error.
+
+    Example:
+        >>> result = run_pipeline(RunConfig(out="runs/demo"))  # doctest: +SKIP
+        >>> print(result.table_markdown)  # doctest: +SKIP
+    """
+    out = writable_dir(config.out, "output directory")
+    choices = resolve_choices(config)
+    check_max_seq_length(choices.base_model, config.max_seq_length)
+    with run_lock(out):
+        announce(f"question source: {choices.llm} ({choices.llm_reason})")
+        announce(f"base model: {config.base_model} ({choices.base_model_reason})")
+        ledger = RunState(out, stage_inputs(config, choices), restart=restart)
+        if not ledger.fresh or restart:
+            for line in ledger.plan_lines():
+                announce(line)
+        started = time.perf_counter()
+        job = st.Job(config, choices, out, ledger.inputs, ledger=ledger.done)
+        for stage in STAGE_TABLE:
+            if ledger.finished(stage.name, *stage.outputs(out)):
+                stage.load(job, ledger.done[stage.name])
+            else:
+                ledger.mark(stage.name, **stage.make(job))
+            if stage.announce is not None:
+                announce(stage.announce(job))
+        announce(f"finished in {time.perf_counter() - started:.0f} s")
+    return PipelineResult(
+        out=str(out),
+        model_path=str(job.model_dir),
+        index_path=str(job.index_dir),
+        report_path=str(out / "report.md"),
+        plot_path=str(out / "report.png"),
+        table_markdown=job.table_markdown,
+        metrics=job.metrics,
+    )

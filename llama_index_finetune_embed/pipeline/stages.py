@@ -1,0 +1,428 @@
+"""The main job's stages: what each reads, makes and writes under ``--out``.
+
+Each stage has three functions, listed in the table of ``run.py``: ``inputs`` (every setting
+that changes what it makes: its fingerprint in the ledger), ``make`` (does the work, writes its
+files, returns what the ledger records) and ``load`` (reads the files of an earlier run back).
+They read and fill one :class:`Job`; none of them consults the ledger: ``run.py`` decides which
+to make and which to load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
+from llama_index_finetune_embed._version import __version__
+from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.pipeline.choices import Choices, make_llm
+from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.state import inputs_digest
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
+
+logger = logging.getLogger("llama_index_finetune_embed.pipeline")
+
+#: The report's first row: the base model as a LlamaIndex user already has it.
+BASE_ROW = "base (as LlamaIndex loads it)"
+
+
+@dataclass
+class Job:
+    """One run: its settings, the resolved choices, the output folder, each stage's inputs
+    (``inputs[stage]``) and what the stages made so far."""
+
+    config: RunConfig
+    choices: Choices
+    out: Path
+    inputs: dict[str, dict[str, Any]]
+    nodes: list[TextNode] = field(default_factory=list)
+    train_nodes: list[TextNode] = field(default_factory=list)
+    val_nodes: list[TextNode] = field(default_factory=list)
+    train: EmbeddingQAFinetuneDataset | None = None
+    val: EmbeddingQAFinetuneDataset | None = None
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished stages recorded
+    table_markdown: str = ""
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.out / "model"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.out / "index"
+
+    @property
+    def datasets(self) -> tuple[EmbeddingQAFinetuneDataset, EmbeddingQAFinetuneDataset]:
+        assert self.train is not None and self.val is not None, "generate runs before this"
+        return self.train, self.val
+
+
+def _pick(config: RunConfig, *names: str) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in names}
+
+
+# -- 1. chunks: documents -> chunks (DIR/chunks.json), sampled down to max_chunks --------------
+
+
+def chunks_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {
+        "documents": documents_inputs(list(config.docs)),
+        **_pick(config, "chunk_size", "chunk_overlap", "max_chunks", "seed"),
+        "package version": __version__,
+    }
+
+
+def documents_inputs(paths: list[str]) -> dict[str, Any]:
+    """Every file the run reads (resolved path -> [size, mtime_ns]), or the stdlib corpus."""
+    if not paths:
+        return {"stdlib pydoc topics": platform.python_version()}
+    from llama_index_finetune_embed.documents import find_documents
+
+    files, skipped = find_documents(paths)
+    out: dict[str, Any] = {}
+    for f in files + skipped:
+        stat = f.stat()
+        out[str(f.resolve())] = [stat.st_size, stat.st_mtime_ns]
+    return out
+
+
+def chunks_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "chunks.json",)
+
+
+def make_chunks(job: Job) -> dict[str, Any]:
+    from llama_index_finetune_embed.documents import (
+        chunk_documents,
+        find_documents,
+        load_documents,
+        sample_chunks,
+        stdlib_documents,
+    )
+
+    config = job.config
+    skipped = find_documents(config.docs)[1] if config.docs else []
+    docs = load_documents(config.docs) if config.docs else stdlib_documents()
+    nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
+    nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
+    if len(nodes) < 2:
+        raise ValueError(f"only {len(nodes)} chunk(s) of text found; need at least 2 to split")
+    atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
+    job.nodes = nodes
+    return {"documents": len(docs), "chunks": len(nodes), "skipped_files": len(skipped)}
+
+
+def load_chunks(job: Job, record: dict[str, Any]) -> None:
+    from llama_index.core.schema import TextNode
+
+    data = json.loads((job.out / "chunks.json").read_text(encoding="utf-8"))
+    job.nodes = [TextNode.from_dict(d) for d in data]
+
+
+# -- 2. split: chunks -> (train, val) by chunk (DIR/split.json) ---------------------------------
+
+
+def split_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return _pick(config, "val_ratio", "seed")
+
+
+def split_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "split.json",)
+
+
+def make_split(job: Job) -> dict[str, Any]:
+    order = [n.node_id for n in job.nodes]
+    random.Random(job.config.seed).shuffle(order)
+    n_val = min(len(order) - 1, max(1, round(job.config.val_ratio * len(order))))
+    ids = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
+    atomic_write_json(job.out / "split.json", ids)
+    _apply_split(job, ids)
+    return {"train": len(ids["train"]), "val": len(ids["val"])}
+
+
+def load_split(job: Job, record: dict[str, Any]) -> None:
+    _apply_split(job, json.loads((job.out / "split.json").read_text(encoding="utf-8")))
+
+
+def _apply_split(job: Job, ids: dict[str, list[str]]) -> None:
+    val_ids = set(ids["val"])
+    job.train_nodes = [n for n in job.nodes if n.node_id not in val_ids]
+    job.val_nodes = [n for n in job.nodes if n.node_id in val_ids]
+
+
+# -- 3. generate: questions for train and val chunks (DIR/{train,val}_dataset.json) -------------
+
+
+def generate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {
+        "llm": choices.llm,
+        **_pick(config, "questions_per_chunk", "offline_train", "seed"),
+        # the offline cap: it picks the chunks that API-LLM runs never sample
+        **({} if choices.llm.startswith("openai:") else _pick(config, "max_train_chunks")),
+    }
+
+
+def generate_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "train_dataset.json", out / "val_dataset.json")
+
+
+def make_datasets(job: Job) -> dict[str, Any]:
+    """Questions for train and val chunks.
+
+    With an API LLM both sides get LLM questions. Offline, training pairs are inverse-cloze
+    pseudo-queries (plus filtered local-LLM questions with ``offline_train="mix"``) and held-out
+    questions come from the local LLM alone, so the report measures retrieval of questions.
+    Finished chunks are cached in ``DIR/cache/*.jsonl``: an interrupted run loses nothing.
+    """
+    config, choices = job.config, job.choices
+    llm = make_llm(choices.llm)
+    train_cache = _cache_for("train", job.train_nodes, job)
+    val_cache = _cache_for("val", job.val_nodes, job)
+    train = training_pairs(job.train_nodes, choices.llm, llm, config, train_cache)
+    if choices.llm.startswith("openai:"):
+        val = _llm_questions(job.val_nodes, llm, config, val_cache)
+    else:
+        from llama_index_finetune_embed.generate import offline_val_questions
+
+        val = offline_val_questions(
+            job.val_nodes,
+            llm=llm,
+            questions_per_chunk=config.questions_per_chunk,
+            cache_path=val_cache,
+            seed=config.seed,
+        )
+    for name, ds in (("training", train), ("held-out", val)):
+        if len(ds) == 0:
+            raise ValueError(f"no usable {name} questions were generated; see the log above")
+    train_path, val_path = generate_outputs(job.out)
+    train.save_json(train_path)
+    val.save_json(val_path)
+    job.train, job.val = train, val
+    return {"train_queries": len(train), "val_queries": len(val)}
+
+
+def load_datasets(job: Job, record: dict[str, Any]) -> None:
+    train_path, val_path = generate_outputs(job.out)
+    job.train = EmbeddingQAFinetuneDataset.from_json(train_path)
+    job.val = EmbeddingQAFinetuneDataset.from_json(val_path)
+
+
+def _cache_for(side: str, nodes: Sequence[TextNode], job: Job) -> Path:
+    """The generation cache of one side: one file per question settings and set of chunks,
+    started from earlier files of the same settings (a file holds chunks keyed by id and text
+    hash), so edited documents or a new split ask the LLM again only for changed chunks."""
+    from llama_index.core.schema import MetadataMode
+
+    from llama_index_finetune_embed.generate import carry_over
+
+    texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
+    # the cap picks which chunks get questions, not how they are asked: a new cap reuses them
+    asked = {k: v for k, v in job.inputs["generate"].items() if k != "max_train_chunks"}
+    settings = inputs_digest(asked)
+    cache_dir = job.out / "cache"
+    path = cache_dir / f"{side}-{settings}-{inputs_digest(texts)}.jsonl"
+    if not path.exists():
+        # either side's: a chunk that moved between train and held out keeps its questions
+        earlier = sorted(cache_dir.glob(f"*-{settings}-*.jsonl"),
+                         key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+        carried = carry_over(earlier, path, texts)
+        if carried:
+            logger.info("%s questions: %d unchanged chunks reused from earlier runs", side, carried)
+    return path
+
+
+def training_pairs(
+    nodes: Sequence[TextNode], choice: str, llm: Any, config: RunConfig, cache_path: Path
+) -> EmbeddingQAFinetuneDataset:
+    """Training pairs for ``nodes``: API-LLM questions, or the offline pairs (resumable cache)
+    over at most ``config.max_train_chunks`` of them."""
+    if choice.startswith("openai:"):
+        return _llm_questions(nodes, llm, config, cache_path)
+    from llama_index_finetune_embed.documents import sample_chunks
+    from llama_index_finetune_embed.generate import generate_offline_pairs
+
+    if len(nodes) > config.max_train_chunks:
+        logger.info(
+            "offline training pairs from %d of %d training chunks (max_train_chunks)",
+            config.max_train_chunks, len(nodes),
+        )  # fmt: skip
+    return generate_offline_pairs(
+        sample_chunks(nodes, config.max_train_chunks, seed=config.seed),
+        llm=llm if config.offline_train == "mix" else None,
+        questions_per_chunk=config.questions_per_chunk,
+        cache_path=cache_path,
+        seed=config.seed,
+    )
+
+
+def _llm_questions(
+    nodes: Sequence[TextNode], llm: Any, config: RunConfig, cache_path: Path
+) -> EmbeddingQAFinetuneDataset:
+    from llama_index_finetune_embed.generate import generate_qa_embedding_pairs
+
+    return generate_qa_embedding_pairs(
+        nodes,
+        llm=llm,
+        num_questions_per_chunk=config.questions_per_chunk,
+        num_workers=config.num_workers,
+        cache_path=cache_path,
+        show_progress=True,
+        seed=config.seed,
+    )
+
+
+# -- 4. finetune: the base model trained on the training pairs (DIR/model), resumable ----------
+
+
+def finetune_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {
+        "base_model": choices.base_model,
+        **_pick(config, "epochs", "batch_size", "max_seq_length", "base_weight", "guard", "seed"),
+    }
+
+
+def finetune_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "model" / "model.safetensors", out / "model" / "modules.json")
+
+
+def make_model(job: Job) -> dict[str, Any]:
+    """Train the base model on the training pairs.
+
+    The engine's guard checks the trained model against its base on the packaged canary and on
+    the held-out questions (``val``: their chunks were split off before generation), and hands
+    back the weights that do not lose (see ``finetune.guard``).
+    """
+    from llama_index_finetune_embed.finetune import SentenceTransformersFinetuneEngine
+
+    config, (train, val) = job.config, job.datasets
+    options: dict[str, Any] = {}
+    for key in ("epochs", "batch_size", "max_seq_length", "base_weight"):
+        if getattr(config, key) is not None:
+            options[key] = getattr(config, key)
+    resume = _checkpoints_to_resume(job.model_dir, job.inputs["finetune"], train)
+    # about one checkpoint per epoch (batches count chunks): a kill loses at most that
+    per_epoch = -(-len(train.corpus) // (config.batch_size or 16))
+    engine = SentenceTransformersFinetuneEngine(
+        train,
+        model_id=job.choices.base_model,
+        model_output_path=job.model_dir,
+        seed=config.seed,
+        checkpoint_steps=max(5, per_epoch),
+        resume_from_checkpoint=resume,
+        guard=config.guard,
+        guard_checks={"held-out": val},
+        **options,
+    )
+    engine.finetune()
+    return {k: v for k, v in engine.metrics.items() if _is_number(v)}
+
+
+def load_model(job: Job, record: dict[str, Any]) -> None:
+    """Nothing to read back: later stages load the model from ``job.model_dir``."""
+
+
+def _checkpoints_to_resume(
+    model_dir: Path, inputs: dict[str, Any], train: EmbeddingQAFinetuneDataset
+) -> bool:
+    """Whether ``model_dir/checkpoints`` holds an interrupted training of this very stage (same
+    settings, same pairs); checkpoints of other settings are deleted, never resumed."""
+    marker, checkpoints = model_dir / "checkpoints.inputs.json", model_dir / "checkpoints"
+    want = inputs_digest({**inputs, "train pairs": inputs_digest(train.model_dump())})
+    have = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if have != want:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        atomic_write_text(marker, want + "\n")
+        return False
+    return checkpoints.is_dir() and any(checkpoints.iterdir())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- 5. evaluate: base vs finetuned on the held-out questions (DIR/report.{md,png,json}) --------
+
+
+def evaluate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {"base_model": choices.base_model, **_pick(config, "top_k", "seed")}
+
+
+def evaluate_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "report.md", out / "report.json", out / "report.png")
+
+
+def make_report(job: Job) -> dict[str, Any]:
+    """Base vs finetuned on the held-out questions.
+
+    The first row, which every difference is measured against, is the base model exactly as
+    LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long
+    chunks truncated): what the user has before finetuning. The finetuned model is served as
+    ``get_finetuned_model()`` serves it. Each model is also scored in ``build_window_index``
+    (rows ``... + windows``): four rows in all.
+    """
+    from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.pipeline.report import render_run_report
+
+    out, (train, val) = job.out, job.datasets
+    table = compare_embed_models(
+        val,
+        {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)},
+        index="both",
+        top_k=job.config.top_k,
+        seed=job.config.seed,
+        show_progress=True,
+    )
+    table.plot(out / "report.png")
+    atomic_write_json(out / "report.json", table.to_dict())
+    report = render_run_report(table, train, val, job.choices, job.config, job.ledger, out)
+    atomic_write_text(out / "report.md", report)
+    job.table_markdown = table.to_markdown()
+    job.metrics = {r.name: dict(r.metrics) for r in table.results}
+    return {"table_markdown": job.table_markdown, "metrics": job.metrics}
+
+
+def load_report(job: Job, record: dict[str, Any]) -> None:
+    job.table_markdown, job.metrics = record["table_markdown"], record["metrics"]
+
+
+# -- 6. index: every chunk in build_window_index with the finetuned model (DIR/index) -----------
+
+
+def index_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {"index": "windows"}
+
+
+def index_outputs(out: Path) -> tuple[Path, ...]:
+    from llama_index_finetune_embed.serving import CONFIG_NAME
+
+    return (out / "index" / CONFIG_NAME, out / "index" / "docstore.json")
+
+
+def make_index(job: Job) -> dict[str, Any]:
+    """Windows, because reading each chunk whole and scoring it by its best window won or tied
+    on every set measured (docs/results.md, "Long chunks"); ``load_window_index(DIR/index)``
+    loads it."""
+    from llama_index_finetune_embed.finetune import load_finetuned_model
+    from llama_index_finetune_embed.serving import build_window_index
+
+    nodes = job.nodes
+    index = build_window_index(nodes, load_finetuned_model(job.model_dir), show_progress=True)
+    staging = job.out / ".index.part"
+    shutil.rmtree(staging, ignore_errors=True)
+    index.persist(staging)
+    shutil.rmtree(job.index_dir, ignore_errors=True)
+    staging.rename(job.index_dir)  # a killed run leaves the old index or none, never half of one
+    return {"chunks": len(nodes), "vectors": len(index.index_struct.nodes_dict)}
+
+
+def load_index(job: Job, record: dict[str, Any]) -> None:
+    """Nothing to read back: the index is where ``job.index_dir`` says."""
