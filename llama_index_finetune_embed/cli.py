@@ -194,7 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print()
     print(result.table_markdown)
     print(f"\nreport: {result.report_path}\nmodel:  {result.model_path}")
-    print(f"index:  {result.index_path}  (load_window_index, see README)")
+    print(f"index:  {result.index_path}  (load_window_index, see docs/main-job.md)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:

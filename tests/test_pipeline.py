@@ -144,3 +144,23 @@ def test_resolve_choices_errors(tmp_path):
         choose("gpt-4")
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         choose("none", str(tmp_path / "missing" / "model"))
+
+
+def test_run_config_default_is_the_packaged_minilm_alias():
+    """config.py imports nothing of the package, so it spells the alias out: the same one."""
+    from llama_index_finetune_embed.embeddings import LOCAL_MINILM
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    assert RunConfig(out="x").base_model == LOCAL_MINILM
+
+
+def test_the_stage_table_is_the_ledger_order():
+    """One row per stage, in the order a redo cascades; every row fingerprints its inputs."""
+    from types import SimpleNamespace
+
+    from llama_index_finetune_embed.pipeline import STAGES, RunConfig, stage_inputs
+
+    assert STAGES == ("chunks", "split", "generate", "finetune", "evaluate", "index")
+    choices = SimpleNamespace(llm="local", base_model="/m")
+    inputs = stage_inputs(RunConfig(out="x"), choices)
+    assert tuple(inputs) == STAGES and all(isinstance(v, dict) and v for v in inputs.values())

@@ -401,8 +401,8 @@ class SentenceTransformersFinetuneEngine:
         With ``max_seq_length`` set, both are it; after the guard handed back the base, both are
         the base's. Otherwise windows are the base's configured length (256 for MiniLM) and a
         plain index reads halfway between it and the trained length (384 for MiniLM trained at
-        512): measured on the human sets and Uber val (README, "Long chunks"), windows of the
-        base's length beat windows of the trained length on long chunks (+5.3 and +2.1 NDCG@10),
+        512): measured on the human sets and Uber val (docs/guide.md, "Long chunks"), windows of
+        the base's length beat windows of the trained length on long chunks (+5.3 and +2.1 NDCG@10),
         and 384 is the one plain length with no loss measured anywhere (256 lost on SciFact,
         512 on 10-K pages).
         """
@@ -419,7 +419,7 @@ class SentenceTransformersFinetuneEngine:
         ``HuggingFaceEmbedding`` does. When chunks are longer than that (LlamaIndex's default
         chunk is 1,024 tokens; MiniLM reads 256), serve it in ``build_window_index(nodes,
         embed_model)`` instead: every chunk read whole as windows, each scored by its best window,
-        which won or tied on every set measured (README, "Long chunks").
+        which won or tied on every set measured (docs/guide.md, "Long chunks").
 
         Example:
             >>> embed_model = engine.get_finetuned_model()  # doctest: +SKIP

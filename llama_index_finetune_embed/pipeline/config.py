@@ -69,7 +69,8 @@ class RunConfig(BaseModel):
     )
     guard: bool = Field(
         default=True,
-        description="check the model against its base and hand back the better (see docs/guide.md)",
+        description="check the model against its base and hand back the better "
+        "(see docs/guide.md)",
     )
     top_k: int = Field(default=5, gt=0, description="retrieval depth for the report")
     num_workers: int = Field(default=16, gt=0, description="LLM calls in flight")

@@ -409,7 +409,7 @@ def index_outputs(out: Path) -> tuple[Path, ...]:
 
 def make_index(job: Job) -> dict[str, Any]:
     """Windows, because reading each chunk whole and scoring it by its best window won or tied
-    on every set measured (docs/results.md, "Long chunks"); ``load_window_index(DIR/index)``
+    on every set measured (docs/guide.md, "Long chunks"); ``load_window_index(DIR/index)``
     loads it."""
     from llama_index_finetune_embed.finetune import load_finetuned_model
     from llama_index_finetune_embed.serving import build_window_index

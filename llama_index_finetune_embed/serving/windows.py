@@ -85,7 +85,7 @@ def window_splitter(
     max length less the special tokens and the document prompt; ``window_tokens`` may only make
     that smaller. Any other model is given ``window_tokens`` (default ``API_WINDOW_TOKENS``)
     counted with LlamaIndex's tokenizer. ``overlap`` (default a quarter of a window, the best
-    of 0, 1/4 and 1/2 over short and long sets: README, "Long chunks") is what consecutive
+    of 0, 1/4 and 1/2 over short and long sets: docs/guide.md, "Long chunks") is what consecutive
     windows share.
 
     Raises:
