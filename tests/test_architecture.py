@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _lint(package_parent: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` with the project's contracts over the package found in ``package_parent``."""
+    """``lint-imports`` with the project's contracts over the package in ``package_parent``."""
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(ROOT / ".importlinter"), "--no-cache"],
         cwd=package_parent,
