@@ -60,7 +60,7 @@ def _configure_logging(verbose: int) -> None:
 
 
 # Which RunConfig fields each subcommand takes; type, default, choices and help come from the field.
-_LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers")
+_LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers", "max_rpm", "max_tpm")
 _PAIR_OPTIONS = (
     "chunk_size", "chunk_overlap", "max_chunks", "max_train_chunks", "offline_train", "seed"
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import threading
@@ -103,6 +104,14 @@ class FakeOpenAIServer:
         force_status: Answer every request with this HTTP status (e.g. 401) instead.
         max_requests: Safety bound; later requests get 503 and the run cannot spin forever.
         seed: Seed of the fault draws.
+        rps: Requests per second the server takes, as the API enforces its per-minute limits: a
+            token bucket holding ``burst`` seconds of them, refilled continuously; beyond it a
+            request gets 429 at once with ``Retry-After``/``retry-after-ms`` (when the next one
+            fits) and ``x-ratelimit-*`` headers, which every answer also carries.
+        tpm: Tokens per minute, the same way (a request's prompt words when it arrives, its
+            completion words when answered; usage counts words as tokens).
+        burst: Seconds of the rate the buckets hold.
+        limit_headers: Send the ``x-ratelimit-*`` headers (off: ``Retry-After`` only).
     """
 
     def __init__(
@@ -115,6 +124,10 @@ class FakeOpenAIServer:
         force_status: int | None = None,
         max_requests: int = 20_000,
         seed: int = 0,
+        rps: float | None = None,
+        tpm: float | None = None,
+        burst: float = 1.0,
+        limit_headers: bool = True,
     ) -> None:
         unknown = set(faults) - set(FAULT_KINDS)
         if unknown:
@@ -130,6 +143,11 @@ class FakeOpenAIServer:
         self.prompt_tokens = self.completion_tokens = 0
         self.in_flight = self.max_in_flight = 0
         self.embedded: list[str] = []  # every text sent to /v1/embeddings, in order
+        self.rps, self.tpm, self.burst, self.limit_headers = rps, tpm, burst, limit_headers
+        self._requests_left = (rps or 0) * burst
+        self._tokens_left = (tpm or 0) / 60 * burst
+        self._refilled = time.monotonic()
+        self.accepted_at: list[float] = []  # arrival times of requests let through
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -187,17 +205,20 @@ class FakeOpenAIServer:
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "max_in_flight": self.max_in_flight,
+                "rate_limited": self.fault_counts["rate_limited"],
             }
 
     # -- one request -------------------------------------------------------------------------
 
-    def _decide(self, key: str) -> str:
+    def _decide(self, key: str, prompt_tokens: int = 0) -> str:
         with self._lock:
             self.requests[key] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if sum(self.requests.values()) > self.max_requests:
                 kind = "over_limit"
+            elif not self._admit(prompt_tokens):
+                kind = "rate_limited"
             elif self.force_status is not None:
                 kind = f"status:{self.force_status}"
             elif self._rng.random() < self.fault_rate:
@@ -207,6 +228,61 @@ class FakeOpenAIServer:
             if kind != "ok":
                 self.fault_counts[kind] += 1
             return kind
+
+    # -- rate limits (called under the lock) ---------------------------------------------------
+
+    def _refill(self) -> float:
+        now = time.monotonic()
+        elapsed, self._refilled = now - self._refilled, now
+        if self.rps:
+            full = self.rps * self.burst
+            self._requests_left = min(full, self._requests_left + elapsed * self.rps)
+        if self.tpm:
+            per_s = self.tpm / 60
+            self._tokens_left = min(per_s * self.burst, self._tokens_left + elapsed * per_s)
+        return now
+
+    def _admit(self, prompt_tokens: int) -> bool:
+        now = self._refill()
+        if (self.rps and self._requests_left < 1) or (self.tpm and self._tokens_left < 0):
+            return False
+        self._requests_left -= 1
+        self._tokens_left -= prompt_tokens
+        self.accepted_at.append(now)
+        return True
+
+    def _charge(self, tokens: int) -> None:
+        with self._lock:
+            self._tokens_left -= tokens
+
+    def limit_headers_now(self, *, refused: bool) -> dict[str, str]:
+        """``x-ratelimit-*`` (and, when refused, when to come back) as the API sends them."""
+        with self._lock:
+            self._refill()
+            wait = 0.0
+            headers: dict[str, str] = {}
+            if self.rps:
+                reset = max(0.0, 1 - self._requests_left) / self.rps
+                wait = max(wait, reset)
+                headers.update({
+                    "x-ratelimit-limit-requests": str(round(self.rps * 60)),
+                    "x-ratelimit-remaining-requests": str(max(0, int(self._requests_left))),
+                    "x-ratelimit-reset-requests": f"{reset:.3f}s",
+                })  # fmt: skip
+            if self.tpm:
+                reset = max(0.0, -self._tokens_left) / (self.tpm / 60)
+                wait = max(wait, reset)
+                headers.update({
+                    "x-ratelimit-limit-tokens": str(round(self.tpm)),
+                    "x-ratelimit-remaining-tokens": str(max(0, int(self._tokens_left))),
+                    "x-ratelimit-reset-tokens": f"{reset:.3f}s",
+                })  # fmt: skip
+        if not self.limit_headers:
+            headers = {}
+        if refused:
+            headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return headers
 
     def _answer(self, kind: str, key: str, prompt: str, context: str) -> str:
         with self._lock:
@@ -288,13 +364,19 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = str(messages[-1].get("content", ""))
         context = extract_context(prompt)
         key = chunk_key(context)
-        kind = self.fake._decide(key)
+        kind = self.fake._decide(key, len(prompt.split()))
         try:
             self._respond(kind, key, body, prompt, context)
         finally:
             self.fake._done()
 
     def _respond(self, kind: str, key: str, body: dict, prompt: str, context: str) -> None:
+        limited = self.fake.rps is not None or self.fake.tpm is not None
+        if kind == "rate_limited":
+            headers = self.fake.limit_headers_now(refused=True)
+            error = {"message": "Rate limit reached", "code": "rate_limit_exceeded"}
+            self._send(429, {"error": {**error, "type": "requests"}}, headers)
+            return
         if kind in ("429", "500", "503", "over_limit") or kind.startswith("status:"):
             status = {"429": 429, "500": 500, "503": 503, "over_limit": 503}.get(kind)
             status = status or int(kind.split(":")[1])
@@ -309,7 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(self.fake.delay)
         content = self.fake._answer(kind, key, prompt, context)
         usage = self.fake._count_usage(prompt, content)
-        self._send(200, _completion(body.get("model", "gpt-4o-mini"), content, usage))
+        self.fake._charge(usage["completion_tokens"])
+        headers = self.fake.limit_headers_now(refused=False) if limited else None
+        self._send(200, _completion(body.get("model", "gpt-4o-mini"), content, usage), headers)
 
     def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode("utf-8")
@@ -357,10 +441,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hang", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--faults", nargs="+", default=list(FAULT_KINDS), choices=FAULT_KINDS)
+    parser.add_argument("--rps", type=float, default=None, help="requests per second it takes")
+    parser.add_argument("--tpm", type=float, default=None, help="tokens per minute it takes")
+    parser.add_argument("--no-limit-headers", action="store_true", help="Retry-After only")
     args = parser.parse_args(argv)
     with FakeOpenAIServer(
         delay=args.delay, fault_rate=args.fault_rate, hang=args.hang, seed=args.seed,
-        faults=tuple(args.faults),
+        faults=tuple(args.faults), rps=args.rps, tpm=args.tpm,
+        limit_headers=not args.no_limit_headers,
     ) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # returns when the parent closes our stdin or exits

@@ -316,8 +316,8 @@ def test_sync_and_async_forms_have_one_signature_from_the_settings():
     keywords = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
     fields = {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
     assert {**keywords, **{n: params[n].default for n in positional[4:]}} == fields
-    assert keywords["num_workers"] == 16 and params["on_failure"].default == "continue"
-    assert len(keywords) == 11 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    assert keywords["num_workers"] == 128 and params["on_failure"].default == "continue"
+    assert len(keywords) == 13 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @pytest.mark.parametrize(

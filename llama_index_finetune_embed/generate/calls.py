@@ -6,7 +6,9 @@ Works for any LlamaIndex LLM: HTTP details are read duck-typed from the exceptio
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 ErrorKind = Literal["fatal", "chunk", "rate_limit", "transient"]
 
@@ -29,6 +31,13 @@ def error_kind(exc: BaseException) -> ErrorKind:
     return "rate_limit" if status == 429 else "transient"
 
 
+def is_congestion(exc: BaseException) -> bool:
+    """A timeout or an overloaded server (503, 529): fewer calls in flight would help."""
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return True
+    return status_code(exc) in (503, 529)
+
+
 def status_code(exc: BaseException) -> int | None:
     """The HTTP status an exception carries, if any."""
     status = getattr(exc, "status_code", None)
@@ -38,12 +47,77 @@ def status_code(exc: BaseException) -> int | None:
 
 
 def retry_after_seconds(exc: BaseException) -> float:
-    """The server's ``Retry-After`` in seconds (0 when absent or not a number)."""
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    """The server's wait in seconds: ``retry-after-ms``, else ``Retry-After`` (0 when absent or
+    an HTTP date, which falls back to our own backoff)."""
+    headers = response_headers(exc)
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name) or "nan") * scale
+        except (TypeError, ValueError):
+            continue
+        if value == value:  # not NaN
+            return max(0.0, value)
+    return 0.0
+
+
+def response_headers(exc: BaseException) -> Mapping[str, str]:
+    """The HTTP headers an exception's response carries (case-insensitive where the SDK's are)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return headers if isinstance(headers, Mapping) or hasattr(headers, "get") else {}
+
+
+class RateLimits(NamedTuple):
+    """What ``x-ratelimit-*`` headers said: per-minute limits, what is left, seconds to reset."""
+
+    limit_requests: float | None = None
+    remaining_requests: float | None = None
+    reset_requests: float | None = None
+    limit_tokens: float | None = None
+    remaining_tokens: float | None = None
+    reset_tokens: float | None = None
+
+
+def rate_limits(headers: Mapping[str, str]) -> RateLimits:
+    """Parse OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers.
+
+    Example:
+        >>> limits = rate_limits({"x-ratelimit-limit-requests": "600",
+        ...                       "x-ratelimit-reset-requests": "1m2.5s"})
+        >>> limits.limit_requests, limits.reset_requests, limits.limit_tokens
+        (600.0, 62.5, None)
+    """
+    values: dict[str, float | None] = {}
+    for field in RateLimits._fields:
+        kind, what = field.split("_")
+        raw = headers.get(f"x-ratelimit-{kind}-{what}")
+        values[field] = _duration(raw) if kind == "reset" else _number(raw)
+    return RateLimits(**values)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(raw: Any) -> float | None:
+    """``"6m0s"``, ``"1.5s"``, ``"20ms"`` or plain seconds -> seconds."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    number = _number(text)
+    if number is not None:
+        return number
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def _number(raw: Any) -> float | None:
     try:
-        return max(0.0, float(headers.get("retry-after", 0) or 0))
-    except (TypeError, ValueError):  # an HTTP date: fall back to our own backoff
-        return 0.0
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and value >= 0 else None
 
 
 def describe_error(exc: BaseException) -> str:

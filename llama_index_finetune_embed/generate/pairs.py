@@ -84,7 +84,7 @@ async def agenerate_qa_embedding_pairs(
             arguments, in its order; fields of :class:`GenerationSettings`, documented there
             (``retry_limit`` is ``max_attempts``; ``on_failure="fail"`` is ``"raise"``;
             ``save_every`` is accepted and warns: ``cache_path`` saves each chunk instead).
-        **options: The keyword-only fields of :class:`GenerationSettings` (``num_workers=16``,
+        **options: The keyword-only fields of :class:`GenerationSettings` (``num_workers=128``,
             ``cache_path``, ``show_progress``, ``metadata_mode="embed"``, ``max_attempts=5``,
             ``backoff_base``, ``backoff_max``, ``timeout``, ``source="llm"``, ``llm_id``,
             ``seed``), documented there; ``inspect.signature`` and ``help()`` list them with

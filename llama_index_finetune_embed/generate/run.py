@@ -24,9 +24,13 @@ from llama_index_finetune_embed.generate.cache import ResumeCache, cache_fingerp
 from llama_index_finetune_embed.generate.calls import (
     describe_error,
     error_kind,
+    is_congestion,
+    rate_limits,
+    response_headers,
     retry_after_seconds,
     token_usage,
 )
+from llama_index_finetune_embed.generate.pacing import Pacer
 from llama_index_finetune_embed.generate.questions import parse_questions
 from llama_index_finetune_embed.generate.settings import GenerationSettings, check_inputs
 
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _MAX_RETRY_AFTER = 60.0
+_START_IN_FLIGHT = 32  # calls in flight at the start; the pacer grows it while the server keeps up
 _UNUSABLE = "no usable question in the output"
 
 
@@ -98,10 +103,16 @@ class GenerationRun:
         self.questions: dict[str, list[str]] = dict(done)
         self.failed: dict[str, str] = {}
         self.stats: dict[str, float | int] = dict.fromkeys(
-            ("calls", "retries", "errors", "unusable_outputs", "unusable_chunks",
+            ("calls", "retries", "errors", "rate_limited", "unusable_outputs", "unusable_chunks",
              "prompt_tokens", "completion_tokens", "calls_without_usage"), 0,
         )  # fmt: skip
-        self.pause_until = 0.0
+        settings = self.settings
+        self.pacer = Pacer(
+            max_in_flight=settings.num_workers,
+            start_in_flight=min(settings.num_workers, _START_IN_FLIGHT),
+            max_rpm=settings.max_rpm,
+            max_tpm=settings.max_tpm,
+        )
         pending = []
         for nid, text in self.texts.items():
             if nid in done:
@@ -128,7 +139,7 @@ class GenerationRun:
                 self.bar.update(1)
                 self.bar.set_postfix_str(self._postfix(), refresh=False)
 
-        workers = min(self.settings.num_workers, len(pending))
+        workers = min(self.settings.num_workers, len(pending))  # the pacer admits their calls
         tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         try:
             with _logs_above_bar(self.progress):
@@ -171,17 +182,19 @@ class GenerationRun:
 
     async def _attempt(self, prompt: str, context: str) -> tuple[list[str], str, float | None]:
         """One call: (questions, why not, seconds to wait before a retry or None for no retry)."""
-        wait = self.pause_until - time.monotonic()
-        if wait > 0:  # a 429 elsewhere asked everyone to slow down
-            await asyncio.sleep(wait)
+        ticket = await self.pacer.acquire(tokens=len(prompt) / 4)  # ~4 characters a token
         self.stats["calls"] += 1
         try:
             call, timeout = self.llm.acomplete(prompt), self.settings.timeout
             response = await (asyncio.wait_for(call, timeout) if timeout else call)
         except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
             self.stats["errors"] += 1
+            self._release_failed(ticket, exc)
             return [], describe_error(exc), self._classify(exc)
-        self._count_usage(response)
+        except BaseException:
+            self.pacer.release("error", ticket)
+            raise
+        self.pacer.release("ok", ticket, tokens=self._count_usage(response))
         text = getattr(response, "text", None) or ""
         questions = parse_questions(text, context, self.n)
         if not questions:
@@ -199,11 +212,17 @@ class GenerationRun:
             ) from exc
         if kind == "chunk":
             return None
-        retry_after = retry_after_seconds(exc)
-        if kind == "rate_limit":
-            pause = max(retry_after, self.settings.backoff_base)
-            self.pause_until = max(self.pause_until, time.monotonic() + pause)
-        return retry_after
+        return retry_after_seconds(exc)
+
+    def _release_failed(self, ticket: int, exc: Exception) -> None:
+        """Tell the pacer: a 429 slows every call down, a timeout or overload shrinks the window."""
+        refused = error_kind(exc) == "rate_limit"
+        self.stats["rate_limited"] += refused
+        outcome = "refused" if refused else "timeout" if is_congestion(exc) else "error"
+        headers = response_headers(exc)
+        self.pacer.release(
+            outcome, ticket, retry_after=retry_after_seconds(exc), limits=rate_limits(headers)
+        )
 
     def _delay(self, attempt: int, retry_after: float) -> float:
         base, cap = self.settings.backoff_base, self.settings.backoff_max
@@ -211,18 +230,23 @@ class GenerationRun:
         jittered = backoff / 2 + self.rng.uniform(0, backoff / 2)  # "equal jitter"
         return max(jittered, min(retry_after, _MAX_RETRY_AFTER))
 
-    def _count_usage(self, response: Any) -> None:
+    def _count_usage(self, response: Any) -> int | None:
         usage = token_usage(response)
         if usage is None:
             self.stats["calls_without_usage"] += 1
-            return
+            return None
         self.stats["prompt_tokens"] += usage[0]
         self.stats["completion_tokens"] += usage[1]
+        return usage[0] + usage[1]
 
     def _postfix(self) -> str:
-        s = self.stats
+        s, pacer = self.stats, self.pacer
         tokens = s["prompt_tokens"] + s["completion_tokens"]
-        return f"calls={s['calls']} retries={s['retries']} failed={len(self.failed)} tok={tokens}"
+        return (
+            f"in flight={pacer.in_flight} rate={pacer.accepted_rps():.1f}/s "
+            f"429s={s['rate_limited']} retries={s['retries']} failed={len(self.failed)} "
+            f"tok={tokens}"
+        )
 
     def _finish(self, cached: int, seconds: float) -> EmbeddingQAFinetuneDataset:
         order = list(self.texts)
@@ -287,7 +311,8 @@ def _summary(stats: dict[str, float | int]) -> str:
     return (
         f"{stats['questions']} questions for {stats['chunks']} chunks "
         f"({stats['cached_chunks']} from cache, {stats['failed_chunks']} failed); "
-        f"{stats['calls']} LLM calls ({stats['retries']} retries), "
+        f"{stats['calls']} LLM calls ({stats['retries']} retries, "
+        f"{stats['rate_limited']} refused with 429), "
         f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens "
         f"in {stats['seconds']:.1f} s"
     )

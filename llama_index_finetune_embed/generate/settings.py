@@ -34,7 +34,9 @@ class GenerationSettings:
     """How a generation run calls the LLM, retries, caches and reports (every field optional).
 
     Args:
-        num_workers: LLM calls in flight at once.
+        num_workers: The most LLM calls in flight at once (bounds memory and connections). The
+            run starts with up to 32 and grows while the server keeps up; a 429 or a timeout
+            shrinks it (see ``generate/pacing.py``).
         cache_path: Append-only JSONL resume cache. Each finished chunk is written and fsync'd
             as it finishes; a rerun skips them. A cache belongs to one prompt, model,
             ``num_questions_per_chunk``, metadata mode and set of nodes: anything else is refused
@@ -46,7 +48,8 @@ class GenerationSettings:
         max_attempts: Calls per chunk (first try included) before the chunk counts as failed.
             Transient errors (429, 5xx, timeouts, connection errors) and unusable output (no
             question in it) are retried with exponential backoff and jitter, honouring
-            ``Retry-After`` (a 429 pauses every worker).
+            ``Retry-After`` (a 429 pauses every call and paces later ones below the rate the
+            server accepted).
         backoff_base: Seconds before the first retry (doubles each time, jittered).
         backoff_max: Cap on one backoff.
         timeout: Seconds before one call is abandoned and retried (``None``: the LLM's own).
@@ -66,6 +69,10 @@ class GenerationSettings:
         save_every: llama-index-finetuning's "save ``output_path`` every N chunks". Accepted
             and not used (a warning says so): ``cache_path`` saves every chunk as it finishes,
             and ``output_path`` is written once, at the end.
+        max_rpm: Requests per minute the calls may start at (your key's limit; ``None``: learned
+            from 429s and the ``x-ratelimit-*`` headers the server sends with them).
+        max_tpm: Tokens per minute (prompt + completion, from the calls' reported usage;
+            estimated from the prompt's length until the first usage is seen).
 
     Raises:
         ValueError: an option out of range (checked here, before any call is made).
@@ -75,7 +82,7 @@ class GenerationSettings:
         8
     """
 
-    num_workers: int = 16
+    num_workers: int = 128
     cache_path: str | os.PathLike[str] | None = None
     show_progress: bool | None = None
     metadata_mode: str = "embed"
@@ -91,6 +98,8 @@ class GenerationSettings:
     verbose: bool | None = None
     retry_limit: int | None = None
     save_every: int | None = None
+    max_rpm: float | None = None
+    max_tpm: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int("num_workers", self.num_workers)
@@ -122,6 +131,10 @@ class GenerationSettings:
         if self.backoff_base < 0 or self.backoff_max < 0 or (timeout is not None and timeout <= 0):
             raise ValueError("backoff_base/backoff_max must be >= 0 and timeout > 0 (or None)")
         _metadata_mode(self.metadata_mode)
+        for name in ("max_rpm", "max_tpm"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ValueError(f"{name} must be a positive number (per minute) or None")
 
     @property
     def mode(self) -> str:

@@ -73,7 +73,15 @@ class RunConfig(BaseModel):
         "(see docs/guide.md)",
     )
     top_k: int = Field(default=5, gt=0, description="retrieval depth for the report")
-    num_workers: int = Field(default=16, gt=0, description="LLM calls in flight")
+    num_workers: int = Field(
+        default=128, gt=0, description="most LLM calls in flight (reached while the API keeps up)"
+    )
+    max_rpm: float | None = Field(
+        default=None, gt=0, description="API requests per minute to stay under (unset: learned)"
+    )
+    max_tpm: float | None = Field(
+        default=None, gt=0, description="API tokens per minute to stay under (unset: learned)"
+    )
     offline_train: Literal["mix", "pseudo"] = Field(
         default="pseudo",
         description="offline training pairs: inverse-cloze pseudo-queries (pseudo, measured "

@@ -274,6 +274,8 @@ def _llm_questions(
         llm=llm,
         num_questions_per_chunk=config.questions_per_chunk,
         num_workers=config.num_workers,
+        max_rpm=config.max_rpm,
+        max_tpm=config.max_tpm,
         cache_path=cache_path,
         show_progress=True,
         seed=config.seed,

@@ -1,0 +1,168 @@
+"""generate/pacing.py: calls in flight and their rate, learned from a server that enforces limits.
+
+The end-to-end tests run the real llama-index OpenAI client against the local server, which
+refuses requests beyond its rate the way the API does (429 at once, ``Retry-After`` /
+``retry-after-ms``, ``x-ratelimit-*``). How close to the limit a run gets is a benchmark's job
+(benchmarks/bench_rate_limits.py); here: nothing fails, few requests are refused, no chunk is
+asked again once answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from _fake_openai import FakeOpenAIServer
+from _gen_worker import make_nodes
+
+from llama_index_finetune_embed import generate_qa_embedding_pairs
+from llama_index_finetune_embed.generate.calls import RateLimits, rate_limits, retry_after_seconds
+from llama_index_finetune_embed.generate.pacing import Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(srv: FakeOpenAIServer, n: int):
+    ds = generate_qa_embedding_pairs(make_nodes(n), srv.llm(timeout=30), show_progress=False)
+    snap = srv.snapshot()
+    return ds, snap, sum(snap["requests"].values())
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["x-ratelimit headers", "Retry-After only"])
+def test_a_request_rate_limit_is_met_with_few_refusals(headers):
+    with FakeOpenAIServer(delay=0.2, rps=20, limit_headers=headers) as srv:
+        ds, snap, sent = _run(srv, 80)
+    assert not ds.failed_chunks and len(ds.corpus) == 80
+    assert snap["rate_limited"] <= 0.25 * sent, (snap["rate_limited"], sent)
+    assert set(snap["successes"].values()) == {1}  # no chunk asked again once answered
+    assert ds.generation_stats["rate_limited"] == snap["rate_limited"]
+
+
+def test_a_token_rate_limit_is_met_with_few_refusals():
+    with FakeOpenAIServer(delay=0.2, tpm=60 * 1500) as srv:  # ~18 calls/s at ~80 words a call
+        ds, snap, sent = _run(srv, 80)
+    assert not ds.failed_chunks
+    assert snap["rate_limited"] <= 0.25 * sent, (snap["rate_limited"], sent)
+
+
+def test_calls_in_flight_grow_past_the_start_while_the_server_keeps_up():
+    with FakeOpenAIServer(delay=0.3) as srv:
+        generate_qa_embedding_pairs(make_nodes(120), srv.llm(), num_workers=40, show_progress=False)
+        peak = srv.snapshot()["max_in_flight"]
+        assert 32 < peak <= 40, peak  # started at 32 at most, never above num_workers
+
+
+def test_user_limits_pace_starts():
+    pacer = Pacer(max_in_flight=8, max_rpm=600, max_tpm=6000)
+    assert pacer._interval(tokens=0) == pytest.approx(0.1)  # 600 requests a minute
+    assert pacer._interval(tokens=500) == pytest.approx(5.0)  # 100 tokens/s, 500 a call
+    pacer.in_flight = 1
+    pacer.release("ok", tokens=50)  # observed usage replaces the prompt-length estimate
+    assert pacer._interval(tokens=500) == pytest.approx(0.5)
+
+
+def test_a_refusal_paces_below_what_the_server_took_then_probes_up():
+    clock = Clock()
+    pacer = Pacer(max_in_flight=64, start_in_flight=8, clock=clock)
+    pacer._first_start = clock.now
+    for _ in range(20):  # 20 answers over 2 s: the server took 10/s
+        clock.now += 0.1
+        pacer.in_flight += 1
+        pacer.release("ok")
+    assert pacer.learned_rps is None and pacer._interval(0) == 0  # unpaced until refused
+    pacer.in_flight = 1
+    pacer.release("refused", retry_after=0.5)
+    assert pacer.learned_rps == pytest.approx(0.9 * 10, rel=0.1)
+    assert pacer.pause_until == pytest.approx(clock.now + 0.5)
+    before = pacer.learned_rps
+    pacer.in_flight = 1
+    pacer.release("ok")
+    assert pacer.learned_rps == pytest.approx(before * 1.01)
+
+
+def test_one_cut_per_round_trip_and_timeouts_shrink_the_window():
+    clock = Clock()
+    pacer = Pacer(max_in_flight=64, start_in_flight=32, clock=clock)
+    pacer.in_flight = 32
+    pacer.release("timeout")
+    assert pacer.window == pytest.approx(16)
+    pacer.release("timeout")  # the same round trip: no second cut
+    assert pacer.window == pytest.approx(16) and not pacer.slow_start
+    clock.now += 2
+    pacer.release("timeout")
+    assert pacer.window < 16
+
+
+def test_slow_start_doubles_up_to_max_in_flight():
+    pacer = Pacer(max_in_flight=20, start_in_flight=4)
+    for _ in range(4):
+        pacer.in_flight += 1
+        pacer.release("ok")
+    assert pacer.window == 8
+    for _ in range(50):
+        pacer.in_flight += 1
+        pacer.release("ok")
+    assert pacer.window == 20 and not pacer.slow_start
+
+
+def test_announced_limits_cap_the_rate_and_an_empty_bucket_pauses():
+    clock = Clock()
+    pacer = Pacer(max_in_flight=8, clock=clock)
+    pacer.in_flight = 1
+    limits = RateLimits(limit_requests=600, remaining_requests=0, reset_requests=0.25)
+    pacer.release("ok", limits=limits)
+    assert pacer._interval(0) == pytest.approx(1 / (0.97 * 10))
+    assert pacer.pause_until == pytest.approx(clock.now + 0.25)
+
+
+def test_acquire_never_exceeds_the_window():
+    async def main() -> int:
+        pacer = Pacer(max_in_flight=3, start_in_flight=3)
+        peak = 0
+
+        async def call() -> None:
+            nonlocal peak
+            ticket = await pacer.acquire()
+            peak = max(peak, pacer.in_flight)
+            await asyncio.sleep(0.01)
+            pacer.release("ok", ticket)
+
+        await asyncio.gather(*(call() for _ in range(20)))
+        return peak
+
+    assert asyncio.run(main()) == 3
+
+
+def test_rate_limit_headers_are_parsed():
+    limits = rate_limits({
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "6m0s", "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-reset-tokens": "20ms",
+    })  # fmt: skip
+    assert limits == RateLimits(500.0, 0.0, 360.0, 30000.0, None, 0.02)
+    assert rate_limits({"x-ratelimit-reset-requests": "soon"}).reset_requests is None
+
+
+def test_retry_after_ms_wins_over_retry_after():
+    class Response:
+        headers = {"retry-after-ms": "250", "retry-after": "1"}
+
+    class Limited(Exception):
+        response = Response()
+
+    assert retry_after_seconds(Limited()) == pytest.approx(0.25)
+    Response.headers = {"retry-after": "2"}
+    assert retry_after_seconds(Limited()) == 2.0
+    Response.headers = {"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}
+    assert retry_after_seconds(Limited()) == 0.0
+
+
+def test_limits_are_checked():
+    with pytest.raises(ValueError, match="max_rpm must be a positive number"):
+        generate_qa_embedding_pairs(make_nodes(2), None, max_rpm=0)
