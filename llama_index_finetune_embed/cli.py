@@ -60,7 +60,8 @@ def _configure_logging(verbose: int) -> None:
 
 
 # Which RunConfig fields each subcommand takes; type, default, choices and help come from the field.
-_LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers", "max_rpm", "max_tpm")
+_LLM_OPTIONS = ("llm", "questions_per_chunk", "num_workers", "max_rpm", "max_tpm", "max_calls",
+                "budget_tokens")  # fmt: skip
 _PAIR_OPTIONS = (
     "chunk_size", "chunk_overlap", "max_chunks", "max_train_chunks", "offline_train", "seed"
 )
@@ -82,6 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="all stages: documents -> questions -> finetune -> report")
     run.add_argument("docs", nargs="*", help="files or folders (default: Python's own docs)")
     run.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the API calls, tokens, time and cost it would take; send nothing")
     run.add_argument("--restart", choices=STAGES, default=None,
                      help="redo this stage and every later one, even if its inputs are unchanged")
     _add_config_options(run, _RUN_OPTIONS)
@@ -91,6 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("docs", nargs="*", help="files or folders (default: Python's own docs)")
     gen.add_argument("--out", required=True, help="dataset JSON to write")
     gen.add_argument("--cache", default=None, help="resume cache (default: OUT.cache.jsonl)")
+    gen.add_argument("--dry-run", action="store_true",
+                     help="print the API calls, tokens, time and cost it would take; send nothing")
     _add_config_options(gen, _LLM_OPTIONS + _PAIR_OPTIONS)
     gen.set_defaults(func=_cmd_generate)
 
@@ -183,11 +188,14 @@ def _output_file(path: str, flag: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from llama_index_finetune_embed.pipeline import run_pipeline
+    from llama_index_finetune_embed.pipeline import dry_run, run_pipeline
 
     config = _run_config(
         docs=args.docs, out=args.out, **{name: getattr(args, name) for name in _RUN_OPTIONS}
     )
+    if args.dry_run:
+        print("\n".join(dry_run(config)))
+        return
     result = run_pipeline(
         config, restart=args.restart, announce=lambda line: print(line, flush=True)
     )
@@ -222,9 +230,26 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     cache = Path(args.cache or f"{out}.cache.jsonl")
+    if args.dry_run:
+        _print_estimate(nodes, choice, config, cache)
+        return
     dataset = training_pairs(nodes, choice, make_llm(choice), config, cache)
     dataset.save_json(out)
     print(f"wrote {out}: {len(dataset)} queries over {len(dataset.corpus)} chunks")
+
+
+def _print_estimate(nodes: Sequence[Any], choice: str, config: Any, cache: Path) -> None:
+    """``generate --dry-run``: what the API calls would be and cost; nothing is sent."""
+    from llama_index_finetune_embed.generate import estimate_qa_generation
+
+    if not choice.startswith("openai:"):
+        print(f"chunks: {len(nodes)}; no API calls: questions are made on this machine (no cost)")
+        return
+    estimate = estimate_qa_generation(
+        nodes, choice.split(":", 1)[1], num_questions_per_chunk=config.questions_per_chunk,
+        cache_path=cache, max_rpm=config.max_rpm, max_tpm=config.max_tpm,
+    )  # fmt: skip
+    print("\n".join(estimate.lines()))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:

@@ -59,7 +59,7 @@ def test_calls_in_flight_grow_past_the_start_while_the_server_keeps_up():
 
 
 def test_user_limits_pace_starts():
-    pacer = Pacer(max_in_flight=8, max_rpm=600, max_tpm=6000)
+    pacer = Pacer(max_in_flight=64, start_in_flight=64, max_rpm=600, max_tpm=6000)
     assert pacer._interval(tokens=0) == pytest.approx(0.1)  # 600 requests a minute
     assert pacer._interval(tokens=500) == pytest.approx(5.0)  # 100 tokens/s, 500 a call
     pacer.in_flight = 1
@@ -75,7 +75,7 @@ def test_a_refusal_paces_below_what_the_server_took_then_probes_up():
         clock.now += 0.1
         pacer.in_flight += 1
         pacer.release("ok")
-    assert pacer.learned_rps is None and pacer._interval(0) == 0  # unpaced until refused
+    assert pacer.learned_rps is None  # paced by nothing but the window until refused
     pacer.in_flight = 1
     pacer.release("refused", retry_after=0.5)
     assert pacer.learned_rps == pytest.approx(0.9 * 10, rel=0.1)
@@ -113,7 +113,7 @@ def test_slow_start_doubles_up_to_max_in_flight():
 
 def test_announced_limits_cap_the_rate_and_an_empty_bucket_pauses():
     clock = Clock()
-    pacer = Pacer(max_in_flight=8, clock=clock)
+    pacer = Pacer(max_in_flight=64, start_in_flight=64, clock=clock)
     pacer.in_flight = 1
     limits = RateLimits(limit_requests=600, remaining_requests=0, reset_requests=0.25)
     pacer.release("ok", limits=limits)
@@ -166,3 +166,73 @@ def test_retry_after_ms_wins_over_retry_after():
 def test_limits_are_checked():
     with pytest.raises(ValueError, match="max_rpm must be a positive number"):
         generate_qa_embedding_pairs(make_nodes(2), None, max_rpm=0)
+
+
+# -- the bill first: estimates and budgets -------------------------------------------------------
+
+
+def test_a_call_budget_stops_cleanly_and_a_rerun_asks_only_for_the_rest(tmp_path):
+    nodes, cache = make_nodes(30), tmp_path / "q.jsonl"
+    with FakeOpenAIServer() as srv:
+        first = generate_qa_embedding_pairs(
+            nodes, srv.llm(), cache_path=cache, max_calls=8, num_workers=4, show_progress=False
+        )
+        stats = first.generation_stats
+        assert stats["calls"] <= 8 and not first.failed_chunks
+        assert stats["chunks_left"] == 30 - len(first.relevant_docs) // 2 > 0
+        done = sum(1 for _ in cache.open()) - 1  # every answered chunk is in the cache
+        assert done == 30 - stats["chunks_left"]
+        # a new client, as a rerun has (one whose connections belong to a closed event loop
+        # errs on its first calls: a retry, and a request the server answered twice)
+        second = generate_qa_embedding_pairs(nodes, srv.llm(), cache_path=cache, show_progress=False)
+        assert len(second.queries) == 60 and second.generation_stats["chunks_left"] == 0
+        assert second.generation_stats["cached_chunks"] == done
+        assert set(srv.snapshot()["successes"].values()) == {1}  # no chunk asked twice
+
+
+def test_a_token_budget_stops_too(tmp_path):
+    with FakeOpenAIServer() as srv:
+        ds = generate_qa_embedding_pairs(
+            make_nodes(30), srv.llm(), budget_tokens=400, num_workers=2, show_progress=False
+        )
+    stats = ds.generation_stats
+    assert stats["chunks_left"] > 0 and not ds.failed_chunks
+    assert 400 <= stats["prompt_tokens"] + stats["completion_tokens"] < 400 + 2 * 200
+
+
+def test_the_estimate_counts_tokens_leaves_cached_chunks_out_and_sends_nothing(tmp_path):
+    from llama_index_finetune_embed import estimate_qa_generation
+
+    nodes, cache = make_nodes(20), tmp_path / "q.jsonl"
+    with FakeOpenAIServer() as srv:
+        generate_qa_embedding_pairs(nodes[:5], srv.llm(), cache_path=tmp_path / "other.jsonl",
+                                    show_progress=False)  # fmt: skip
+        generate_qa_embedding_pairs(
+            nodes, srv.llm(), cache_path=cache, max_calls=6, num_workers=1, show_progress=False
+        )
+        sent = sum(srv.snapshot()["requests"].values())
+        est = estimate_qa_generation(nodes, "gpt-4o-mini", cache_path=cache, max_rpm=60)
+        assert sum(srv.snapshot()["requests"].values()) == sent  # nothing sent
+    assert (est.chunks, est.cached_chunks, est.calls) == (20, 6, 14)
+    assert est.tokenizer == "o200k_base" and 14 * 60 < est.prompt_tokens < 14 * 200
+    assert est.completion_tokens == 14 * 2 * 25 and est.seconds == pytest.approx(14.0)
+    price_in, price_out = 0.15, 0.60
+    assert est.cost_usd == pytest.approx(
+        (est.prompt_tokens * price_in + est.completion_tokens * price_out) / 1e6
+    )
+    other = estimate_qa_generation(nodes, "my-model", prices={"my-model": (1.0, 2.0)})
+    assert other.tokenizer.startswith("estimated") and other.cost_usd > 0
+    assert estimate_qa_generation(nodes, "unknown-model").cost_usd is None
+
+
+def test_run_dry_run_prints_the_bill_and_writes_nothing(corpus, server, tmp_path, capsys):
+    from llama_index_finetune_embed.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", str(corpus), "--out", str(out), "--llm", "openai:gpt-4o-mini",
+                 "--base-model", "local:all-MiniLM-L6-v2", "--dry-run", "--max-rpm", "120"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code in (0, None), text
+    assert "train questions:" in text and "val questions:" in text and "total cost: $" in text
+    assert "calls: " in text and "prompt tokens: " in text and "(o200k_base)" in text
+    assert not out.exists() and sum(server.snapshot()["requests"].values()) == 0

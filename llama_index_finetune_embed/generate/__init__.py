@@ -10,6 +10,11 @@ splitting). Imports no torch.
 """
 
 from llama_index_finetune_embed.generate.cache import carry_over
+from llama_index_finetune_embed.generate.estimate import (
+    PRICES,
+    GenerationEstimate,
+    estimate_qa_generation,
+)
 from llama_index_finetune_embed.generate.llms import LocalLLM
 from llama_index_finetune_embed.generate.offline import (
     OfflineSettings,
@@ -28,11 +33,14 @@ from llama_index_finetune_embed.generate.settings import GenerationSettings
 
 __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",
+    "GenerationEstimate",
     "GenerationSettings",
     "LocalLLM",
     "OfflineSettings",
+    "PRICES",
     "agenerate_qa_embedding_pairs",
     "carry_over",
+    "estimate_qa_generation",
     "generate_offline_pairs",
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",

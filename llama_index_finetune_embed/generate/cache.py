@@ -87,6 +87,17 @@ class ResumeCache:
         self._fh.close()  # also releases the lock
 
 
+def cached_node_ids(path: Path, fingerprint: dict[str, Any], texts: Mapping[str, str]) -> set[str]:
+    """The node ids a cache file already holds questions for, read without writing or locking
+    (for estimates); the same checks as :meth:`ResumeCache.open`."""
+    records = list(read_jsonl(path))
+    if not records:
+        return set()
+    _check_header(path, records[0], fingerprint)
+    complete = [r for r in records[1:] if r.get("type") == "chunk"]
+    return set(_finished_chunks(path, complete, texts))
+
+
 def _lock(fh: IO[str], path: Path) -> None:
     """Refuse a cache another running generation is appending to (POSIX advisory lock)."""
     try:

@@ -30,7 +30,7 @@ from typing import Literal
 
 from llama_index_finetune_embed.generate.calls import RateLimits
 
-Outcome = Literal["ok", "refused", "timeout", "error"]
+Outcome = Literal["ok", "refused", "timeout", "error", "cancelled"]
 
 _WINDOW_S = 2.0  # how far back the accepted rate is measured
 _BACKOFF = 0.9  # pace at this share of the rate the server accepted when it refused
@@ -110,8 +110,9 @@ class Pacer:
     def _interval(self, tokens: float) -> float:
         """Seconds between starts at the tightest of the known rates (0: unpaced)."""
         rates = [r for r in (self.user_rps, self.server_rps, self.learned_rps) if r]
-        if self._latency:  # the window's own rate: starts spread over a round trip, no bursts
-            rates.append(self.window / self._latency)
+        # the window's own rate: starts spread over a round trip (a second until one is timed),
+        # so a window past a limit meets it one call at a time, not in a burst
+        rates.append(self.window / (self._latency or 1.0))
         per_call = self.tokens_per_call if self.tokens_per_call is not None else tokens
         for tps in (self.user_tps, self.server_tps):
             if tps and per_call:
@@ -129,7 +130,8 @@ class Pacer:
         retry_after: float = 0.0,
         limits: RateLimits | None = None,
     ) -> None:
-        """Record how a call went: ``ok``, ``refused`` (429), ``timeout`` or ``error``."""
+        """Record how a call went: ``ok``, ``refused`` (429), ``timeout``, ``error``, or
+        ``cancelled`` (admitted, then not made)."""
         now = self.clock()
         started = self._started.pop(ticket, None) if ticket is not None else None
         self.in_flight = max(0, self.in_flight - 1)

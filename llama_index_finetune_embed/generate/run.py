@@ -44,6 +44,7 @@ T = TypeVar("T")
 _MAX_RETRY_AFTER = 60.0
 _START_IN_FLIGHT = 32  # calls in flight at the start; the pacer grows it while the server keeps up
 _UNUSABLE = "no usable question in the output"
+_BUDGET = "budget spent"
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -102,6 +103,7 @@ class GenerationRun:
         done = dict(self.cache.done) if self.cache else {}
         self.questions: dict[str, list[str]] = dict(done)
         self.failed: dict[str, str] = {}
+        self.left: set[str] = set()  # chunks not asked because the budget was spent
         self.stats: dict[str, float | int] = dict.fromkeys(
             ("calls", "retries", "errors", "rate_limited", "unusable_outputs", "unusable_chunks",
              "prompt_tokens", "completion_tokens", "calls_without_usage"), 0,
@@ -133,10 +135,10 @@ class GenerationRun:
         self.bar = _progress_bar(len(self.texts), initial, self.progress)
 
         async def worker() -> None:
-            while queue:
+            while queue and not self._budget_spent():
                 nid = queue.pop()
                 await self._one_chunk(nid)
-                self.bar.update(1)
+                self.bar.update(nid not in self.left)
                 self.bar.set_postfix_str(self._postfix(), refresh=False)
 
         workers = min(self.settings.num_workers, len(pending))  # the pacer admits their calls
@@ -144,6 +146,7 @@ class GenerationRun:
         try:
             with _logs_above_bar(self.progress):
                 await asyncio.gather(*tasks)
+            self.left.update(queue)  # the budget stopped the workers before these
         except BaseException:
             for task in tasks:
                 task.cancel()
@@ -158,6 +161,9 @@ class GenerationRun:
         reason, attempts = "no attempt made", self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             questions, reason, retry_after = await self._attempt(prompt, context)
+            if reason == _BUDGET:
+                self.left.add(nid)  # neither failed nor cached: a rerun asks for it
+                return
             if questions:
                 self.questions[nid] = questions
                 if self.cache:
@@ -183,6 +189,9 @@ class GenerationRun:
     async def _attempt(self, prompt: str, context: str) -> tuple[list[str], str, float | None]:
         """One call: (questions, why not, seconds to wait before a retry or None for no retry)."""
         ticket = await self.pacer.acquire(tokens=len(prompt) / 4)  # ~4 characters a token
+        if self._budget_spent():
+            self.pacer.release("cancelled", ticket)
+            return [], _BUDGET, None
         self.stats["calls"] += 1
         try:
             call, timeout = self.llm.acomplete(prompt), self.settings.timeout
@@ -213,6 +222,13 @@ class GenerationRun:
         if kind == "chunk":
             return None
         return retry_after_seconds(exc)
+
+    def _budget_spent(self) -> bool:
+        s, settings = self.stats, self.settings
+        if settings.max_calls is not None and s["calls"] >= settings.max_calls:
+            return True
+        tokens = s["prompt_tokens"] + s["completion_tokens"]
+        return settings.budget_tokens is not None and tokens >= settings.budget_tokens
 
     def _release_failed(self, ticket: int, exc: Exception) -> None:
         """Tell the pacer: a 429 slows every call down, a timeout or overload shrinks the window."""
@@ -257,13 +273,20 @@ class GenerationRun:
         )  # fmt: skip
         self.stats.update(
             chunks=len(order), cached_chunks=cached, failed_chunks=len(self.failed),
-            questions=len(dataset.queries), seconds=round(seconds, 3),
+            chunks_left=len(self.left), questions=len(dataset.queries), seconds=round(seconds, 3),
         )  # fmt: skip
         failed = {nid: self.failed[nid] for nid in order if nid in self.failed}
         dataset = dataset.model_copy(
             update={"failed_chunks": failed, "generation_stats": dict(self.stats)}
         )
         logger.info("question generation finished: %s", _summary(self.stats))
+        if self.left:
+            budget = self.settings
+            logger.warning(
+                "stopped at the budget (max_calls=%s, budget_tokens=%s): %d chunks not asked yet%s",
+                budget.max_calls, budget.budget_tokens, len(self.left),
+                "; rerun with the same cache_path to ask only for them" if self.cache else "",
+            )  # fmt: skip
         if self.settings.output_path is not None:
             dataset.save_json(self.settings.output_path)
         return dataset

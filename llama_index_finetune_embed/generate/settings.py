@@ -73,6 +73,11 @@ class GenerationSettings:
             from 429s and the ``x-ratelimit-*`` headers the server sends with them).
         max_tpm: Tokens per minute (prompt + completion, from the calls' reported usage;
             estimated from the prompt's length until the first usage is seen).
+        max_calls: A budget: start no call after this many (retries count). The run stops
+            cleanly: finished chunks are in ``cache_path``, the rest are neither failed nor
+            cached (``generation_stats["chunks_left"]``), and a rerun with the same cache asks
+            only for them. Calls already in flight when it is reached still finish.
+        budget_tokens: The same budget in tokens (prompt + completion, as the LLM reports them).
 
     Raises:
         ValueError: an option out of range (checked here, before any call is made).
@@ -100,6 +105,8 @@ class GenerationSettings:
     save_every: int | None = None
     max_rpm: float | None = None
     max_tpm: float | None = None
+    max_calls: int | None = None
+    budget_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("num_workers", self.num_workers)
@@ -131,6 +138,9 @@ class GenerationSettings:
         if self.backoff_base < 0 or self.backoff_max < 0 or (timeout is not None and timeout <= 0):
             raise ValueError("backoff_base/backoff_max must be >= 0 and timeout > 0 (or None)")
         _metadata_mode(self.metadata_mode)
+        for name in ("max_calls", "budget_tokens"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         for name in ("max_rpm", "max_tpm"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not value > 0):

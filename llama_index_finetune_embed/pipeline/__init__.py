@@ -11,6 +11,7 @@ from llama_index_finetune_embed.pipeline.config import RunConfig
 from llama_index_finetune_embed.pipeline.run import (
     STAGES,
     PipelineResult,
+    dry_run,
     run_pipeline,
     stage_inputs,
 )
@@ -19,6 +20,7 @@ from llama_index_finetune_embed.pipeline.stages import training_pairs
 __all__ = [
     "STAGES",
     "Choices",
+    "dry_run",
     "PipelineResult",
     "RunConfig",
     "make_llm",

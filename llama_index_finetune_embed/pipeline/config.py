@@ -82,6 +82,12 @@ class RunConfig(BaseModel):
     max_tpm: float | None = Field(
         default=None, gt=0, description="API tokens per minute to stay under (unset: learned)"
     )
+    max_calls: int | None = Field(
+        default=None, gt=0, description="budget: API calls at most; a rerun continues"
+    )
+    budget_tokens: int | None = Field(
+        default=None, gt=0, description="budget: API tokens at most; a rerun continues"
+    )
     offline_train: Literal["mix", "pseudo"] = Field(
         default="pseudo",
         description="offline training pairs: inverse-cloze pseudo-queries (pseudo, measured "

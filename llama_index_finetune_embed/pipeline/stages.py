@@ -101,6 +101,14 @@ def chunks_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_chunks(job: Job) -> dict[str, Any]:
+    nodes, info = read_chunks(job.config)
+    atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
+    job.nodes = nodes
+    return info
+
+
+def read_chunks(config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
+    """The run's chunks (documents loaded, chunked, sampled) and what the ledger records."""
     from llama_index_finetune_embed.documents import (
         chunk_documents,
         find_documents,
@@ -109,16 +117,13 @@ def make_chunks(job: Job) -> dict[str, Any]:
         stdlib_documents,
     )
 
-    config = job.config
     skipped = find_documents(config.docs)[1] if config.docs else []
     docs = load_documents(config.docs) if config.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     if len(nodes) < 2:
         raise ValueError(f"only {len(nodes)} chunk(s) of text found; need at least 2 to split")
-    atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
-    job.nodes = nodes
-    return {"documents": len(docs), "chunks": len(nodes), "skipped_files": len(skipped)}
+    return nodes, {"documents": len(docs), "chunks": len(nodes), "skipped_files": len(skipped)}
 
 
 def load_chunks(job: Job, record: dict[str, Any]) -> None:
@@ -140,13 +145,18 @@ def split_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_split(job: Job) -> dict[str, Any]:
-    order = [n.node_id for n in job.nodes]
-    random.Random(job.config.seed).shuffle(order)
-    n_val = min(len(order) - 1, max(1, round(job.config.val_ratio * len(order))))
-    ids = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
+    ids = split_ids(job.nodes, job.config)
     atomic_write_json(job.out / "split.json", ids)
     _apply_split(job, ids)
     return {"train": len(ids["train"]), "val": len(ids["val"])}
+
+
+def split_ids(nodes: Sequence[TextNode], config: RunConfig) -> dict[str, list[str]]:
+    """Chunk ids of the training and held-out sides, drawn with the run's seed."""
+    order = [n.node_id for n in nodes]
+    random.Random(config.seed).shuffle(order)
+    n_val = min(len(order) - 1, max(1, round(config.val_ratio * len(order))))
+    return {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
 
 
 def load_split(job: Job, record: dict[str, Any]) -> None:
@@ -200,6 +210,13 @@ def make_datasets(job: Job) -> dict[str, Any]:
             cache_path=val_cache,
             seed=config.seed,
         )
+    left = sum(int(ds.generation_stats.get("chunks_left", 0)) for ds in (train, val))
+    if left:
+        raise ValueError(
+            f"question generation stopped at the budget with {left} chunks not asked yet; the "
+            f"questions so far are kept in {job.out / 'cache'}: rerun (with a larger budget) to "
+            "continue from there"
+        )
     for name, ds in (("training", train), ("held-out", val)):
         if len(ds) == 0:
             raise ValueError(f"no usable {name} questions were generated; see the log above")
@@ -216,20 +233,27 @@ def load_datasets(job: Job, record: dict[str, Any]) -> None:
     job.val = EmbeddingQAFinetuneDataset.from_json(val_path)
 
 
+def cache_path(side: str, nodes: Sequence[TextNode], out: Path, inputs: dict[str, Any]) -> Path:
+    """``DIR/cache/<side>-<question settings>-<set of chunks>.jsonl``: one file per both."""
+    from llama_index.core.schema import MetadataMode
+
+    texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
+    # the cap picks which chunks get questions, not how they are asked: a new cap reuses them
+    asked = {k: v for k, v in inputs.items() if k != "max_train_chunks"}
+    return out / "cache" / f"{side}-{inputs_digest(asked)}-{inputs_digest(texts)}.jsonl"
+
+
 def _cache_for(side: str, nodes: Sequence[TextNode], job: Job) -> Path:
-    """The generation cache of one side: one file per question settings and set of chunks,
-    started from earlier files of the same settings (a file holds chunks keyed by id and text
-    hash), so edited documents or a new split ask the LLM again only for changed chunks."""
+    """The generation cache of one side (:func:`cache_path`), started from earlier files of the
+    same settings (a file holds chunks keyed by id and text hash), so edited documents or a new
+    split ask the LLM again only for changed chunks."""
     from llama_index.core.schema import MetadataMode
 
     from llama_index_finetune_embed.generate import carry_over
 
     texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
-    # the cap picks which chunks get questions, not how they are asked: a new cap reuses them
-    asked = {k: v for k, v in job.inputs["generate"].items() if k != "max_train_chunks"}
-    settings = inputs_digest(asked)
-    cache_dir = job.out / "cache"
-    path = cache_dir / f"{side}-{settings}-{inputs_digest(texts)}.jsonl"
+    path = cache_path(side, nodes, job.out, job.inputs["generate"])
+    cache_dir, settings = path.parent, path.name.split("-")[1]
     if not path.exists():
         # either side's: a chunk that moved between train and held out keeps its questions
         earlier = sorted(cache_dir.glob(f"*-{settings}-*.jsonl"),
@@ -276,6 +300,8 @@ def _llm_questions(
         num_workers=config.num_workers,
         max_rpm=config.max_rpm,
         max_tpm=config.max_tpm,
+        max_calls=config.max_calls,
+        budget_tokens=config.budget_tokens,
         cache_path=cache_path,
         show_progress=True,
         seed=config.seed,
