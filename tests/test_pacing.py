@@ -184,7 +184,9 @@ def test_a_call_budget_stops_cleanly_and_a_rerun_asks_only_for_the_rest(tmp_path
         assert done == 30 - stats["chunks_left"]
         # a new client, as a rerun has (one whose connections belong to a closed event loop
         # errs on its first calls: a retry, and a request the server answered twice)
-        second = generate_qa_embedding_pairs(nodes, srv.llm(), cache_path=cache, show_progress=False)
+        second = generate_qa_embedding_pairs(
+            nodes, srv.llm(), cache_path=cache, show_progress=False
+        )
         assert len(second.queries) == 60 and second.generation_stats["chunks_left"] == 0
         assert second.generation_stats["cached_chunks"] == done
         assert set(srv.snapshot()["successes"].values()) == {1}  # no chunk asked twice
@@ -229,8 +231,9 @@ def test_run_dry_run_prints_the_bill_and_writes_nothing(corpus, server, tmp_path
     from llama_index_finetune_embed.cli import main
 
     out = tmp_path / "run"
-    code = main(["run", str(corpus), "--out", str(out), "--llm", "openai:gpt-4o-mini",
-                 "--base-model", "local:all-MiniLM-L6-v2", "--dry-run", "--max-rpm", "120"])  # fmt: skip
+    args = ["run", str(corpus), "--out", str(out), "--llm", "openai:gpt-4o-mini", "--dry-run",
+            "--base-model", "local:all-MiniLM-L6-v2", "--max-rpm", "120"]  # fmt: skip
+    code = main(args)
     text = capsys.readouterr().out
     assert code in (0, None), text
     assert "train questions:" in text and "val questions:" in text and "total cost: $" in text
