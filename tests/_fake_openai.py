@@ -444,11 +444,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rps", type=float, default=None, help="requests per second it takes")
     parser.add_argument("--tpm", type=float, default=None, help="tokens per minute it takes")
     parser.add_argument("--no-limit-headers", action="store_true", help="Retry-After only")
+    parser.add_argument("--max-requests", type=int, default=20_000)
     args = parser.parse_args(argv)
     with FakeOpenAIServer(
         delay=args.delay, fault_rate=args.fault_rate, hang=args.hang, seed=args.seed,
         faults=tuple(args.faults), rps=args.rps, tpm=args.tpm,
-        limit_headers=not args.no_limit_headers,
+        limit_headers=not args.no_limit_headers, max_requests=args.max_requests,
     ) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # returns when the parent closes our stdin or exits

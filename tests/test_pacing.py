@@ -239,3 +239,23 @@ def test_run_dry_run_prints_the_bill_and_writes_nothing(corpus, server, tmp_path
     assert "train questions:" in text and "val questions:" in text and "total cost: $" in text
     assert "calls: " in text and "prompt tokens: " in text and "(o200k_base)" in text
     assert not out.exists() and sum(server.snapshot()["requests"].values()) == 0
+
+
+def test_a_local_llm_gets_full_batches():
+    """No rate limit to find on this machine: every slot starts at once, so LocalLLM's collector
+    batches the calls in flight (a pacer spreading starts would hand it batches of one)."""
+    from llama_index_finetune_embed import LocalLLM
+    from llama_index_finetune_embed.generate.llms import Generated
+
+    class BatchRecordingLLM(LocalLLM):
+        def _template(self, messages):
+            return messages[-1].content
+
+        def _generate(self, texts):
+            self.__dict__.setdefault("batches", []).append(len(texts))
+            return [Generated("1. What does the section cover?\n2. Which market is it?", 1, 1)
+                    for _ in texts]  # fmt: skip
+
+    llm = BatchRecordingLLM(batch_size=8)
+    generate_qa_embedding_pairs(make_nodes(32), llm, num_workers=8, show_progress=False)
+    assert llm.__dict__["batches"] == [8, 8, 8, 8]

@@ -75,6 +75,7 @@ class Pacer:
         self.next_start = 0.0
         self.pause_until = 0.0
         self._last_cut = -math.inf
+        self._congested = False  # the server refused a call or timed out
         self._latency: float | None = None  # seconds, a running mean of successful calls
         self._accepted: deque[float] = deque()  # end times of recent successes
         self._started: dict[int, float] = {}
@@ -110,9 +111,12 @@ class Pacer:
     def _interval(self, tokens: float) -> float:
         """Seconds between starts at the tightest of the known rates (0: unpaced)."""
         rates = [r for r in (self.user_rps, self.server_rps, self.learned_rps) if r]
-        # the window's own rate: starts spread over a round trip (a second until one is timed),
-        # so a window past a limit meets it one call at a time, not in a burst
-        rates.append(self.window / (self._latency or 1.0))
+        if self.slow_start or self._congested:
+            # the window's own rate while it grows or after the server pushed back: starts spread
+            # over a round trip (a second until one is timed), so a window past a limit meets it
+            # one call at a time, not in a burst. Otherwise calls start as slots free up (a local
+            # LLM batches the calls that arrive together).
+            rates.append(self.window / (self._latency or 1.0))
         per_call = self.tokens_per_call if self.tokens_per_call is not None else tokens
         for tps in (self.user_tps, self.server_tps):
             if tps and per_call:
@@ -166,7 +170,7 @@ class Pacer:
         latency = self._latency or 1.0
         if now - self._last_cut < min(latency, 1.0):
             return  # one cut per round trip: the calls already in flight left before it
-        self._last_cut, self.slow_start = now, False
+        self._last_cut, self.slow_start, self._congested = now, False, True
         self.window = max(1.0, min(self.window, self.in_flight + 1) / 2)
         if refused:
             # what the server was taking: answers lately (or, before any, the calls it let in per

@@ -30,6 +30,7 @@ from llama_index_finetune_embed.generate.calls import (
     retry_after_seconds,
     token_usage,
 )
+from llama_index_finetune_embed.generate.llms import LocalLLM
 from llama_index_finetune_embed.generate.pacing import Pacer
 from llama_index_finetune_embed.generate.questions import parse_questions
 from llama_index_finetune_embed.generate.settings import GenerationSettings, check_inputs
@@ -109,9 +110,12 @@ class GenerationRun:
              "prompt_tokens", "completion_tokens", "calls_without_usage"), 0,
         )  # fmt: skip
         settings = self.settings
+        # a local LLM has no rate limit to find and batches the calls in flight: all at once
+        local = isinstance(self.llm, LocalLLM)
         self.pacer = Pacer(
             max_in_flight=settings.num_workers,
-            start_in_flight=min(settings.num_workers, _START_IN_FLIGHT),
+            start_in_flight=settings.num_workers if local else min(settings.num_workers,
+                                                                   _START_IN_FLIGHT),
             max_rpm=settings.max_rpm,
             max_tpm=settings.max_tpm,
         )
