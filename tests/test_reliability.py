@@ -332,6 +332,8 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
         "max_train_chunks": 20,
     }  # fmt: skip
     not_results = {"out", "docs", "llm", "base_model", "num_workers"}  # docs/llm/model: below
+    not_results |= {"max_rpm", "max_tpm", "max_calls", "budget_tokens"}  # pace or stop; a budget
+    # stop raises before the generate stage is recorded, so nothing partial is ever reused
     assert set(changed) | not_results == set(RunConfig.model_fields)
     for name, value in changed.items():
         after = stage_inputs(base.model_copy(update={name: value}), choices)
