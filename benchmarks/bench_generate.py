@@ -48,10 +48,16 @@ def load_nodes(n: int):
 
 
 @contextlib.contextmanager
-def server_process(latency: float, fault_rate: float, faults: tuple[str, ...] = ()):
-    """The fake server in its own process (a real API does not share our GIL); yields its URL."""
+def server_process(
+    latency: float,
+    fault_rate: float = 0.0,
+    faults: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+):
+    """The fake server in its own process (a real API does not share our GIL); yields its URL.
+    ``extra``: more of its flags (e.g. ``("--rps", "10")``)."""
     cmd = [sys.executable, str(ROOT / "tests" / "_fake_openai.py"), "--delay", str(latency),
-           "--fault-rate", str(fault_rate)]  # fmt: skip
+           "--fault-rate", str(fault_rate), *extra]  # fmt: skip
     if faults:
         cmd += ["--faults", *faults]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

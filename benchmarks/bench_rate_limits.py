@@ -16,18 +16,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _gen_worker import make_nodes  # noqa: E402
+from bench_generate import server_process, server_stats  # noqa: E402
 
 from llama_index_finetune_embed import generate_qa_embedding_pairs  # noqa: E402
 
@@ -40,33 +37,17 @@ SCENARIOS = {
 }
 
 
-@contextlib.contextmanager
-def server(flags: list[str], latency: float):
-    cmd = [sys.executable, str(ROOT / "tests" / "_fake_openai.py"), "--delay", str(latency), *flags]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=10)
-
-
-def stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/stats", timeout=10) as resp:
-        return json.load(resp)
-
-
 def run(name: str, headers: bool) -> dict:
     from llama_index.llms.openai import OpenAI
 
     flags, latency, chunks, rps = SCENARIOS[name]
     flags = flags + ([] if headers else ["--no-limit-headers"])
-    with server(flags, latency) as url:
+    with server_process(latency, extra=tuple(flags)) as url:
         llm = OpenAI(model="gpt-4o-mini", api_key="x", api_base=url, max_retries=0, timeout=60)
         start = time.perf_counter()
         ds = generate_qa_embedding_pairs(make_nodes(chunks), llm, show_progress=False)
         wall = time.perf_counter() - start
-        snap = stats(url)
+        snap = server_stats(url)
     sent = sum(snap["requests"].values())
     tokens = snap["prompt_tokens"] + snap["completion_tokens"]
     if rps is None:  # a token limit: the calls/s it allows at the tokens a call took
