@@ -240,16 +240,10 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def _print_estimate(nodes: Sequence[Any], choice: str, config: Any, cache: Path) -> None:
     """``generate --dry-run``: what the API calls would be and cost; nothing is sent."""
-    from llama_index_finetune_embed.generate import estimate_qa_generation
+    from llama_index_finetune_embed.pipeline import NO_API_CALLS, question_bill
 
-    if not choice.startswith("openai:"):
-        print(f"chunks: {len(nodes)}; no API calls: questions are made on this machine (no cost)")
-        return
-    estimate = estimate_qa_generation(
-        nodes, choice.split(":", 1)[1], num_questions_per_chunk=config.questions_per_chunk,
-        cache_path=cache, max_rpm=config.max_rpm, max_tpm=config.max_tpm,
-    )  # fmt: skip
-    print("\n".join(estimate.lines()))
+    estimate = question_bill(nodes, choice, config, cache)
+    print("\n".join(estimate.lines()) if estimate else f"chunks: {len(nodes)}; {NO_API_CALLS}")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:

@@ -62,13 +62,11 @@ class ResumeCache:
         try:
             _lock(fh, path)
             truncate_torn_tail(path)
-            records = list(read_jsonl(path))
-            if records:
-                _check_header(path, records[0], fingerprint)
-            else:
+            done = _read_done(path, fingerprint, texts)
+            if done is None:  # a new file
                 append_jsonl(fh, {"type": "header", "format": FORMAT, "version": VERSION,
                                   "fingerprint": fingerprint})  # fmt: skip
-            done = _finished_chunks(path, records[1:], texts)
+                done = {}
         except BaseException:
             fh.close()
             raise
@@ -90,12 +88,18 @@ class ResumeCache:
 def cached_node_ids(path: Path, fingerprint: dict[str, Any], texts: Mapping[str, str]) -> set[str]:
     """The node ids a cache file already holds questions for, read without writing or locking
     (for estimates); the same checks as :meth:`ResumeCache.open`."""
+    return set(_read_done(path, fingerprint, texts) or {})
+
+
+def _read_done(
+    path: Path, fingerprint: dict[str, Any], texts: Mapping[str, str]
+) -> dict[str, list[str]] | None:
+    """node id -> questions a cache file holds, its header and chunks checked (None: empty)."""
     records = list(read_jsonl(path))
     if not records:
-        return set()
+        return None
     _check_header(path, records[0], fingerprint)
-    complete = [r for r in records[1:] if r.get("type") == "chunk"]
-    return set(_finished_chunks(path, complete, texts))
+    return _finished_chunks(path, records[1:], texts)
 
 
 def _lock(fh: IO[str], path: Path) -> None:

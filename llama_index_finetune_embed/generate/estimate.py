@@ -128,7 +128,7 @@ def estimate_qa_generation(
     if max_tpm:
         rates.append((prompt_tokens + completion_tokens) / (max_tpm / 60))
     return GenerationEstimate(
-        model=model, chunks=len(texts), cached_chunks=len(cached & set(texts)), calls=len(todo),
+        model=model, chunks=len(texts), cached_chunks=len(cached), calls=len(todo),
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, tokenizer=tokenizer,
         seconds=max(rates) if rates else None, cost_usd=cost,
     )  # fmt: skip

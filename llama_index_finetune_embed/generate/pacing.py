@@ -70,7 +70,6 @@ class Pacer:
         self.learned_rps: float | None = None  # None: unpaced until a refusal
         self.clock = clock
         self.in_flight = 0
-        self.refused = 0
         self.tokens_per_call: float | None = None  # mean of observed usage
         self.next_start = 0.0
         self.pause_until = 0.0
@@ -149,6 +148,7 @@ class Pacer:
 
     def _on_success(self, now: float, started: float | None, tokens: int | None) -> None:
         self._accepted.append(now)
+        self._forget_before(now - _WINDOW_S)
         if started is not None:
             took = max(1e-3, now - started)
             self._latency = took if self._latency is None else 0.8 * self._latency + 0.2 * took
@@ -163,10 +163,8 @@ class Pacer:
             self.learned_rps *= 1 + _PROBE
 
     def _on_congestion(self, now: float, *, refused: bool, retry_after: float) -> None:
-        if refused:
-            self.refused += 1
-            if retry_after > 0:
-                self.pause_until = max(self.pause_until, now + retry_after)
+        if refused and retry_after > 0:
+            self.pause_until = max(self.pause_until, now + retry_after)
         latency = self._latency or 1.0
         if now - self._last_cut < min(latency, 1.0):
             return  # one cut per round trip: the calls already in flight left before it
@@ -196,7 +194,10 @@ class Pacer:
     def accepted_rps(self, now: float | None = None) -> float:
         """Calls the server answered per second over the last two seconds."""
         now = self.clock() if now is None else now
-        while self._accepted and self._accepted[0] < now - _WINDOW_S:
-            self._accepted.popleft()
+        self._forget_before(now - _WINDOW_S)
         span = min(_WINDOW_S, now - self._first_start) if self._first_start is not None else 0
         return len(self._accepted) / span if span > 0 else 0.0
+
+    def _forget_before(self, cutoff: float) -> None:
+        while self._accepted and self._accepted[0] < cutoff:
+            self._accepted.popleft()

@@ -202,8 +202,7 @@ class GenerationRun:
             response = await (asyncio.wait_for(call, timeout) if timeout else call)
         except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
             self.stats["errors"] += 1
-            self._release_failed(ticket, exc)
-            return [], describe_error(exc), self._classify(exc)
+            return [], describe_error(exc), self._failed(ticket, exc)
         except BaseException:
             self.pacer.release("error", ticket)
             raise
@@ -215,9 +214,16 @@ class GenerationRun:
             return [], f"{_UNUSABLE} {text[:80]!r}", 0.0
         return questions, "", None
 
-    def _classify(self, exc: Exception) -> float | None:
-        """Retry-after seconds (0 = just back off) for a retryable error, None if not; or raise."""
-        kind = error_kind(exc)
+    def _failed(self, ticket: int, exc: Exception) -> float | None:
+        """A failed call: the pacer told (a 429 slows every call down, a timeout or overload
+        shrinks the window), then retry-after seconds (0 = just back off) for a retryable error,
+        None if not; or raise."""
+        kind, retry_after = error_kind(exc), retry_after_seconds(exc)
+        refused = kind == "rate_limit"
+        self.stats["rate_limited"] += refused
+        outcome = "refused" if refused else "timeout" if is_congestion(exc) else "error"
+        limits = rate_limits(response_headers(exc))
+        self.pacer.release(outcome, ticket, retry_after=retry_after, limits=limits)
         if kind == "fatal":
             raise RuntimeError(
                 f"stopping generation: the LLM call failed with {describe_error(exc)}; this will "
@@ -225,7 +231,7 @@ class GenerationRun:
             ) from exc
         if kind == "chunk":
             return None
-        return retry_after_seconds(exc)
+        return retry_after
 
     def _budget_spent(self) -> bool:
         s, settings = self.stats, self.settings
@@ -233,16 +239,6 @@ class GenerationRun:
             return True
         tokens = s["prompt_tokens"] + s["completion_tokens"]
         return settings.budget_tokens is not None and tokens >= settings.budget_tokens
-
-    def _release_failed(self, ticket: int, exc: Exception) -> None:
-        """Tell the pacer: a 429 slows every call down, a timeout or overload shrinks the window."""
-        refused = error_kind(exc) == "rate_limit"
-        self.stats["rate_limited"] += refused
-        outcome = "refused" if refused else "timeout" if is_congestion(exc) else "error"
-        headers = response_headers(exc)
-        self.pacer.release(
-            outcome, ticket, retry_after=retry_after_seconds(exc), limits=rate_limits(headers)
-        )
 
     def _delay(self, attempt: int, retry_after: float) -> float:
         base, cap = self.settings.backoff_base, self.settings.backoff_max

@@ -15,15 +15,17 @@ from llama_index_finetune_embed.pipeline.run import (
     run_pipeline,
     stage_inputs,
 )
-from llama_index_finetune_embed.pipeline.stages import training_pairs
+from llama_index_finetune_embed.pipeline.stages import NO_API_CALLS, question_bill, training_pairs
 
 __all__ = [
+    "NO_API_CALLS",
     "STAGES",
     "Choices",
     "dry_run",
     "PipelineResult",
     "RunConfig",
     "make_llm",
+    "question_bill",
     "resolve_choices",
     "run_pipeline",
     "stage_inputs",

@@ -82,33 +82,23 @@ def dry_run(config: RunConfig) -> list[str]:
         >>> print("\n".join(dry_run(RunConfig(out="runs/x", llm="openai:gpt-4o-mini"))))
         ... # doctest: +SKIP
     """
-    from llama_index_finetune_embed.generate import estimate_qa_generation
-
     choices = resolve_choices(config)
     nodes, _ = st.read_chunks(config)
-    val_ids = set(st.split_ids(nodes, config)["val"])
-    sides = {"train": [n for n in nodes if n.node_id not in val_ids],
-             "val": [n for n in nodes if n.node_id in val_ids]}  # fmt: skip
+    train, val = st.split_nodes(nodes, st.split_ids(nodes, config))
     lines = [
         f"question source: {choices.llm} ({choices.llm_reason})",
-        f"chunks: {len(nodes)} ({len(sides['train'])} train / {len(sides['val'])} held out)",
+        f"chunks: {len(nodes)} ({len(train)} train / {len(val)} held out)",
     ]
-    if not choices.llm.startswith("openai:"):
-        return [*lines, "no API calls: questions are made on this machine (no cost)"]
-    inputs, cost = st.generate_inputs(config, choices), 0.0
-    for side, side_nodes in sides.items():
-        estimate = estimate_qa_generation(
-            side_nodes,
-            choices.llm.split(":", 1)[1],
-            num_questions_per_chunk=config.questions_per_chunk,
-            cache_path=st.cache_path(side, side_nodes, Path(config.out), inputs),
-            max_rpm=config.max_rpm,
-            max_tpm=config.max_tpm,
-        )
+    inputs, costs = st.generate_inputs(config, choices), []
+    for side, side_nodes in (("train", train), ("val", val)):
+        path = st.cache_path(side, st.embed_texts(side_nodes), Path(config.out), inputs)
+        estimate = st.question_bill(side_nodes, choices.llm, config, path)
+        if estimate is None:
+            return [*lines, st.NO_API_CALLS]
         lines += [f"{side} questions:", *(f"  {line}" for line in estimate.lines())]
-        cost = cost + estimate.cost_usd if estimate.cost_usd is not None else float("nan")
-    if cost == cost:
-        lines.append(f"total cost: ${cost:,.2f}")
+        costs.append(estimate.cost_usd)
+    if None not in costs:
+        lines.append(f"total cost: ${sum(costs):,.2f}")
     return lines
 
 

@@ -29,6 +29,8 @@ from llama_index_finetune_embed.pipeline.state import inputs_digest
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
+    from llama_index_finetune_embed.generate import GenerationEstimate
+
 logger = logging.getLogger("llama_index_finetune_embed.pipeline")
 
 #: The report's first row: the base model as a LlamaIndex user already has it.
@@ -164,9 +166,16 @@ def load_split(job: Job, record: dict[str, Any]) -> None:
 
 
 def _apply_split(job: Job, ids: dict[str, list[str]]) -> None:
+    job.train_nodes, job.val_nodes = split_nodes(job.nodes, ids)
+
+
+def split_nodes(
+    nodes: Sequence[TextNode], ids: dict[str, list[str]]
+) -> tuple[list[TextNode], list[TextNode]]:
+    """(training, held-out) nodes, in their order, by the ids of :func:`split_ids`."""
     val_ids = set(ids["val"])
-    job.train_nodes = [n for n in job.nodes if n.node_id not in val_ids]
-    job.val_nodes = [n for n in job.nodes if n.node_id in val_ids]
+    train = [n for n in nodes if n.node_id not in val_ids]
+    return train, [n for n in nodes if n.node_id in val_ids]
 
 
 # -- 3. generate: questions for train and val chunks (DIR/{train,val}_dataset.json) -------------
@@ -233,30 +242,35 @@ def load_datasets(job: Job, record: dict[str, Any]) -> None:
     job.val = EmbeddingQAFinetuneDataset.from_json(val_path)
 
 
-def cache_path(side: str, nodes: Sequence[TextNode], out: Path, inputs: dict[str, Any]) -> Path:
-    """``DIR/cache/<side>-<question settings>-<set of chunks>.jsonl``: one file per both."""
+def embed_texts(nodes: Sequence[TextNode]) -> dict[str, str]:
+    """node id -> the text the index embeds (what questions are written from)."""
     from llama_index.core.schema import MetadataMode
 
-    texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
-    # the cap picks which chunks get questions, not how they are asked: a new cap reuses them
-    asked = {k: v for k, v in inputs.items() if k != "max_train_chunks"}
-    return out / "cache" / f"{side}-{inputs_digest(asked)}-{inputs_digest(texts)}.jsonl"
+    return {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
+
+
+def cache_path(side: str, texts: dict[str, str], out: Path, inputs: dict[str, Any]) -> Path:
+    """``DIR/cache/<side>-<question settings>-<set of chunks>.jsonl``: one file per both."""
+    return out / "cache" / f"{side}-{_asked_digest(inputs)}-{inputs_digest(texts)}.jsonl"
+
+
+def _asked_digest(inputs: dict[str, Any]) -> str:
+    """How questions are asked: the generate stage's inputs but the cap, which picks which chunks
+    get questions, not how (a new cap reuses them)."""
+    return inputs_digest({k: v for k, v in inputs.items() if k != "max_train_chunks"})
 
 
 def _cache_for(side: str, nodes: Sequence[TextNode], job: Job) -> Path:
     """The generation cache of one side (:func:`cache_path`), started from earlier files of the
     same settings (a file holds chunks keyed by id and text hash), so edited documents or a new
     split ask the LLM again only for changed chunks."""
-    from llama_index.core.schema import MetadataMode
-
     from llama_index_finetune_embed.generate import carry_over
 
-    texts = {n.node_id: n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes}
-    path = cache_path(side, nodes, job.out, job.inputs["generate"])
-    cache_dir, settings = path.parent, path.name.split("-")[1]
+    texts, inputs = embed_texts(nodes), job.inputs["generate"]
+    path = cache_path(side, texts, job.out, inputs)
     if not path.exists():
         # either side's: a chunk that moved between train and held out keeps its questions
-        earlier = sorted(cache_dir.glob(f"*-{settings}-*.jsonl"),
+        earlier = sorted(path.parent.glob(f"*-{_asked_digest(inputs)}-*.jsonl"),
                          key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
         carried = carry_over(earlier, path, texts)
         if carried:
@@ -286,6 +300,24 @@ def training_pairs(
         cache_path=cache_path,
         seed=config.seed,
     )
+
+
+#: What a dry run says when questions are not asked of an API.
+NO_API_CALLS = "no API calls: questions are made on this machine (no cost)"
+
+
+def question_bill(
+    nodes: Sequence[TextNode], choice: str, config: RunConfig, cache_path: Path
+) -> GenerationEstimate | None:
+    """What :func:`training_pairs`' API calls for ``nodes`` would cost (None: no API is asked)."""
+    if not choice.startswith("openai:"):
+        return None
+    from llama_index_finetune_embed.generate import estimate_qa_generation
+
+    return estimate_qa_generation(
+        nodes, choice.split(":", 1)[1], num_questions_per_chunk=config.questions_per_chunk,
+        cache_path=cache_path, max_rpm=config.max_rpm, max_tpm=config.max_tpm,
+    )  # fmt: skip
 
 
 def _llm_questions(
