@@ -147,7 +147,6 @@ class FakeOpenAIServer:
         self._requests_left = (rps or 0) * burst
         self._tokens_left = (tpm or 0) / 60 * burst
         self._refilled = time.monotonic()
-        self.accepted_at: list[float] = []  # arrival times of requests let through
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -243,12 +242,11 @@ class FakeOpenAIServer:
         return now
 
     def _admit(self, prompt_tokens: int) -> bool:
-        now = self._refill()
+        self._refill()
         if (self.rps and self._requests_left < 1) or (self.tpm and self._tokens_left < 0):
             return False
         self._requests_left -= 1
         self._tokens_left -= prompt_tokens
-        self.accepted_at.append(now)
         return True
 
     def _charge(self, tokens: int) -> None:
