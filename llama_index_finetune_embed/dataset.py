@@ -23,11 +23,12 @@ class EmbeddingQAFinetuneDataset(BaseModel):
     """Queries, a corpus of chunks, and which chunks answer which query.
 
     The JSON layout is llama-index-finetuning's (``queries``, ``corpus``, ``relevant_docs``,
-    ``mode``), so files move freely between the two packages. Two optional fields are ours and
+    ``mode``), so files move freely between the two packages. Optional fields are ours and
     are ignored by llama-index-finetuning: ``metadata_mode`` (how node text was rendered, so
     training sees what the index embeds), ``query_sources`` (which generator wrote a query),
-    ``failed_chunks`` (chunks whose question generation failed, and why) and
-    ``generation_stats`` (LLM calls, retries and tokens the generation cost).
+    ``query_positions`` (which passage of its chunk a query was written from: see
+    :meth:`position_summary`), ``failed_chunks`` (chunks whose question generation failed, and
+    why) and ``generation_stats`` (LLM calls, retries and tokens the generation cost).
 
     Example:
         >>> ds = EmbeddingQAFinetuneDataset(
@@ -51,6 +52,11 @@ class EmbeddingQAFinetuneDataset(BaseModel):
     )
     query_sources: dict[str, str] = Field(
         default_factory=dict, description="query id -> generator that wrote it (llm, ict, ...)"
+    )
+    query_positions: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="query id -> where in its chunk it was written from: passage index, number "
+        "of passages, start and end characters of the passage in the chunk's corpus text",
     )
     failed_chunks: dict[str, str] = Field(
         default_factory=dict, description="chunk id -> why generating its questions failed"
@@ -85,6 +91,13 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                     raise ValueError(
                         f"relevant doc {doc_id!r} of query {qid!r} is not in the corpus"
                     )
+        for qid, where in self.query_positions.items():
+            if qid not in self.queries:
+                raise ValueError(f"query_positions names query {qid!r}, which is not in queries")
+            if not 0 <= where.get("passage", -1) < where.get("passages", 0):
+                raise ValueError(
+                    f"query_positions[{qid!r}] must have 0 <= passage < passages, got {where}"
+                )
         for cid in self.failed_chunks:
             if cid not in self.corpus:
                 raise ValueError(f"failed_chunks names chunk {cid!r}, which is not in the corpus")
@@ -201,12 +214,15 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         *,
         metadata_mode: str = "embed",
         query_sources: Mapping[str, str] | None = None,
+        positions: Mapping[str, Sequence[Mapping[str, int]]] | None = None,
     ) -> EmbeddingQAFinetuneDataset:
         """Build a dataset from nodes and the questions written for each node id.
 
         Chunk ids are the node ids; a query id is derived from its node id and text, so it is
         the same on every rerun. ``query_sources`` maps a node id to the generator that wrote its
-        questions (default: none recorded).
+        questions (default: none recorded); ``positions`` maps a node id to where each of its
+        questions was written from, in the order of ``questions[node_id]``
+        (``query_positions``).
 
         Example:
             >>> from llama_index.core.schema import TextNode
@@ -222,21 +238,26 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         queries: dict[str, str] = {}
         relevant: dict[str, list[str]] = {}
         sources: dict[str, str] = {}
+        where: dict[str, dict[str, int]] = {}
         for node_id, texts in questions.items():
             if node_id not in corpus:
                 raise ValueError(f"questions given for node {node_id!r}, which is not in nodes")
-            for text in texts:
+            spots = list((positions or {}).get(node_id, ()))
+            for i, text in enumerate(texts):
                 qid = stable_id(node_id, text)
                 queries[qid] = text
                 relevant[qid] = [node_id]
                 if query_sources and node_id in query_sources:
                     sources[qid] = query_sources[node_id]
+                if i < len(spots):
+                    where[qid] = dict(spots[i])
         return cls(
             queries=queries,
             corpus=corpus,
             relevant_docs=relevant,
             metadata_mode=mode.value,
             query_sources=sources,
+            query_positions=where,
         )
 
     @classmethod
@@ -280,6 +301,7 @@ class EmbeddingQAFinetuneDataset(BaseModel):
         corpus, queries = dict(self.corpus), dict(self.queries)
         relevant = {qid: list(docs) for qid, docs in self.relevant_docs.items()}
         sources = dict(self.query_sources)
+        where = {qid: dict(spot) for qid, spot in self.query_positions.items()}
         failed = dict(self.failed_chunks)
         stats_seen = [self.generation_stats]
         for other in others:
@@ -294,6 +316,7 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 merged = relevant.setdefault(qid, [])
                 merged.extend(d for d in docs if d not in merged)
             sources.update(other.query_sources)
+            where.update(other.query_positions)
             for cid, reason in other.failed_chunks.items():
                 failed.setdefault(cid, reason)
             if other.generation_stats not in stats_seen:
@@ -304,10 +327,37 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 "queries": queries,
                 "relevant_docs": relevant,
                 "query_sources": sources,
+                "query_positions": where,
                 "failed_chunks": failed,
                 "generation_stats": _sum_stats(stats_seen),
             }
         )
+
+    def position_summary(self) -> dict[str, float | int] | None:
+        """Where the questions about long chunks point: the share written from the first passage
+        against the share an even spread gives (``None`` when no query records a position).
+
+        Only queries whose chunk has two or more passages count (``long_questions``);
+        ``first_share`` is the share of them written from the first passage, ``even_share`` the
+        mean of ``1 / passages`` over them. A generator that reads only the start of each chunk
+        shows ``first_share`` far above ``even_share``.
+
+        Example:
+            >>> ds.position_summary()  # doctest: +SKIP
+            {'questions': 90, 'long_questions': 60, 'first_share': 0.35, 'even_share': 0.33}
+        """
+        spots = [self.query_positions[q] for q in self.queries if q in self.query_positions]
+        if not spots:
+            return None
+        long = [s for s in spots if s["passages"] >= 2]
+        first = sum(1 for s in long if s["passage"] == 0)
+        even = sum(1 / s["passages"] for s in long)
+        return {
+            "questions": len(spots),
+            "long_questions": len(long),
+            "first_share": first / len(long) if long else 0.0,
+            "even_share": even / len(long) if long else 0.0,
+        }
 
     def split(
         self, val_ratio: float = 0.2, *, seed: int = 0
@@ -354,6 +404,9 @@ class EmbeddingQAFinetuneDataset(BaseModel):
                 "relevant_docs": relevant,
                 "query_sources": {
                     qid: s for qid, s in self.query_sources.items() if qid in relevant
+                },
+                "query_positions": {
+                    qid: p for qid, p in self.query_positions.items() if qid in relevant
                 },
                 "failed_chunks": {
                     cid: why for cid, why in self.failed_chunks.items() if cid in keep

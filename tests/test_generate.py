@@ -317,7 +317,7 @@ def test_sync_and_async_forms_have_one_signature_from_the_settings():
     fields = {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
     assert {**keywords, **{n: params[n].default for n in positional[4:]}} == fields
     assert keywords["num_workers"] == 128 and params["on_failure"].default == "continue"
-    assert len(keywords) == 15 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    assert len(keywords) == 16 and not any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @pytest.mark.parametrize(

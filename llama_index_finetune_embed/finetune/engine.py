@@ -350,6 +350,7 @@ class SentenceTransformersFinetuneEngine:
         guard = RetrievalGuard(
             checks, query_prompt=self.query_prompt, document_prompt=self.document_prompt,
             tolerance=self.recipe.guard_tolerance,
+            window_length=self.serving_lengths()[1],  # judged in windows, as it is served
         )  # fmt: skip
         guard.score_base(self.model, self._served_base_length)
         return guard

@@ -9,8 +9,12 @@ the finetuned model and its base are both scored (NDCG@10, per query) on
 * ``val``: the held-out questions, when a ``val_dataset`` was given (split by chunk, as
   ``dataset.split`` and the main job do, so that none of its chunks was trained on).
 
-The base is scored as a LlamaIndex user already has it (its configured length, long texts
-truncated). A model *loses* on a check when its mean NDCG@10 is more than ``tolerance`` points
+Both are judged in the form the model is served in: with ``window_length`` (the engine passes
+the window length it records for ``build_window_index``, which the main job serves unless its
+report measured another row better), each chunk is cut into the windows that index stores and
+scores its best window, for the base (at its served length) and the candidate alike, so the
+check sees what training did to the served model; without it, chunks are embedded whole as a
+plain index does (long texts truncated). A model *loses* on a check when its mean NDCG@10 is more than ``tolerance`` points
 below the base's, or the paired-bootstrap 95% interval of the difference is entirely below 0.
 When it loses, closer weight-space averages with the base are tried (half, then three quarters
 of the way back to the base: WiSE-FT, Wortsman et al. 2022; after the engine's default average
@@ -106,6 +110,8 @@ class RetrievalGuard:
         query_prompt, document_prompt: the prompts the model is trained and served with.
         tolerance: NDCG@10 points a model may trail the base by on a check (see module docs).
         fallback_base_weights: base shares of the averages tried when the model loses.
+        window_length: score in windows of this many tokens (the served form; ``None``: each
+            chunk embedded whole, truncated at the model's length).
 
     Example:
         >>> guard = RetrievalGuard({"canary": load_canary()})  # doctest: +SKIP
@@ -121,7 +127,11 @@ class RetrievalGuard:
         document_prompt: str = "",
         tolerance: float = 1.0,
         fallback_base_weights: Sequence[float] = (0.5, 0.75),
+        window_length: int | None = None,
     ) -> None:
+        if window_length is not None and window_length < 8:
+            raise ValueError(f"window_length must be at least 8 tokens, got {window_length!r}")
+        self.window_length = window_length
         if tolerance < 0:
             raise ValueError(f"tolerance must be >= 0 NDCG@10 points, got {tolerance}")
         self.checks = dict(checks) if checks is not None else {"canary": load_canary()}
@@ -215,10 +225,33 @@ class RetrievalGuard:
 
         query_prompt, doc_prompt = self.prompts
         queries = _encode(model, list(ds.queries.values()), query_prompt)
-        corpus = _encode(model, list(ds.corpus.values()), doc_prompt)
+        texts, starts = list(ds.corpus.values()), None
+        if self.window_length and getattr(model.tokenizer, "is_fast", False):
+            texts, starts = _windows(model, texts, self.window_length, doc_prompt)
+        corpus = _encode(model, texts, doc_prompt)
         return evaluate_embeddings(
-            ds, DatasetEmbeddings(queries, corpus), top_k=10, name=name, n_resamples=1000
+            ds, DatasetEmbeddings(queries, corpus, starts), top_k=10, name=name, n_resamples=1000
         )
+
+
+def _windows(
+    model: SentenceTransformer, texts: list[str], length: int, prompt: str
+) -> tuple[list[str], np.ndarray]:
+    """(every text's windows of ``length`` tokens with special tokens and ``prompt``, first window
+    of each text): what ``build_window_index`` stores for these chunks."""
+    from llama_index_finetune_embed.serving import tokenizer_splitter
+
+    tokenizer = model.tokenizer
+    used = tokenizer.num_special_tokens_to_add(pair=False)
+    if prompt:
+        used += len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    splitter = tokenizer_splitter(tokenizer, max(8, length - used))
+    windows: list[str] = []
+    starts = []
+    for text in texts:
+        starts.append(len(windows))
+        windows += splitter.split_text(text)
+    return windows, np.asarray(starts, dtype=np.int64)
 
 
 def _encode(model: SentenceTransformer, texts: list[str], prompt: str) -> np.ndarray:

@@ -25,26 +25,42 @@ FORMAT = "llama-index-finetune-embed/qa-generation-cache"
 VERSION = 1
 
 
-def cache_fingerprint(template: str, model: str, num_questions: int, mode: str) -> dict[str, Any]:
-    """The settings a cache belongs to; a cache with other settings is refused, not mixed in."""
-    return {
+def cache_fingerprint(
+    template: str, model: str, num_questions: int, mode: str, passage_words: int | None = None
+) -> dict[str, Any]:
+    """The settings a cache belongs to; a cache with other settings is refused, not mixed in.
+
+    ``passage_words`` (how long chunks were cut for the writer) is recorded only when set, so a
+    cache written before passages existed still matches a run that reads chunks whole."""
+    fingerprint = {
         "prompt_sha256": text_hash(template),
         "model": model,
         "num_questions_per_chunk": num_questions,
         "metadata_mode": mode,
     }
+    if passage_words is not None:
+        fingerprint["passage_words"] = passage_words
+    return fingerprint
 
 
 class ResumeCache:
-    """An open cache file: ``done`` (node id -> questions) read back, ``append`` for new chunks.
+    """An open cache file: ``done`` (node id -> questions) and ``positions`` (node id -> where
+    each question was written from, when recorded) read back, ``append`` for new chunks.
 
     Example:
         >>> cache = ResumeCache.open("pairs.jsonl", fingerprint, texts)  # doctest: +SKIP
         >>> cache.append("node-1", text_hash(texts["node-1"]), ["Who?"], "llm", 1)  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, fh: IO[str], done: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fh: IO[str],
+        done: dict[str, list[str]],
+        positions: dict[str, list[dict[str, int]]] | None = None,
+    ) -> None:
         self.path, self._fh, self.done = path, fh, done
+        self.positions = positions if positions is not None else {}
 
     @classmethod
     def open(
@@ -62,22 +78,33 @@ class ResumeCache:
         try:
             _lock(fh, path)
             truncate_torn_tail(path)
-            done = _read_done(path, fingerprint, texts)
-            if done is None:  # a new file
+            records = _read_done(path, fingerprint, texts)
+            if records is None:  # a new file
                 append_jsonl(fh, {"type": "header", "format": FORMAT, "version": VERSION,
                                   "fingerprint": fingerprint})  # fmt: skip
-                done = {}
+                records = {}
         except BaseException:
             fh.close()
             raise
-        return cls(path, fh, done)
+        done = {nid: [str(q) for q in r["questions"]] for nid, r in records.items()}
+        positions = {nid: r["positions"] for nid, r in records.items() if _positions_ok(r)}
+        return cls(path, fh, done, positions)
 
     def append(
-        self, node_id: str, text_sha256: str, questions: list[str], source: str, attempts: int
+        self,
+        node_id: str,
+        text_sha256: str,
+        questions: list[str],
+        source: str,
+        attempts: int,
+        positions: list[dict[str, int]] | None = None,
     ) -> None:
         """Write one finished chunk (flushed and fsync'd before returning)."""
         record = {"type": "chunk", "node_id": node_id, "text_sha256": text_sha256,
                   "questions": questions, "source": source, "attempts": attempts}  # fmt: skip
+        if positions is not None:
+            record["positions"] = positions
+            self.positions[node_id] = positions
         append_jsonl(self._fh, record)
         self.done[node_id] = questions
 
@@ -93,8 +120,8 @@ def cached_node_ids(path: Path, fingerprint: dict[str, Any], texts: Mapping[str,
 
 def _read_done(
     path: Path, fingerprint: dict[str, Any], texts: Mapping[str, str]
-) -> dict[str, list[str]] | None:
-    """node id -> questions a cache file holds, its header and chunks checked (None: empty)."""
+) -> dict[str, dict[str, Any]] | None:
+    """node id -> chunk record a cache file holds, its header and chunks checked (None: empty)."""
     records = list(read_jsonl(path))
     if not records:
         return None
@@ -134,12 +161,18 @@ def _check_header(path: Path, header: dict[str, Any], fingerprint: dict[str, Any
         )
 
 
+def _positions_ok(record: dict[str, Any]) -> bool:
+    """Whether a chunk record carries one position per question."""
+    spots = record.get("positions")
+    return isinstance(spots, list) and len(spots) == len(record["questions"])
+
+
 def _finished_chunks(
     path: Path, records: list[dict[str, Any]], texts: Mapping[str, str]
-) -> dict[str, list[str]]:
-    """node id -> questions of the cached chunks, each checked against the given nodes."""
+) -> dict[str, dict[str, Any]]:
+    """node id -> record of the cached chunks, each checked against the given nodes."""
     hashes: dict[str, str] = {}
-    done: dict[str, list[str]] = {}
+    done: dict[str, dict[str, Any]] = {}
     for record in records:
         nid, questions = record.get("node_id"), record.get("questions")
         if record.get("type") != "chunk" or not isinstance(questions, list):
@@ -155,7 +188,7 @@ def _finished_chunks(
                 f"cache {path}: the text of node {nid!r} differs from when it was cached (the "
                 "document or metadata_mode changed). Use a new cache_path, or delete the file"
             )
-        done.setdefault(nid, [str(q) for q in questions])  # a repeated line: the first wins
+        done.setdefault(nid, record)  # a repeated line: the first wins
     return done
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llama_index_finetune_embed.generate._passages import PASSAGE_WORDS, asked_passages
 from llama_index_finetune_embed.generate.cache import cache_fingerprint, cached_node_ids
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class GenerationEstimate:
     tokenizer: str
     seconds: float | None
     cost_usd: float | None
+    passage_calls: int = 0  # calls about one passage of a long chunk (``passage_words``)
 
     def lines(self) -> list[str]:
         """The estimate as the CLI prints it."""
@@ -62,7 +64,8 @@ class GenerationEstimate:
         return [
             f"model: {self.model}",
             f"chunks: {self.chunks} ({self.cached_chunks} already in the cache, not counted)",
-            f"calls: {self.calls} (first tries; retries come on top)",
+            f"calls: {self.calls} (first tries; retries come on top; {self.passage_calls} of them "
+            "about one passage of a long chunk, so questions cover every part of it)",
             f"prompt tokens: {self.prompt_tokens:,} ({self.tokenizer})",
             f"completion tokens: {self.completion_tokens:,} (expected: ~{_TOKENS_PER_QUESTION} a "
             "question)",
@@ -83,12 +86,16 @@ def estimate_qa_generation(
     max_rpm: float | None = None,
     max_tpm: float | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    passage_words: int | None = PASSAGE_WORDS,
+    seed: int | None = None,
 ) -> GenerationEstimate:
     """Return what ``generate_qa_embedding_pairs`` would send for ``nodes``, sending nothing.
 
     ``model`` is the LLM's model name (e.g. ``"gpt-4o-mini"``); ``cache_path`` leaves out the
     chunks a resume cache already holds (``llm_id``: the id the run records, by default
-    ``"OpenAI/<model>"``, what the OpenAI LLM's run records).
+    ``"OpenAI/<model>"``, what the OpenAI LLM's run records). ``passage_words`` and ``seed`` as
+    given to the run: a long chunk costs one call per asked passage (``passage_calls`` of them),
+    each prompt holding that passage only.
 
     Example:
         >>> from llama_index.core.schema import TextNode
@@ -107,15 +114,19 @@ def estimate_qa_generation(
     cached: set[str] = set()
     if cache_path is not None and Path(cache_path).is_file():
         fingerprint = cache_fingerprint(
-            template, llm_id or f"OpenAI/{model}", num_questions_per_chunk, mode
+            template, llm_id or f"OpenAI/{model}", num_questions_per_chunk, mode, passage_words
         )
         cached = cached_node_ids(Path(cache_path), fingerprint, texts)
     count, tokenizer = _counter(model)
-    todo = [t for nid, t in texts.items() if nid not in cached and t.strip()]
+    todo = {nid: t for nid, t in texts.items() if nid not in cached and t.strip()}
+    asks = [
+        (text[spot["start"] : spot["end"]], k, spot["passages"] > 1)
+        for nid, text in todo.items()
+        for spot, k in asked_passages(text, nid, num_questions_per_chunk, passage_words, seed)
+    ]
     prompt_tokens = sum(
-        count(template.format(context_str=t, num_questions_per_chunk=num_questions_per_chunk))
-        + _CHAT_OVERHEAD
-        for t in todo
+        count(template.format(context_str=passage, num_questions_per_chunk=k)) + _CHAT_OVERHEAD
+        for passage, k, _ in asks
     )
     completion_tokens = len(todo) * num_questions_per_chunk * _TOKENS_PER_QUESTION
     price = {**PRICES, **(prices or {})}.get(model)
@@ -124,11 +135,12 @@ def estimate_qa_generation(
         cost = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
     rates = []
     if max_rpm:
-        rates.append(len(todo) / (max_rpm / 60))
+        rates.append(len(asks) / (max_rpm / 60))
     if max_tpm:
         rates.append((prompt_tokens + completion_tokens) / (max_tpm / 60))
     return GenerationEstimate(
-        model=model, chunks=len(texts), cached_chunks=len(cached), calls=len(todo),
+        model=model, chunks=len(texts), cached_chunks=len(cached), calls=len(asks),
+        passage_calls=sum(1 for *_, split in asks if split),
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, tokenizer=tokenizer,
         seconds=max(rates) if rates else None, cost_usd=cost,
     )  # fmt: skip

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate._passages import passage_spans, position
 from llama_index_finetune_embed.generate.llms import (
     QUESTION_EXAMPLE,
     QUESTION_PROMPT_TMPL,
@@ -72,7 +74,10 @@ class OfflineSettings:
         questions_per_chunk: LLM questions kept per chunk, at most (SmolLM writes one).
         llm_prefixes: LocalLLM only: the assistant's answer starts with the first prefix; chunks
             left without a usable question are asked again with the next one ("How", ...).
-        context_words: chunk words shown to the LLM (SmolLM was measured at ~300 tokens).
+        context_words: chunk words shown to the LLM at once (SmolLM was measured at ~300
+            tokens). A longer chunk is cut into passages of about this many words and each pass
+            reads another one (a random first passage per chunk, then the next), so questions
+            come from every part of a chunk, not only its start.
         num_workers: LLM calls in flight; default the LocalLLM's ``batch_size`` (so its
             batching fills), else 4.
         cache_path: resume cache of the LLM part (JSONL, see ``generate_qa_embedding_pairs``).
@@ -204,16 +209,35 @@ def _check_request(nodes: Sequence[BaseNode], llm: Any, pseudo: Any) -> tuple[Ps
     return methods
 
 
-def clip_nodes(nodes: Sequence[BaseNode], max_words: int) -> list[BaseNode]:
-    """Copies of text nodes cut to ``max_words`` words (what a small LLM can attend to)."""
-    from llama_index.core.schema import TextNode
+def passage_nodes(
+    nodes: Sequence[BaseNode], pass_index: int, settings: OfflineSettings
+) -> tuple[list[BaseNode], dict[str, dict[str, int]]]:
+    """Copies of ``nodes`` holding the passage pass ``pass_index`` reads (cut to
+    ``context_words``), and where each passage lies in its node's corpus text.
 
-    clipped: list[BaseNode] = []
+    A chunk's passages are read in turn from a random one (seeded by ``seed`` and the node id),
+    so a second pass reads another part of the chunk than the first, and over a corpus every
+    part is read as often as the start.
+    """
+    from llama_index.core.schema import MetadataMode, TextNode
+
+    out: list[BaseNode] = []
+    spots: dict[str, dict[str, int]] = {}
+    mode = MetadataMode(settings.metadata_mode)
     for node in nodes:
-        if isinstance(node, TextNode) and len(node.text.split()) > max_words:
-            node = node.model_copy(update={"text": " ".join(node.text.split()[:max_words])})
-        clipped.append(node)
-    return clipped
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+        spans = passage_spans(text, settings.context_words)
+        first = random.Random(f"{settings.seed}:{node.node_id}").randrange(len(spans))
+        index = (first + pass_index) % len(spans)
+        shift = max(0, node.get_content(metadata_mode=mode).find(text))
+        spots[node.node_id] = position(spans, index, shift)
+        start, end = spans[index]
+        words = text[start:end].split()
+        cut = len(spans) > 1 or len(words) > settings.context_words
+        if cut and isinstance(node, TextNode):  # a short chunk is shown as it is
+            node = node.model_copy(update={"text": " ".join(words[: settings.context_words])})
+        out.append(node)
+    return out, spots
 
 
 def clean_question(text: str, context: str, *, min_shared: int = 2) -> str | None:
@@ -276,6 +300,7 @@ def llm_pairs(
     asker = _Asker.for_llm(llm, prefixes, settings.num_workers)
     texts = {node.node_id: node.get_content() for node in nodes}
     kept: dict[str, list[str]] = {}
+    where: dict[str, list[dict[str, int]]] = {}
     stats: dict[str, float | int] = {}
     for i, (prefix, pass_llm) in enumerate(zip(prefixes, asker.passes, strict=False)):
         todo = [node for node in nodes if len(kept.get(node.node_id, [])) < n]
@@ -287,7 +312,7 @@ def llm_pairs(
             seed=settings.seed,
             metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt
         )  # fmt: skip
-        clipped = clip_nodes(todo, settings.context_words)
+        clipped, spots = passage_nodes(todo, i, settings)
         raw = _ask(clipped, pass_llm, asker.prompt, n, run_settings)
         for key, value in raw.generation_stats.items():
             stats[key] = stats.get(key, 0) + value
@@ -296,9 +321,11 @@ def llm_pairs(
             clean = clean_question(question, texts[nid])
             if clean and clean not in kept.get(nid, []):
                 kept.setdefault(nid, []).append(clean)
+                where.setdefault(nid, []).append(spots[nid])
     dataset = EmbeddingQAFinetuneDataset.from_nodes(
-        nodes, kept, metadata_mode=settings.metadata_mode, query_sources=dict.fromkeys(kept, "llm")
-    )
+        nodes, kept, metadata_mode=settings.metadata_mode,
+        query_sources=dict.fromkeys(kept, "llm"), positions=where,
+    )  # fmt: skip
     stats["llm_questions_kept"] = len(dataset)
     logger.info(
         "LLM questions: %d chunks of %d have one that passes the offline filter (%d of %d kept; "

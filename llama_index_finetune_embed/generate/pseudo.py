@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from llama_index_finetune_embed._io import text_hash
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate._passages import passage_of, passage_spans, position
 from llama_index_finetune_embed.generate._sentences import split_sentences
 
 if TYPE_CHECKING:
@@ -88,8 +89,10 @@ def generate_pseudo_queries(
     corpus = {node.node_id: node.get_content(metadata_mode=mode) for node in nodes}
     queries: dict[str, str] = {}
     relevant: dict[str, list[str]] = {}
+    where: dict[str, dict[str, int]] = {}
     for node in nodes:
         body = node.get_content(metadata_mode=MetadataMode.NONE)
+        spans, shift = passage_spans(body), max(0, corpus[node.node_id].find(body))
         for query, positive in draw(body, rng, per_chunk, remove_prob, min_words, max_query_words):
             doc_id = node.node_id
             if positive != body:
@@ -98,6 +101,9 @@ def generate_pseudo_queries(
             qid = variant_id(node.node_id, method, query, doc_id)
             queries[qid] = query
             relevant[qid] = [doc_id]
+            offset = _locate(body, query)
+            if doc_id == node.node_id and offset is not None:
+                where[qid] = position(spans, passage_of(spans, offset), shift)
     if not corpus:
         raise ValueError("nodes is empty: pseudo-queries need at least one chunk")
     return EmbeddingQAFinetuneDataset(
@@ -106,6 +112,7 @@ def generate_pseudo_queries(
         relevant_docs=relevant,
         metadata_mode=mode.value,
         query_sources=dict.fromkeys(queries, method),
+        query_positions=where,
     )
 
 
@@ -188,6 +195,15 @@ def _draw_crop(
         positive = " ".join(words[p_start : p_start + p_len])
         pairs.append((query, body if p_len == n else positive))
     return pairs
+
+
+def _locate(body: str, query: str) -> int | None:
+    """Where ``query`` (words of ``body``, spacing normalized) starts in ``body``."""
+    words = query.split()[:8]
+    if not words:
+        return None
+    match = re.search(r"\s+".join(re.escape(w) for w in words), body)
+    return match.start() if match else None
 
 
 def _render(node: BaseNode, text: str, mode: object) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index_finetune_embed._io import text_hash
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.generate._passages import asked_passages
 from llama_index_finetune_embed.generate.cache import ResumeCache, cache_fingerprint
 from llama_index_finetune_embed.generate.calls import (
     describe_error,
@@ -94,7 +95,9 @@ class GenerationRun:
         self.rng = random.Random(settings.seed)
         self.progress = settings.progress(logger)
         model = settings.llm_id or cache_model_id(llm)
-        fingerprint = cache_fingerprint(template, model, num_questions, self.mode)
+        fingerprint = cache_fingerprint(
+            template, model, num_questions, self.mode, settings.passage_words
+        )
         # Opened (and checked) here so a wrong cache fails before any call is made.
         path = settings.cache_path
         self.cache = ResumeCache.open(path, fingerprint, self.texts) if path else None
@@ -103,6 +106,7 @@ class GenerationRun:
         start = time.monotonic()
         done = dict(self.cache.done) if self.cache else {}
         self.questions: dict[str, list[str]] = dict(done)
+        self.positions = dict(self.cache.positions) if self.cache else {}
         self.failed: dict[str, str] = {}
         self.left: set[str] = set()  # chunks not asked because the budget was spent
         self.stats: dict[str, float | int] = dict.fromkeys(
@@ -160,27 +164,32 @@ class GenerationRun:
             self.bar.close()
 
     async def _one_chunk(self, nid: str) -> None:
-        context = self.texts[nid]
-        prompt = self.template.format(context_str=context, num_questions_per_chunk=self.n)
-        reason, attempts = "no attempt made", self.settings.max_attempts
-        for attempt in range(1, attempts + 1):
-            questions, reason, retry_after = await self._attempt(prompt, context)
+        """Every asked passage of one chunk (the whole chunk when it is short), then the chunk
+        recorded: done with the questions written, failed if none, left if the budget ran out."""
+        found: list[str] = []
+        spots: list[dict[str, int]] = []
+        reason, attempts = "no attempt made", 0
+        settings = self.settings
+        asked = asked_passages(self.texts[nid], nid, self.n, settings.passage_words, settings.seed)
+        for spot, k in asked:
+            passage = self.texts[nid][spot["start"] : spot["end"]]
+            questions, reason, attempts = await self._ask(passage, k)
             if reason == _BUDGET:
                 self.left.add(nid)  # neither failed nor cached: a rerun asks for it
                 return
-            if questions:
-                self.questions[nid] = questions
-                if self.cache:
-                    source = self.settings.source
-                    self.cache.append(nid, text_hash(context), questions, source, attempt)
-                return
-            if retry_after is None or attempt == attempts:
-                break
-            self.stats["retries"] += 1
-            await asyncio.sleep(self._delay(attempt, retry_after))
+            for question in questions:
+                if question not in found:
+                    found.append(question)
+                    spots.append(spot)
+        if found:
+            self.questions[nid], self.positions[nid] = found, spots
+            if self.cache:
+                source = self.settings.source
+                self.cache.append(nid, text_hash(self.texts[nid]), found, source, attempts, spots)
+            return
         unusable = reason.startswith(_UNUSABLE)
         self.stats["unusable_chunks"] += unusable
-        reason = f"{reason} (after {attempt} attempt{'s' if attempt > 1 else ''})"
+        reason = f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''})"
         if self.settings.on_failure == "raise":
             raise RuntimeError(
                 f"question generation failed for chunk {nid!r}: {reason}. Chunks finished so far "
@@ -190,7 +199,23 @@ class GenerationRun:
             logger.warning("chunk %r failed: %s", nid, reason)
         self.failed[nid] = reason
 
-    async def _attempt(self, prompt: str, context: str) -> tuple[list[str], str, float | None]:
+    async def _ask(self, context: str, k: int) -> tuple[list[str], str, int]:
+        """One passage asked for ``k`` questions, retried: (questions, why not, attempts made)."""
+        prompt = self.template.format(context_str=context, num_questions_per_chunk=k)
+        reason, attempts = "no attempt made", self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            questions, reason, retry_after = await self._attempt(prompt, context, k)
+            if questions or reason == _BUDGET:
+                return questions, reason, attempt
+            if retry_after is None or attempt == attempts:
+                break
+            self.stats["retries"] += 1
+            await asyncio.sleep(self._delay(attempt, retry_after))
+        return [], reason, attempt
+
+    async def _attempt(
+        self, prompt: str, context: str, k: int
+    ) -> tuple[list[str], str, float | None]:
         """One call: (questions, why not, seconds to wait before a retry or None for no retry)."""
         ticket = await self.pacer.acquire(tokens=len(prompt) / 4)  # ~4 characters a token
         if self._budget_spent():
@@ -208,7 +233,7 @@ class GenerationRun:
             raise
         self.pacer.release("ok", ticket, tokens=self._count_usage(response))
         text = getattr(response, "text", None) or ""
-        questions = parse_questions(text, context, self.n)
+        questions = parse_questions(text, context, k)
         if not questions:
             self.stats["unusable_outputs"] += 1
             return [], f"{_UNUSABLE} {text[:80]!r}", 0.0
@@ -270,6 +295,7 @@ class GenerationRun:
         dataset = EmbeddingQAFinetuneDataset.from_nodes(
             self.nodes, questions, metadata_mode=self.mode,
             query_sources=dict.fromkeys(questions, self.settings.source),
+            positions=self.positions,
         )  # fmt: skip
         self.stats.update(
             chunks=len(order), cached_chunks=cached, failed_chunks=len(self.failed),

@@ -34,6 +34,15 @@ class GenerationSettings:
     """How a generation run calls the LLM, retries, caches and reports (every field optional).
 
     Args:
+        passage_words: A chunk longer than about 1.5x this many words is shown to the LLM
+            passage by passage (passages of about this many words, cut at sentence ends), and
+            its ``num_questions_per_chunk`` questions are spread over the passages: one call per
+            asked passage, each asking for that passage's share; with fewer questions than
+            passages, the asked passages are evenly spaced from a random start (seeded by
+            ``seed`` and the node id), so over a corpus every passage is asked as often. The
+            positive of each question stays the whole chunk; where it came from is recorded in
+            ``dataset.query_positions``. ``None`` shows every chunk whole in one call
+            (llama-index-finetuning's way: its questions then ask mostly about the start).
         num_workers: The most LLM calls in flight at once (bounds memory and connections). The
             run starts with up to 32 and grows while the server keeps up; a 429 or a timeout
             shrinks it (see ``generate/pacing.py``).
@@ -107,9 +116,12 @@ class GenerationSettings:
     max_tpm: float | None = None
     max_calls: int | None = None
     budget_tokens: int | None = None
+    passage_words: int | None = 200
 
     def __post_init__(self) -> None:
         _positive_int("num_workers", self.num_workers)
+        if self.passage_words is not None:
+            _positive_int("passage_words", self.passage_words)
         if self.retry_limit is not None:
             _positive_int("retry_limit", self.retry_limit)
             if self.max_attempts not in (self.retry_limit, 5):

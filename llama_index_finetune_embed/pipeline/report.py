@@ -22,12 +22,16 @@ def render_run_report(
     config: Any,
     ledger: dict[str, dict[str, Any]],
     out: Path,
+    *,
+    served: dict[str, Any] | None = None,
 ) -> str:
-    """The main job's ``report.md``: what was run on what, then the comparison and its details.
+    """The main job's ``report.md``: what it serves and why, what was run on what, then the
+    comparison and its details.
 
     ``choices`` and ``config`` are the run's ``Choices`` and ``RunConfig``; read here:
     ``config.docs``/``.base_model``, ``choices.llm``/``.llm_reason``/``.base_model_reason``.
-    ``ledger`` is what each finished stage recorded (``RunState.done``), ``out`` the run's folder.
+    ``ledger`` is what each finished stage recorded (``RunState.done``), ``out`` the run's folder,
+    ``served`` the row the job serves (``pipeline.serve.pick_served``).
     """
     state = ledger
     docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
@@ -37,6 +41,7 @@ def render_run_report(
     lines = [
         "# finetune-embed report",
         "",
+        *_served_lines(served, out),
         f"- documents: {docs} -> {state['chunks']['chunks']} chunks "
         f"({state['split']['train']} train / {state['split']['val']} held out, split by chunk)",
         f"- question source: {choices.llm} ({choices.llm_reason})",
@@ -47,9 +52,8 @@ def render_run_report(
         "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
         "configured length, long chunks truncated); every difference is against it",
         "- rows `+ windows`: the same model in `build_window_index` (each chunk longer than the "
-        "model's window read as windows, scored by its best window); the run's index, "
-        f"`{out / 'index'}`, is the finetuned model built that way: "
-        f"`load_window_index(\"{out / 'index'}\")`",
+        "model's window read as windows, scored by its best window)",
+        *_position_lines(train, val),
         *_few_questions_note(val),
         *_copied_sentences_note(val),
         *_guard_lines(out / "model" / "metrics.json"),
@@ -58,8 +62,61 @@ def render_run_report(
         "",
         "![base vs finetuned](report.png)",
         "",
+        *_canary_lines(served),
     ]
     return "\n".join(lines)
+
+
+def _served_lines(served: dict[str, Any] | None, out: Path) -> list[str]:
+    """The choice first: which row the index serves and why (``pipeline.serve``)."""
+    if not served:
+        return []
+    return [
+        f"**Served: {served['row']}** in `{out / 'index'}` "
+        f"(`load_window_index(\"{out / 'index'}\")`): {served['reason']}.",
+        "",
+    ]
+
+
+def _position_lines(
+    train: EmbeddingQAFinetuneDataset, val: EmbeddingQAFinetuneDataset
+) -> list[str]:
+    """Where each dataset's questions point in their chunks: a lead-biased yardstick shows."""
+    lines = []
+    for name, ds in (("training pairs", train), ("held-out questions", val)):
+        summary = ds.position_summary()
+        if summary is None:
+            lines.append(f"- where {name} point: not recorded")
+        elif not summary["long_questions"]:
+            lines.append(f"- where {name} point: every chunk fits one passage (nothing to spread)")
+        else:
+            lines.append(
+                f"- where {name} point: {summary['first_share']:.0%} of the "
+                f"{summary['long_questions']} about chunks of 2+ passages ask about the first "
+                f"passage (an even spread: {summary['even_share']:.0%})"
+            )
+    return lines
+
+
+def _canary_lines(served: dict[str, Any] | None) -> list[str]:
+    """The rows on the canary (questions people wrote), the choice's second check."""
+    if not served or not served.get("rows"):
+        return []
+    lines = [
+        "The same rows on the canary (171 questions people wrote about the Python FAQ, shipped "
+        "with the package), NDCG@10 x100 [95% interval of the difference]:",
+        "",
+        "| row | held-out | canary |",
+        "|:--|--:|--:|",
+    ]
+    for name, row in served["rows"].items():
+        cells = [
+            f"{row[k]:.1f} ({row[k + '_delta']:+.1f} [{row[k + '_ci'][0]:+.1f}, "
+            f"{row[k + '_ci'][1]:+.1f}])"
+            for k in ("held_out", "canary")
+        ]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
 
 
 #: Held-out questions below which the report says that it cannot show gains of a few points.

@@ -49,7 +49,8 @@ STAGE_TABLE = (
                       f"{len(job.datasets[1])} held-out questions"),
     Stage("finetune", st.finetune_inputs, st.finetune_outputs, st.make_model, st.load_model,
           lambda job: f"model: {job.model_dir}"),
-    Stage("evaluate", st.evaluate_inputs, st.evaluate_outputs, st.make_report, st.load_report),
+    Stage("evaluate", st.evaluate_inputs, st.evaluate_outputs, st.make_report, st.load_report,
+          lambda job: f"serving: {job.served.get('row', '?')} (report.md says why)"),
     Stage("index", st.index_inputs, st.index_outputs, st.make_index, st.load_index,
           lambda job: f"index: {job.index_dir} (load_window_index)"),
 )  # fmt: skip
@@ -72,6 +73,7 @@ class PipelineResult(BaseModel):
     plot_path: str
     table_markdown: str
     metrics: dict[str, dict[str, float]]
+    served: dict[str, Any] = {}
 
 
 def dry_run(config: RunConfig) -> list[str]:
@@ -147,4 +149,5 @@ def run_pipeline(
         plot_path=str(out / "report.png"),
         table_markdown=job.table_markdown,
         metrics=job.metrics,
+        served=job.served,
     )

@@ -54,6 +54,7 @@ class Job:
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished stages recorded
     table_markdown: str = ""
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    served: dict[str, Any] = field(default_factory=dict)  # the row the report chose (serve.py)
 
     @property
     def model_dir(self) -> Path:
@@ -182,8 +183,12 @@ def split_nodes(
 
 
 def generate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    from llama_index_finetune_embed.generate import GenerationSettings
+
     return {
         "llm": choices.llm,
+        # long chunks are asked passage by passage (questions from every part of a chunk)
+        "passage_words": GenerationSettings().passage_words,
         **_pick(config, "questions_per_chunk", "offline_train", "seed"),
         # the offline cap: it picks the chunks that API-LLM runs never sample
         **({} if choices.llm.startswith("openai:") else _pick(config, "max_train_chunks")),
@@ -316,7 +321,7 @@ def question_bill(
 
     return estimate_qa_generation(
         nodes, choice.split(":", 1)[1], num_questions_per_chunk=config.questions_per_chunk,
-        cache_path=cache_path, max_rpm=config.max_rpm, max_tpm=config.max_tpm,
+        cache_path=cache_path, max_rpm=config.max_rpm, max_tpm=config.max_tpm, seed=config.seed,
     )  # fmt: skip
 
 
@@ -421,44 +426,50 @@ def evaluate_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_report(job: Job) -> dict[str, Any]:
-    """Base vs finetuned on the held-out questions.
+    """Base vs finetuned on the held-out questions and the canary, and the row to serve.
 
     The first row, which every difference is measured against, is the base model exactly as
     LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long
     chunks truncated): what the user has before finetuning. The finetuned model is served as
     ``get_finetuned_model()`` serves it. Each model is also scored in ``build_window_index``
-    (rows ``... + windows``): four rows in all.
+    (rows ``... + windows``): four rows in all, on the held-out questions and on the packaged
+    canary of questions people wrote; :func:`~.serve.pick_served` picks the row the index stage
+    serves (the best held-out row that really loses on neither).
     """
     from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.finetune import load_canary
     from llama_index_finetune_embed.pipeline.report import render_run_report
+    from llama_index_finetune_embed.pipeline.serve import pick_served
 
     out, (train, val) = job.out, job.datasets
-    table = compare_embed_models(
-        val,
-        {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)},
-        index="both",
-        top_k=job.config.top_k,
-        seed=job.config.seed,
-        show_progress=True,
-    )
+    models = {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)}
+    options = {"index": "both", "top_k": job.config.top_k, "seed": job.config.seed}
+    table = compare_embed_models(val, models, show_progress=True, **options)
+    canary = compare_embed_models(load_canary(), models, **options)
+    served = pick_served(table, canary)
     table.plot(out / "report.png")
-    atomic_write_json(out / "report.json", table.to_dict())
-    report = render_run_report(table, train, val, job.choices, job.config, job.ledger, out)
+    atomic_write_json(out / "report.json", {**table.to_dict(), "served": served,
+                                            "canary": canary.to_dict()})  # fmt: skip
+    report = render_run_report(
+        table, train, val, job.choices, job.config, job.ledger, out, served=served
+    )
     atomic_write_text(out / "report.md", report)
     job.table_markdown = table.to_markdown()
     job.metrics = {r.name: dict(r.metrics) for r in table.results}
-    return {"table_markdown": job.table_markdown, "metrics": job.metrics}
+    job.served = served
+    return {"table_markdown": job.table_markdown, "metrics": job.metrics, "served": served}
 
 
 def load_report(job: Job, record: dict[str, Any]) -> None:
     job.table_markdown, job.metrics = record["table_markdown"], record["metrics"]
+    job.served = record.get("served") or {}
 
 
 # -- 6. index: every chunk in build_window_index with the finetuned model (DIR/index) -----------
 
 
 def index_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
-    return {"index": "windows"}
+    return {"index": "the row the report chose", "base_model": choices.base_model}
 
 
 def index_outputs(out: Path) -> tuple[Path, ...]:
@@ -468,20 +479,37 @@ def index_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_index(job: Job) -> dict[str, Any]:
-    """Windows, because reading each chunk whole and scoring it by its best window won or tied
-    on every set measured (docs/guide.md, "Long chunks"); ``load_window_index(DIR/index)``
-    loads it."""
-    from llama_index_finetune_embed.finetune import load_finetuned_model
+    """Every chunk in the form the report chose (``job.served``): the finetuned model or the
+    base, in windows or truncated (a plain index); ``load_window_index(DIR/index)`` loads
+    either. Without a recorded choice: the finetuned model in windows."""
     from llama_index_finetune_embed.serving import build_window_index
 
+    served = job.served or {"row": "finetuned + windows", "model": "finetuned",
+                            "long_chunks": "window"}  # fmt: skip
+    model = served_model(job, served["model"])
     nodes = job.nodes
-    index = build_window_index(nodes, load_finetuned_model(job.model_dir), show_progress=True)
+    index = build_window_index(
+        nodes, model, long_chunks=served["long_chunks"], show_progress=True
+    )
     staging = job.out / ".index.part"
     shutil.rmtree(staging, ignore_errors=True)
     index.persist(staging)
     shutil.rmtree(job.index_dir, ignore_errors=True)
     staging.rename(job.index_dir)  # a killed run leaves the old index or none, never half of one
-    return {"chunks": len(nodes), "vectors": len(index.index_struct.nodes_dict)}
+    return {"chunks": len(nodes), "vectors": len(index.index_struct.nodes_dict),
+            "served": served["row"]}  # fmt: skip
+
+
+def served_model(job: Job, which: str) -> Any:
+    """The finetuned model as ``get_finetuned_model`` serves it, or the base as LlamaIndex
+    loads it (the status quo)."""
+    if which == "finetuned":
+        from llama_index_finetune_embed.finetune import load_finetuned_model
+
+        return load_finetuned_model(job.model_dir)
+    from llama_index_finetune_embed.embeddings import load_embed_model
+
+    return load_embed_model(job.choices.base_model)
 
 
 def load_index(job: Job, record: dict[str, Any]) -> None:

@@ -8,19 +8,26 @@ index, its retriever, persistence).
 
 from llama_index_finetune_embed.serving.index import (
     CONFIG_NAME,
+    LongChunks,
     WindowIndex,
     WindowRetriever,
     build_window_index,
     load_window_index,
 )
-from llama_index_finetune_embed.serving.windows import WindowSplitter, window_splitter
+from llama_index_finetune_embed.serving.windows import (
+    WindowSplitter,
+    tokenizer_splitter,
+    window_splitter,
+)
 
 __all__ = [
     "CONFIG_NAME",
+    "LongChunks",
     "WindowIndex",
     "WindowRetriever",
     "WindowSplitter",
     "build_window_index",
     "load_window_index",
+    "tokenizer_splitter",
     "window_splitter",
 ]

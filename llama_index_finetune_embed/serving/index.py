@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -26,6 +26,10 @@ from llama_index_finetune_embed.serving.windows import WINDOW_OF, parent_id, win
 
 #: Written beside a persisted window index: how it was cut and which embed model reads it.
 CONFIG_NAME = "window_index.json"
+
+#: How an index stores a chunk longer than its model reads: as windows read whole ("window"), or
+#: as itself, truncated by the model as a plain ``VectorStoreIndex`` does ("truncate").
+LongChunks = Literal["window", "truncate"]
 
 
 class WindowIndex(VectorStoreIndex):
@@ -45,9 +49,13 @@ class WindowIndex(VectorStoreIndex):
         *,
         window_tokens: int | None = None,
         overlap: int | None = None,
+        long_chunks: LongChunks = "window",
         **kwargs: Any,
     ) -> None:
+        if long_chunks not in ("window", "truncate"):
+            raise ValueError(f"long_chunks must be 'window' or 'truncate', got {long_chunks!r}")
         self._window_tokens, self._overlap = window_tokens, overlap
+        self.long_chunks = long_chunks
         self._splitter: Any = None
         super().__init__(nodes, **kwargs)
 
@@ -65,17 +73,21 @@ class WindowIndex(VectorStoreIndex):
             )
         return self._splitter
 
+    def _cut(self, nodes: Sequence[BaseNode]) -> list[BaseNode]:
+        """The vectors' nodes: windows, or the nodes themselves with ``long_chunks="truncate"``."""
+        return list(nodes) if self.long_chunks == "truncate" else self.splitter.split_nodes(nodes)
+
     def _build_index_from_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> Any:
         self.docstore.add_documents(list(nodes), allow_update=True)
-        return super()._build_index_from_nodes(self.splitter.split_nodes(nodes), **insert_kwargs)
+        return super()._build_index_from_nodes(self._cut(nodes), **insert_kwargs)
 
     def _insert(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> None:
         self.docstore.add_documents(list(nodes), allow_update=True)
-        super()._insert(self.splitter.split_nodes(nodes), **insert_kwargs)
+        super()._insert(self._cut(nodes), **insert_kwargs)
 
     async def ainsert_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> None:
         self.docstore.add_documents(list(nodes), allow_update=True)
-        await super().ainsert_nodes(self.splitter.split_nodes(nodes), **insert_kwargs)
+        await super().ainsert_nodes(self._cut(nodes), **insert_kwargs)
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:
         """A :class:`WindowRetriever`: the ``similarity_top_k`` best chunks by their best window.
@@ -99,6 +111,7 @@ class WindowIndex(VectorStoreIndex):
             "embed_model": _model_id(self._embed_model),
             "window_tokens": self.splitter.tokens,
             "overlap": self.splitter.overlap,
+            "long_chunks": self.long_chunks,
         })  # fmt: skip
 
 
@@ -174,6 +187,7 @@ def build_window_index(
     *,
     window_tokens: int | None = None,
     overlap: int | None = None,
+    long_chunks: LongChunks = "window",
     storage_context: StorageContext | None = None,
     show_progress: bool = False,
     **kwargs: Any,
@@ -192,6 +206,10 @@ def build_window_index(
             API model).
         window_tokens: at most this many tokens per window (default: all the model reads).
         overlap: tokens shared by consecutive windows of a chunk (default: a quarter window).
+        long_chunks: ``"window"`` (the default, above) or ``"truncate"``: every node stored as
+            itself and read as far as the model reads, exactly a plain ``VectorStoreIndex``
+            (what the main job serves when its report measured that best), still loaded back
+            with :func:`load_window_index`.
         storage_context: where windows (vector store) and chunks (docstore) go; any vector store.
         show_progress: embedding progress bar.
         **kwargs: passed to ``VectorStoreIndex`` (e.g. ``insert_batch_size``).
@@ -206,6 +224,7 @@ def build_window_index(
         list(nodes),
         window_tokens=window_tokens,
         overlap=overlap,
+        long_chunks=long_chunks,
         embed_model=embed_model,
         storage_context=storage_context,
         show_progress=show_progress,
@@ -250,6 +269,7 @@ def load_window_index(
     return WindowIndex(
         window_tokens=config.get("window_tokens"),
         overlap=config.get("overlap"),
+        long_chunks=config.get("long_chunks", "window"),
         index_struct=struct,
         storage_context=storage_context,
         embed_model=embed_model,

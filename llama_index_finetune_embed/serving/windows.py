@@ -107,6 +107,23 @@ def window_splitter(
     return WindowSplitter(tokens=tokens, overlap=overlap, offsets=offsets, full_tail=full_tail)
 
 
+def tokenizer_splitter(
+    tokenizer: Any, tokens: int, *, overlap: int | None = None
+) -> WindowSplitter:
+    """A splitter of windows of ``tokens`` tokens of a Hugging Face fast ``tokenizer``, cut as
+    :func:`window_splitter` cuts them for a model (for code that holds a model, not an index's
+    embed model: the finetuning guard scores candidates in the windows they are served in).
+
+    Example:
+        >>> splitter = tokenizer_splitter(model.tokenizer, 254)  # doctest: +SKIP
+        >>> splitter.split_text(long_text)  # doctest: +SKIP
+    """
+    if tokens < 1:
+        raise ValueError(f"tokens must be >= 1, got {tokens!r}")
+    overlap = tokens // DEFAULT_OVERLAP_DIVISOR if overlap is None else overlap
+    return WindowSplitter(tokens=tokens, overlap=overlap, offsets=_hf_offsets(tokenizer))
+
+
 # -- cutting --------------------------------------------------------------------------------
 
 
