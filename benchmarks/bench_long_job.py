@@ -322,6 +322,17 @@ def report_choice(report: dict[str, Any]) -> Any:
     return found or None, extra
 
 
+def short_choice(choice: Any) -> str:
+    """The recorded choice in one line: its row/model/long_chunks/reason when it has them."""
+    if choice is None:
+        return "none recorded"
+    for value in choice.values() if isinstance(choice, dict) else [choice]:
+        if isinstance(value, dict) and "row" in value:
+            keys = ("row", "model", "long_chunks", "metric", "reason")
+            return json.dumps({k: value[k] for k in keys if k in value})
+    return json.dumps(choice)[:600]
+
+
 def choice_row(choice: Any, rows: list[str]) -> str | None:
     """The row name a recorded choice points at (a name, or a dict holding one), if any."""
     values: list[Any] = []
@@ -329,6 +340,8 @@ def choice_row(choice: Any, rows: list[str]) -> str | None:
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
+            if isinstance(item.get("row"), str) and item["row"] in rows:
+                return str(item["row"])
             stack += list(item.values())
         elif isinstance(item, (list, tuple)):
             stack += list(item)
@@ -503,6 +516,14 @@ def main() -> None:
         print(f"| row | {METRIC} x100 | diff vs first [95% CI] |\n|---|---:|---|")
         for name, value, diff in rrows:
             print(f"| {name} | {value:.1f} | {diff} |")
+        canary = report.get("canary")
+        crows = report_rows(canary) if isinstance(canary, dict) and "results" in canary else []
+        if crows:
+            n_can = canary["results"][0].get("num_queries", "?")
+            print(f"\nthe job's canary ({n_can} questions, report.json 'canary'):")
+            print(f"| row | {METRIC} x100 | diff vs first [95% CI] |\n|---|---:|---|")
+            for name, value, diff in crows:
+                print(f"| {name} | {value:.1f} | {diff} |")
         choice, extra = report_choice(report)
         print("\nreport.json keys beyond the table:", sorted(extra) or "none")
         print("row chosen to serve (report.json):",
@@ -565,7 +586,7 @@ def main() -> None:
         print(f"| {name} | {value:.1f} | {diff} |")
     print(
         f"\n- report ranks first: **{report_top}** ({top_src}); recorded choice: "
-        f"{json.dumps(choice) if choice is not None else 'none recorded'}"
+        f"{short_choice(choice)}"
     )
     print(f"- people's best row: **{people_best}**")
     for name, gap in gaps.items():

@@ -214,9 +214,11 @@ def eval_sets(names: list[str], pos: Positions, split_seed: int) -> dict[str, An
         elif name == "squad":
             paragraphs = bh.HumanSet("squad", quick=True, split_seed=split_seed)
             leaked = len(set(paragraphs.eval.relevant_docs) & set(pos.train_q))
-            print(f"squad: HumanSet('squad') half B would share {leaked} of its "
-                  f"{len(paragraphs.eval.queries)} questions with half A's training questions; "
-                  "scoring squad_long's half-B questions against the paragraphs instead")
+            print(
+                f"squad: HumanSet('squad') half B would share {leaked} of its "
+                f"{len(paragraphs.eval.queries)} questions with half A's training questions; "
+                "scoring squad_long's half-B questions against the paragraphs instead"
+            )
             corpus, _, _ = bh.load_beir(bh.HUMAN / "squad_even")
             qids = list(long.eval.queries)
             paragraphs.eval = EmbeddingQAFinetuneDataset(
@@ -260,12 +262,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     p.add_argument("--arms", nargs="+", default=["first", "spread", "ict"], choices=list(ARMS))
+    p.add_argument(
+        "--plain-sets",
+        nargs="*",
+        choices=SETS,
+        default=None,
+        help="sets that score the trained models plain (default: all --sets)",
+    )
+    p.add_argument(
+        "--windows-sets",
+        nargs="*",
+        choices=SETS,
+        default=None,
+        help="sets that score the trained models + windows (default: all --sets)",
+    )
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--no-bf16", dest="bf16", action="store_false",
-                   help="embed in fp32 (default bf16, as bench_human --bf16)")
+    p.add_argument(
+        "--no-bf16",
+        dest="bf16",
+        action="store_false",
+        help="embed in fp32 (default bf16, as bench_human --bf16)",
+    )
     p.add_argument("--out", type=Path, default=bh.ROOT / ".bench")
     args = p.parse_args(argv)
     args.serve_lengths, args.mix = [], []  # what bench_human.variants reads
+    args.plain_sets = args.sets if args.plain_sets is None else args.plain_sets
+    args.windows_sets = args.sets if args.windows_sets is None else args.windows_sets
     return args
 
 
@@ -276,8 +298,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     base_path = str(packaged_minilm_path())
     pos = Positions(args.split_seed)
-    print(f"squad_long half A: {len(pos.train_q)} questions over {len(pos.chunks)} chunks; "
-          f"half B: {len(pos.eval_q)} questions", flush=True)
+    print(
+        f"squad_long half A: {len(pos.train_q)} questions over {len(pos.chunks)} chunks; "
+        f"half B: {len(pos.eval_q)} questions",
+        flush=True,
+    )
     arms: dict[tuple[str, int], list] = {}
     for arm in args.arms:
         for seed in args.seeds:
@@ -290,20 +315,37 @@ def main(argv: list[str] | None = None) -> None:
     print(f"N = {n} training pairs per arm (k_c per chunk = its first-passage questions)")
     stats = {f"{arm} s{seed}": arm_stats(p) for (arm, seed), p in arms.items()}
     for key, s in stats.items():
-        print(f"  {key:12s} {s['pairs']} pairs over {s['chunks']} chunks; first-passage share "
-              f"{s['first_passage_share']:.3f}, mean relative position "
-              f"{s['mean_rel_position']:.3f} ({s['located']} located)", flush=True)
+        print(
+            f"  {key:12s} {s['pairs']} pairs over {s['chunks']} chunks; first-passage share "
+            f"{s['first_passage_share']:.3f}, mean relative position "
+            f"{s['mean_rel_position']:.3f} ({s['located']} located)",
+            flush=True,
+        )
 
     sets = eval_sets(args.sets, pos, args.split_seed)
     for name, s in sets.items():
-        print(f"{name}: {len(s.eval.queries)} eval queries over {len(s.eval.corpus)} docs",
-              flush=True)
+        print(
+            f"{name}: {len(s.eval.queries)} eval queries over {len(s.eval.corpus)} docs", flush=True
+        )
     scorers = {}
     for name, s in sets.items():
+        start = time.perf_counter()
         sc = scorers[name] = bh.Scorer(s, bh.fast(bh.status_quo_base(base_path), args.bf16))
-        print(bh._fmt_row(name, sc.rows[0]), flush=True)
-        sc.add("base + windows", bh.fast(bh.status_quo_base(base_path), args.bf16),
-               index="windows")
+        sc.rows[0]["eval_seconds"] = time.perf_counter() - start
+        print(
+            bh._fmt_row(name, sc.rows[0]) + f"  scored {sc.rows[0]['eval_seconds']:.0f} s",
+            flush=True,
+        )
+        sc.add("base + windows", bh.fast(bh.status_quo_base(base_path), args.bf16), index="windows")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.out / f"positions-{stamp}.json"
+
+    def save() -> list[dict[str, Any]]:
+        rows = [r for sc in scorers.values() for r in sc.rows]
+        path.write_text(json.dumps({"argv": sys.argv[1:], "n": n, "arms": stats, "rows": rows},
+                                   indent=1), encoding="utf-8")  # fmt: skip
+        return rows
+
     work = args.out / "positions"
     work.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
@@ -313,20 +355,18 @@ def main(argv: list[str] | None = None) -> None:
                 secs, metrics = bh.train(to_dataset(pos, arms[arm, seed]), base_path, Path(tmp),
                                          {}, seed)  # fmt: skip
                 guard = metrics.get("guard") or {}
-                print(f"{label}: trained {secs:.0f} s; guard {guard.get('decision')}",
-                      flush=True)
+                print(f"{label}: trained {secs:.0f} s; guard {guard.get('decision')}", flush=True)
                 for suffix, _, model, index in bh.variants(Path(tmp), base_path, args):
                     extra: dict[str, Any] = {"seconds": secs}
                     if guard and not suffix:
                         extra["guard"] = guard["decision"]
                         extra["canary"] = guard["tried"][0]["checks"][0]["delta"]
-                    for sc in scorers.values():
-                        sc.add(f"{label}{suffix}", model, index=index, **extra)
-    rows = [r for sc in scorers.values() for r in sc.rows]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = args.out / f"positions-{stamp}.json"
-    path.write_text(json.dumps({"argv": sys.argv[1:], "n": n, "arms": stats, "rows": rows},
-                               indent=1), encoding="utf-8")  # fmt: skip
+                    wanted = args.windows_sets if index == "windows" else args.plain_sets
+                    for name, sc in scorers.items():
+                        if name in wanted:
+                            sc.add(f"{label}{suffix}", model, index=index, **extra)
+            save()  # after every model: a cut-short run keeps what it scored
+    rows = save()
     print()
     print(bh.markdown(rows))
     print()

@@ -58,9 +58,17 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     assert f"index:  {out / 'index'}" in printed
     from llama_index_finetune_embed import load_window_index
 
-    index = load_window_index(out / "index")  # the finetuned model, every chunk, windows
+    # the index serves the row the report chose, said first in report.md and in report.json
+    served = json.loads((out / "report.json").read_text())["served"]
+    assert report.startswith(f"# finetune-embed report\n\n**Served: {served['row']}**")
+    assert served["row"] in rows and served["rows"][served["row"]]["loses_canary"] is False
+    assert f"serving: {served['row']}" in printed
+    index = load_window_index(out / "index")  # every chunk, in the chosen form
     chunks = json.loads((out / "chunks.json").read_text())
-    assert index.embed_model.model_name == str((out / "model").resolve())
+    model = out / "model" if served["model"] == "finetuned" else tiny_model_path
+    assert index.embed_model.model_name == str(Path(model).resolve())
+    assert index.long_chunks == served["long_chunks"]
+    assert "- where held-out questions point:" in report
     hits = index.as_retriever(similarity_top_k=3).retrieve("a question about the documents")
     assert len(hits) == 3 and {h.node.node_id for h in hits} <= {c["id_"] for c in chunks}
     assert "- guard: the finetuned model" in report and "canary (171 questions)" in report
@@ -83,6 +91,35 @@ def test_run_end_to_end_then_resume_skips_every_stage(
     for stage in ("chunks", "split", "generate", "finetune", "evaluate", "index"):
         assert f"{stage}: reused (inputs unchanged)" in printed
     assert (out / "model" / "model.safetensors").read_bytes() == model_bytes
+
+
+@pytest.mark.slow
+def test_run_serves_the_base_in_windows_when_the_report_chose_it(
+    corpus, server, tiny_model_path, tmp_path, monkeypatch
+):
+    """Forced: the choice says the base in windows beat the finetuned model; the index obeys."""
+    from llama_index_finetune_embed.pipeline import serve
+
+    real = serve.pick_served
+
+    def base_in_windows(held_out, canary):
+        chosen = real(held_out, canary)
+        row = f"{held_out.baseline} + windows"
+        return {**chosen, "row": row, **serve.served_form(row, held_out.baseline)}
+
+    monkeypatch.setattr(serve, "pick_served", base_in_windows)
+    out = tmp_path / "run"
+    assert main(_run_args(corpus, out, tiny_model_path)) == 0
+    from llama_index_finetune_embed import load_window_index
+
+    index = load_window_index(out / "index")
+    assert index.embed_model.model_name == str(Path(tiny_model_path).resolve())
+    assert index.long_chunks == "window"
+    assert (out / "report.md").read_text().startswith(
+        "# finetune-embed report\n\n**Served: base (as LlamaIndex loads it) + windows**"
+    )
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert stages["index"]["served"] == "base (as LlamaIndex loads it) + windows"
 
 
 def test_state_from_an_older_version_redoes_every_stage(

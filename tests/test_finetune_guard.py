@@ -106,11 +106,13 @@ def test_destructive_recipe_is_caught_and_recorded(minilm_path, tmp_path):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["guard"]["decision"] == guard["decision"]
     assert "lost to" in (out / "README.md").read_text()
-    # the saved model is the one the guard checked, and it does not lose on the canary
+    # the saved model is the one the guard checked, in the form it is served (build_window_index,
+    # windows of its recorded length), and it does not lose on the canary
     from llama_index_finetune_embed import evaluate_retrieval
 
     handed_back = guard["checks"][0]
-    served = evaluate_retrieval(load_canary(), load_finetuned_model(out), top_k=10)
+    model = load_finetuned_model(out)
+    served = evaluate_retrieval(load_canary(), model, top_k=10, index="windows")
     assert 100 * served.metrics["ndcg@10"] == pytest.approx(handed_back["model"], abs=0.5)
     assert not handed_back["loses"]
     assert handed_back["model"] >= handed_back["base"] - guard["tolerance"]

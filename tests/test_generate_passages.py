@@ -24,6 +24,7 @@ from llama_index_finetune_embed.generate._passages import (
 
 #: A chunk of 800 words: 80 numbered sentences of ten words ("Topic 17 ...").
 LONG = " ".join(f"Topic {i} is described here in plain words for readers." for i in range(80))
+SHORT = "Topic 99 is short but says a good deal about a number of things."
 
 
 class TopicLLM(CustomLLM):
@@ -49,7 +50,7 @@ class TopicLLM(CustomLLM):
 def test_passages_cover_the_text_in_order_at_sentence_ends():
     spans = passage_spans(LONG, 200)
     assert len(spans) == 4 and spans[0][0] == 0 and spans[-1][1] == len(LONG)
-    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))  # in order, no overlap
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))  # in order, no overlap
     assert all(LONG[s:e].endswith("readers.") for s, e in spans)  # cut at sentence ends
     assert passage_spans("Short text. Two sentences.", 200) == [(0, 26)]
     assert passage_spans(LONG, None) == [(0, len(LONG))]
@@ -67,9 +68,11 @@ def test_fewer_questions_than_passages_are_spread_evenly():
 
 
 def test_every_passage_of_a_long_chunk_is_asked_and_positives_stay_whole():
-    nodes = [TextNode(id_="long", text=LONG), TextNode(id_="short", text="Topic 99 is short but says a good deal about a number of things.")]
+    nodes = [TextNode(id_="long", text=LONG), TextNode(id_="short", text=SHORT)]
     llm = TopicLLM(prompts=[])
-    ds = generate_qa_embedding_pairs(nodes, llm=llm, num_questions_per_chunk=4, show_progress=False)
+    ds = generate_qa_embedding_pairs(
+        nodes, llm=llm, num_questions_per_chunk=4, show_progress=False
+    )
     assert len(llm.prompts) == 5  # one call per passage of the long chunk, one for the short
     seen = [re.findall(r"Topic (\d+) is", p) for p in llm.prompts]
     long_prompts = [s for s in seen if "99" not in s]
@@ -141,7 +144,7 @@ def test_bad_positions_are_refused():
 
 
 def test_the_bill_counts_one_call_per_asked_passage():
-    nodes = [TextNode(id_="long", text=LONG), TextNode(id_="short", text="Topic 99 is short but says a good deal about a number of things.")]
+    nodes = [TextNode(id_="long", text=LONG), TextNode(id_="short", text=SHORT)]
     est = estimate_qa_generation(nodes, "gpt-4o-mini", num_questions_per_chunk=2)
     whole = estimate_qa_generation(
         nodes, "gpt-4o-mini", num_questions_per_chunk=2, passage_words=None

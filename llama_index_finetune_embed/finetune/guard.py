@@ -14,9 +14,9 @@ the window length it records for ``build_window_index``, which the main job serv
 report measured another row better), each chunk is cut into the windows that index stores and
 scores its best window, for the base (at its served length) and the candidate alike, so the
 check sees what training did to the served model; without it, chunks are embedded whole as a
-plain index does (long texts truncated). A model *loses* on a check when its mean NDCG@10 is more than ``tolerance`` points
-below the base's, or the paired-bootstrap 95% interval of the difference is entirely below 0.
-When it loses, closer weight-space averages with the base are tried (half, then three quarters
+plain index does (long texts truncated). A model *loses* on a check when its mean NDCG@10 is
+more than ``tolerance`` points below the base's, or the paired-bootstrap 95% interval of the
+difference is entirely below 0. When it loses, closer weight-space averages with the base are tried (half, then three quarters
 of the way back to the base: WiSE-FT, Wortsman et al. 2022; after the engine's default average
 with base share 0.5 that is a base share of 0.75, then 0.875), and the first that loses nowhere
 is kept; if every one loses, the base weights themselves are handed back. What was checked and
@@ -141,12 +141,17 @@ class RetrievalGuard:
         self._base: dict[str, Any] = {}
 
     def score_base(self, model: SentenceTransformer, max_seq_length: int | None = None) -> None:
-        """Score the base model (call before training), at the length it is served with."""
+        """Score the base model (call before training), as it is served: at ``max_seq_length``,
+        and with ``window_length`` set, in windows of that length (the base's own length when
+        ``max_seq_length`` is given: handed back, the base is served at its own lengths)."""
         saved = model.max_seq_length
         if max_seq_length is not None:
             model.max_seq_length = max_seq_length
+        window = (max_seq_length or self.window_length) if self.window_length else None
         try:
-            self._base = {name: self._score(model, ds, "base") for name, ds in self.checks.items()}
+            self._base = {
+                name: self._score(model, ds, "base", window) for name, ds in self.checks.items()
+            }
         finally:
             model.max_seq_length = saved
 
@@ -187,7 +192,7 @@ class RetrievalGuard:
 
         out = []
         for name, ds in self.checks.items():
-            base, mine = self._base[name], self._score(model, ds, "model")
+            base, mine = self._base[name], self._score(model, ds, "model", self.window_length)
             diff = ComparisonTable.from_results([base, mine]).paired_diff("model", METRIC)
             delta, lo, hi = 100 * diff.delta, 100 * diff.ci[0], 100 * diff.ci[1]
             out.append(
@@ -220,14 +225,17 @@ class RetrievalGuard:
         (logger.info if decision == "finetuned" else logger.warning)(report.message)
         return report
 
-    def _score(self, model: SentenceTransformer, ds: EmbeddingQAFinetuneDataset, name: str) -> Any:
+    def _score(
+        self, model: SentenceTransformer, ds: EmbeddingQAFinetuneDataset, name: str,
+        window: int | None,
+    ) -> Any:
         from llama_index_finetune_embed.evaluate import DatasetEmbeddings, evaluate_embeddings
 
         query_prompt, doc_prompt = self.prompts
         queries = _encode(model, list(ds.queries.values()), query_prompt)
         texts, starts = list(ds.corpus.values()), None
-        if self.window_length and getattr(model.tokenizer, "is_fast", False):
-            texts, starts = _windows(model, texts, self.window_length, doc_prompt)
+        if window and getattr(model.tokenizer, "is_fast", False):
+            texts, starts = _windows(model, texts, window, doc_prompt)
         corpus = _encode(model, texts, doc_prompt)
         return evaluate_embeddings(
             ds, DatasetEmbeddings(queries, corpus, starts), top_k=10, name=name, n_resamples=1000

@@ -49,7 +49,8 @@ def _sentence_cut(
 ) -> int:
     """The word index nearest ``target`` that follows a sentence end (else ``target``)."""
     best = None
-    for i in range(max(after + 1, math.ceil(target - reach)), min(len(words), int(target + reach) + 1)):
+    low, high = max(after + 1, math.ceil(target - reach)), min(len(words), int(target + reach) + 1)
+    for i in range(low, high):
         if _SENTENCE_END.search(text[words[i - 1][0] : words[i - 1][1]]):
             if best is None or abs(i - target) < abs(best - target):
                 best = i

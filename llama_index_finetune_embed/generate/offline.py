@@ -126,7 +126,8 @@ def generate_offline_pairs(
     """Return training pairs made offline: LLM questions that pass a strict filter + pseudo-queries.
 
     The LLM part (skipped when ``llm`` is None) runs the package's generator with a one-shot
-    prompt on each chunk cut to ``context_words`` words, then keeps a question only if it ends
+    prompt on one passage of each chunk (``context_words`` words, another passage each pass),
+    then keeps a question only if it ends
     with "?", has 5-40 words, does not address "you", and shares at least two content words with
     its chunk (:func:`clean_question`). A ``LocalLLM`` (SmolLM2-135M) is set up for this by
     ``LocalLLM.question_writer``: the example as a previous chat turn, the answer started with
