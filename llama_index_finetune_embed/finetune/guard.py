@@ -9,19 +9,18 @@ the finetuned model and its base are both scored (NDCG@10, per query) on
 * ``val``: the held-out questions, when a ``val_dataset`` was given (split by chunk, as
   ``dataset.split`` and the main job do, so that none of its chunks was trained on).
 
-Both are judged in the form the model is served in: with ``window_length`` (the engine passes
-the window length it records for ``build_window_index``, which the main job serves unless its
-report measured another row better), each chunk is cut into the windows that index stores and
-scores its best window, for the base (at its served length) and the candidate alike, so the
-check sees what training did to the served model; without it, chunks are embedded whole as a
-plain index does (long texts truncated). A model *loses* on a check when its mean NDCG@10 is
-more than ``tolerance`` points below the base's, or the paired-bootstrap 95% interval of the
-difference is entirely below 0. When it loses, closer weight-space averages with the base are
-tried (half, then three quarters of the way back to the base: WiSE-FT, Wortsman et al. 2022; after the engine's default average
-with base share 0.5 that is a base share of 0.75, then 0.875), and the first that loses nowhere
-is kept; if every one loses, the base weights themselves are handed back. What was checked and
-decided goes into ``metrics.json`` (``"guard"``), the model card and the main job's report.
-"""
+Both are judged in the form the model is served in: with ``window_length`` (the engine passes the
+window length it records for ``build_window_index``, which the main job serves unless its report
+measured another row better), each chunk is cut into the windows that index stores and scores its
+best window, for the base (at its served length) and the candidate alike, so the check sees what
+training did to the served model; without it, chunks are embedded whole as a plain index does (long
+texts truncated). A model *loses* on a check when its mean NDCG@10 is more than ``tolerance``
+points below the base's, or the paired-bootstrap 95% interval of the difference is entirely below
+0. When it loses, closer weight-space averages with the base are tried (half, then three quarters
+of the way back to the base: WiSE-FT, Wortsman et al. 2022; after the engine's default average with
+base share 0.5 that is a base share of 0.75, then 0.875), and the first that loses nowhere is kept;
+if every one loses, the base weights themselves are handed back. What was checked and decided goes
+into ``metrics.json`` (``"guard"``), the model card and the main job's report. """
 
 from __future__ import annotations
 
