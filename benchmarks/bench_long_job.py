@@ -145,8 +145,8 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def run_job(docs_dir: Path, run_dir: Path, args: argparse.Namespace, names: list[str]) -> Any:
-    from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
+def make_config(docs_dir: Path, run_dir: Path, args: argparse.Namespace, names: list[str]) -> Any:
+    from llama_index_finetune_embed.pipeline import RunConfig
 
     options = {"llm": "local"}
     for name in names:
@@ -155,8 +155,7 @@ def run_job(docs_dir: Path, run_dir: Path, args: argparse.Namespace, names: list
             options[name] = raw if name == "llm" else parse_value(raw)
     config = RunConfig(docs=[str(docs_dir)], out=str(run_dir), **options)
     print("config:", json.dumps({k: v for k, v in config.model_dump().items() if k != "docs"}))
-    result = run_pipeline(config, announce=lambda line: print(line, flush=True))
-    return config, result
+    return config
 
 
 # -- 3. people's questions on the held-out chunks -----------------------------------------------
@@ -378,7 +377,8 @@ def index_model(run_dir: Path, base_model: str) -> tuple[str, dict[str, Any]]:
         kind = "base (as LlamaIndex loads it)"
     else:
         kind = f"other ({model})"
-    return f"{kind} + windows", cfg
+    plain = str(cfg.get("long_chunks", "window")).lower() not in ("window", "windows")
+    return (f"{kind} (long_chunks={cfg['long_chunks']})" if plain else f"{kind} + windows"), cfg
 
 
 # -- 5. where questions point ------------------------------------------------------------------
@@ -482,13 +482,13 @@ def main() -> None:
               f"({sum(len(t) for t in texts.values()):,} characters)")  # fmt: skip
 
     with part("2. main job"):
-        from llama_index_finetune_embed.pipeline import RunConfig
+        from llama_index_finetune_embed.pipeline import run_pipeline
 
+        config = make_config(docs_dir, run_dir, args, names)
         if args.skip_run:
-            config = RunConfig(docs=[str(docs_dir)], out=str(run_dir))
             print("--skip-run: reading", run_dir)
         else:
-            config, _ = run_job(docs_dir, run_dir, args, names)
+            run_pipeline(config, announce=lambda line: print(line, flush=True))
         base_model = config.base_model
 
     with part("3. people's questions on the held-out chunks"):
