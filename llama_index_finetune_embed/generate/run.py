@@ -173,7 +173,8 @@ class GenerationRun:
         asked = asked_passages(self.texts[nid], nid, self.n, settings.passage_words, settings.seed)
         for spot, k in asked:
             passage = self.texts[nid][spot["start"] : spot["end"]]
-            questions, reason, attempts = await self._ask(passage, k)
+            questions, reason, made = await self._ask(passage, k)
+            attempts += made  # over every asked passage of the chunk
             if reason == _BUDGET:
                 self.left.add(nid)  # neither failed nor cached: a rerun asks for it
                 return

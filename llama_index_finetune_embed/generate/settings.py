@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from llama_index_finetune_embed._compat import warn_unused
 from llama_index_finetune_embed._io import progress_enabled
+from llama_index_finetune_embed.generate._passages import PASSAGE_WORDS
 
 __all__ = [
     "GenerationSettings",
@@ -116,7 +117,7 @@ class GenerationSettings:
     max_tpm: float | None = None
     max_calls: int | None = None
     budget_tokens: int | None = None
-    passage_words: int | None = 200
+    passage_words: int | None = PASSAGE_WORDS
 
     def __post_init__(self) -> None:
         _positive_int("num_workers", self.num_workers)

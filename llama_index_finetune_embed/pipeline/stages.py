@@ -482,10 +482,11 @@ def make_index(job: Job) -> dict[str, Any]:
     """Every chunk in the form the report chose (``job.served``): the finetuned model or the
     base, in windows or truncated (a plain index); ``load_window_index(DIR/index)`` loads
     either. Without a recorded choice: the finetuned model in windows."""
+    from llama_index_finetune_embed.pipeline.serve import served_form
     from llama_index_finetune_embed.serving import build_window_index
 
-    served = job.served or {"row": "finetuned + windows", "model": "finetuned",
-                            "long_chunks": "window"}  # fmt: skip
+    default = "finetuned + windows"
+    served = job.served or {"row": default, **served_form(default, BASE_ROW)}
     model = served_model(job, served["model"])
     nodes = job.nodes
     index = build_window_index(
