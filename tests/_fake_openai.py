@@ -112,6 +112,8 @@ class FakeOpenAIServer:
             completion words when answered; usage counts words as tokens).
         burst: Seconds of the rate the buckets hold.
         limit_headers: Send the ``x-ratelimit-*`` headers (off: ``Retry-After`` only).
+        refuse_first: Answer this many requests first with 429 (``retry-after-ms: 1``), as the
+            rate limits do; ``refuse_next`` counts them down and a test may set it again.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class FakeOpenAIServer:
         tpm: float | None = None,
         burst: float = 1.0,
         limit_headers: bool = True,
+        refuse_first: int = 0,
     ) -> None:
         unknown = set(faults) - set(FAULT_KINDS)
         if unknown:
@@ -144,6 +147,7 @@ class FakeOpenAIServer:
         self.in_flight = self.max_in_flight = 0
         self.embedded: list[str] = []  # every text sent to /v1/embeddings, in order
         self.rps, self.tpm, self.burst, self.limit_headers = rps, tpm, burst, limit_headers
+        self.refuse_next = refuse_first
         self._requests_left = (rps or 0) * burst
         self._tokens_left = (tpm or 0) / 60 * burst
         self._refilled = time.monotonic()
@@ -216,6 +220,9 @@ class FakeOpenAIServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if sum(self.requests.values()) > self.max_requests:
                 kind = "over_limit"
+            elif self.refuse_next > 0:
+                self.refuse_next -= 1
+                kind = "rate_limited"
             elif not self._admit(prompt_tokens):
                 kind = "rate_limited"
             elif self.force_status is not None:

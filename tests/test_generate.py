@@ -382,9 +382,58 @@ def test_generate_imports_no_torch_and_no_later_stage():
     assert ours <= {"generate", "dataset", "_io", "_compat"}, sorted(ours)
 
 
-def test_client_retries_are_flagged(server, caplog):
-    generate_qa_embedding_pairs(_nodes(1), server.llm(max_retries=2), **FAST)
-    assert "max_retries=2" in caplog.text
+def test_refusals_reach_the_pacer_with_the_llm_built_as_the_readme_does(server, caplog):
+    """``OpenAI(model=...)`` keeps max_retries=3: the run calls a copy without (#28)."""
+    from llama_index.llms.openai import OpenAI
+
+    llm = OpenAI(model="gpt-4o-mini", api_key="test", api_base=server.url, timeout=10)
+    server.refuse_next = 2
+    ds = generate_qa_embedding_pairs(_nodes(1), llm, **FAST)
+    stats, snap = ds.generation_stats, server.snapshot()
+    assert snap["rate_limited"] == stats["rate_limited"] == stats["retries"] == 2
+    assert stats["calls"] == sum(snap["requests"].values()) == 3 and len(ds) == 2
+    assert "max_retries" not in caplog.text  # handled, nothing to warn about
+    # the caller's object is untouched: it still retries 429s itself
+    server.refuse_next = 2
+    assert llm.max_retries == 3 and llm.complete("Hello").text
+    assert server.snapshot()["rate_limited"] == 4
+
+
+def test_the_copy_without_retries_has_the_callers_cache_id():
+    from llama_index.llms.openai import OpenAI
+
+    from llama_index_finetune_embed.generate.calls import without_retries
+    from llama_index_finetune_embed.generate.run import cache_model_id
+
+    llm = OpenAI(model="gpt-4o-mini", api_key="test")
+    copy = without_retries(llm)
+    assert copy.max_retries == 0 and llm.max_retries == 3
+    assert cache_model_id(copy) == cache_model_id(llm)  # resume caches still match
+
+
+def test_a_client_the_user_passed_is_kept_without_its_retries(server):
+    import openai
+    from llama_index.llms.openai import OpenAI
+
+    client = openai.AsyncOpenAI(api_key="test", base_url=server.url, max_retries=5)
+    # api_base leads nowhere: dropping the user's client would fail every call
+    llm = OpenAI(model="gpt-4o-mini", api_key="test", api_base="http://127.0.0.1:9/v1",
+                 async_openai_client=client)  # fmt: skip
+    server.refuse_next = 1
+    ds = generate_qa_embedding_pairs(_nodes(1), llm, **FAST)
+    assert ds.generation_stats["rate_limited"] == 1 and len(ds) == 2
+    assert client.max_retries == 5
+
+
+def test_an_llm_that_must_retry_is_called_as_it_is_with_a_warning(caplog):
+    from llama_index.core.bridge.pydantic import Field
+    from llama_index.core.llms import MockLLM
+
+    class Retrying(MockLLM):
+        max_retries: int = Field(default=2, gt=0)
+
+    generate_qa_embedding_pairs(_nodes(1), Retrying(), max_attempts=1, **FAST)
+    assert "max_retries=2 and cannot be copied" in caplog.text
 
 
 def test_llm_without_usage_echoing_the_prompt_gets_nothing_accepted():

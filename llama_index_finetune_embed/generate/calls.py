@@ -1,4 +1,5 @@
-"""What one LLM call raised or returned: error kinds, ``Retry-After``, token usage (private).
+"""One LLM call: one request (:func:`without_retries`), and what it raised or returned: error
+kinds, ``Retry-After``, token usage (private).
 
 Works for any LlamaIndex LLM: HTTP details are read duck-typed from the exception (``openai``,
 ``httpx`` and most SDKs expose ``status_code`` or ``response.status_code``/``headers``).
@@ -15,6 +16,44 @@ ErrorKind = Literal["fatal", "chunk", "rate_limit", "transient"]
 _FATAL_STATUS = frozenset({401, 403, 404})  # wrong key/model: every later call fails the same
 _CHUNK_STATUS = frozenset({400, 413, 422})  # this request is bad (too long...): retrying won't help
 _FATAL_TYPES = (TypeError, AttributeError, NotImplementedError)  # bugs, not weather
+
+
+def without_retries(llm: Any) -> Any | None:
+    """Return a copy of ``llm`` that makes one request per call, or None where none is safe.
+
+    The copy has ``max_retries=0``, and so do the SDK clients the LLM has cached (``openai`` and
+    ``anthropic`` clients make one with ``with_options``; one not built yet is built from the
+    copy's fields). Safe: a pydantic LLM whose ``max_retries`` field accepts 0. ``llm`` itself,
+    its fields and its clients are left as they are.
+
+    Example:
+        >>> from llama_index.llms.openai import OpenAI
+        >>> llm = OpenAI(model="gpt-4o-mini", api_key="sk-...")
+        >>> without_retries(llm).max_retries, llm.max_retries
+        (0, 3)
+    """
+    field = getattr(type(llm), "model_fields", {}).get("max_retries")
+    if field is None or not _accepts_zero(field.metadata):
+        return None
+    copy = llm.model_copy(update={"max_retries": 0})  # shallow: shares the cached clients
+    # The cached clients are private attributes of the copy; each gets a copy of its own.
+    for name, client in (getattr(copy, "__pydantic_private__", None) or {}).items():
+        retries = getattr(client, "max_retries", None)
+        if not isinstance(retries, int) or retries <= 0:
+            continue
+        if not callable(getattr(client, "with_options", None)):
+            return None  # a client we cannot copy would still retry on its own
+        setattr(copy, name, client.with_options(max_retries=0))
+    return copy
+
+
+def _accepts_zero(constraints: list[Any]) -> bool:
+    """Whether 0 meets a field's ``ge``/``gt`` bounds (``Field(ge=0)`` does; ``gt=0`` does not)."""
+    for bound in constraints:
+        ge, gt = getattr(bound, "ge", None), getattr(bound, "gt", None)
+        if (ge is not None and ge > 0) or (gt is not None and gt >= 0):
+            return False
+    return True
 
 
 def error_kind(exc: BaseException) -> ErrorKind:

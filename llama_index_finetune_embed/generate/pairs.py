@@ -76,8 +76,9 @@ async def agenerate_qa_embedding_pairs(
 
     Args:
         nodes: The chunks; their ids become the corpus ids, and must be unique.
-        llm: Any LlamaIndex LLM (default ``Settings.llm``). OpenAI clients retry on their own:
-            build them with ``max_retries=0`` so every attempt is counted here once.
+        llm: Any LlamaIndex LLM (default ``Settings.llm``). One that retries on its own
+            (``max_retries``, 3 for ``OpenAI``) is called through a copy with ``max_retries=0``,
+            so every attempt is paced and counted here once; your object is left as it is.
         qa_generate_prompt_tmpl: Prompt with ``{context_str}`` and ``{num_questions_per_chunk}``.
         num_questions_per_chunk: Questions kept per chunk (at most; fewer if the LLM wrote fewer).
         retry_limit, on_failure, save_every, output_path, verbose: llama-index-finetuning's
@@ -101,7 +102,7 @@ async def agenerate_qa_embedding_pairs(
 
     Example:
         >>> from llama_index.llms.openai import OpenAI
-        >>> llm = OpenAI(model="gpt-4o-mini", max_retries=0)
+        >>> llm = OpenAI(model="gpt-4o-mini")
         >>> train = generate_qa_embedding_pairs(train_nodes, llm=llm, cache_path="train.jsonl")
         ... # doctest: +SKIP
         >>> train.generation_stats["calls"], train.failed_chunks  # doctest: +SKIP

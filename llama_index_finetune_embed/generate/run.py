@@ -30,6 +30,7 @@ from llama_index_finetune_embed.generate.calls import (
     response_headers,
     retry_after_seconds,
     token_usage,
+    without_retries,
 )
 from llama_index_finetune_embed.generate.llms import LocalLLM
 from llama_index_finetune_embed.generate.pacing import Pacer
@@ -87,8 +88,8 @@ class GenerationRun:
             from llama_index.core import Settings
 
             llm = Settings.llm
-        _warn_client_retries(llm)
-        self.nodes, self.llm, self.template, self.n = list(nodes), llm, template, num_questions
+        self.llm = _one_request_per_call(llm)
+        self.nodes, self.template, self.n = list(nodes), template, num_questions
         self.settings, self.warn_unusable = settings, warn_unusable
         self.mode = settings.mode
         self.texts = {n.node_id: n.get_content(metadata_mode=self.mode) for n in self.nodes}
@@ -332,14 +333,26 @@ def cache_model_id(llm: Any) -> str:
     return f"{type(llm).__name__}/{model}"
 
 
-def _warn_client_retries(llm: Any) -> None:
+def _one_request_per_call(llm: Any) -> Any:
+    """The LLM the run calls: a copy without client retries where ``llm`` has them (an SDK that
+    retries a 429 itself hides it from the pacer), else ``llm``; the caller's object is kept."""
     retries = getattr(llm, "max_retries", 0)
-    if isinstance(retries, int) and retries > 0:
-        logger.warning(
-            "%s has max_retries=%d: each attempt counted here may make up to %d HTTP calls. "
-            "Build the LLM with max_retries=0 to let max_attempts count every call.",
-            type(llm).__name__, retries, retries + 1,
+    if not isinstance(retries, int) or retries <= 0:
+        return llm
+    copy = without_retries(llm)
+    if copy is not None:
+        logger.debug(
+            "calling a copy of %s with max_retries=0 (yours keeps max_retries=%d): every "
+            "attempt is paced and counted here", type(llm).__name__, retries,
         )  # fmt: skip
+        return copy
+    logger.warning(
+        "%s has max_retries=%d and cannot be copied without it: each attempt counted here may "
+        "make up to %d HTTP calls, and 429s it retries itself are hidden from the rate limiting. "
+        "Build the LLM with max_retries=0 to let max_attempts count every call.",
+        type(llm).__name__, retries, retries + 1,
+    )  # fmt: skip
+    return llm
 
 
 def _logs_above_bar(enabled: bool) -> Any:
