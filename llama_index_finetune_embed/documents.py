@@ -27,32 +27,35 @@ DEFAULT_EXTENSIONS = (".pdf", ".md", ".txt", ".rst", ".html", ".htm")
 
 
 class PypdfReader(BaseReader):
-    """One Document per PDF page, through pypdf; an unreadable or encrypted PDF gives no pages.
+    """One Document per PDF page, through pypdf; an unreadable PDF gives no pages.
 
-    The file is skipped with a warning instead of failing the whole run; callers decide whether
-    nothing being left is an error.
+    PDFs encrypted with an empty user password (common for SEC filings, usually AES) are
+    decrypted; pypdf needs ``cryptography`` for AES, which the ``pdf`` extra brings. A PDF that
+    needs a real password, or that is broken, is skipped with one warning naming the file instead
+    of failing the whole run; callers decide whether nothing being left is an error.
     """
 
     def load_data(
         self, file: Path, extra_info: dict[str, Any] | None = None, **_: Any
     ) -> list[Document]:
         try:
-            from pypdf import PdfReader
+            from pypdf.errors import DependencyError
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
             raise ImportError(
                 "reading PDFs needs pypdf: pip install 'llama-index-finetune-embed[pdf]'"
             ) from exc
         try:
-            reader = PdfReader(str(file))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise ValueError("encrypted (a password is needed)")
-            pages = [page.extract_text() or "" for page in reader.pages]
-        except Exception as exc:  # pypdf raises many types for broken files
+            pages = _pdf_pages(file)
+        except DependencyError as exc:  # AES without cryptography (or pycryptodome)
             logger.warning(
-                "skipping %s: unreadable PDF (%s)",
+                "skipping %s: encrypted PDF; pypdf needs `cryptography` to decrypt it (%s): "
+                "pip install 'llama-index-finetune-embed[pdf]'",
                 file,
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                exc,
             )
+            return []
+        except Exception as exc:  # pypdf raises many types for broken files
+            logger.warning("skipping %s: %s", file, _why_unreadable(exc))
             return []
         docs = []
         for number, text in enumerate(pages, start=1):
@@ -62,6 +65,30 @@ class PypdfReader(BaseReader):
         if not docs:
             logger.warning("skipping %s: no extractable text (scanned PDF?)", file)
         return docs
+
+
+class _PasswordNeeded(Exception):
+    """A PDF whose user password is not empty."""
+
+
+def _pdf_pages(file: Path) -> list[str]:
+    """The text of each page; an encrypted PDF is opened with the empty user password."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(file))
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise _PasswordNeeded(
+            "encrypted PDF that needs a password; save a decrypted copy "
+            "(e.g. `qpdf --password=PASSWORD --decrypt in.pdf out.pdf`) and read that"
+        )
+    return [page.extract_text() or "" for page in reader.pages]
+
+
+def _why_unreadable(exc: Exception) -> str:
+    if isinstance(exc, _PasswordNeeded):
+        return str(exc)
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"unreadable PDF ({detail})"
 
 
 def load_documents(

@@ -8,8 +8,11 @@ import pytest
 from llama_index_finetune_embed import chunk_documents, load_documents, stdlib_documents
 
 
-def _make_pdf(path: Path, lines: list[str], password: str | None = None) -> Path:
-    """A real text PDF drawn by matplotlib (optionally encrypted with pypdf)."""
+def _make_pdf(
+    path: Path, lines: list[str], password: str | None = None, *, algorithm: str | None = None
+) -> Path:
+    """A real text PDF drawn by matplotlib (optionally encrypted with pypdf: ``password`` is the
+    user password, ``""`` opens without one; ``algorithm`` e.g. ``"AES-256"``, default RC4)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,11 +23,11 @@ def _make_pdf(path: Path, lines: list[str], password: str | None = None) -> Path
         fig.text(0.05, 0.95 - i * 0.03, line, fontsize=9)
     fig.savefig(path, format="pdf")
     plt.close(fig)
-    if password:
+    if password is not None:
         from pypdf import PdfReader, PdfWriter
 
         writer = PdfWriter(clone_from=PdfReader(path))
-        writer.encrypt(password)
+        writer.encrypt(user_password=password, owner_password="owner", algorithm=algorithm)
         writer.write(path)
     return path
 
@@ -54,8 +57,55 @@ def test_encrypted_and_broken_pdfs_are_skipped_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         docs = load_documents([tmp_path])
     assert {d.metadata["file_name"] for d in docs} == {"good.pdf"}
-    assert "locked.pdf: unreadable PDF (encrypted" in caplog.text
-    assert "broken.pdf" in caplog.text
+    assert "locked.pdf: encrypted PDF that needs a password" in caplog.text
+    assert "broken.pdf: unreadable PDF" in caplog.text
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256"])
+def test_aes_encrypted_pdf_with_an_empty_password_is_read(tmp_path, caplog, algorithm):
+    # SEC filings are often AES-encrypted with an empty user password (issue #28)
+    _make_pdf(tmp_path / "10-K.pdf", LINES, password="", algorithm=algorithm)
+    with caplog.at_level(logging.WARNING):
+        (doc,) = load_documents([tmp_path])
+    assert "riders and drivers" in doc.text and doc.metadata["page_label"] == "1"
+    assert "skipping" not in caplog.text
+
+
+def test_aes_pdf_needing_a_password_is_one_clear_warning(tmp_path, caplog):
+    _make_pdf(tmp_path / "good.pdf", LINES)
+    _make_pdf(tmp_path / "locked.pdf", LINES, password="secret", algorithm="AES-256")
+    with caplog.at_level(logging.WARNING):
+        docs = load_documents([tmp_path])
+    assert {d.metadata["file_name"] for d in docs} == {"good.pdf"}
+    (warning,) = [r.getMessage() for r in caplog.records if "locked.pdf" in r.getMessage()]
+    assert "encrypted PDF that needs a password" in warning and "qpdf" in warning
+
+
+def test_pdf_extra_brings_cryptography():
+    # pypdf decrypts AES only with cryptography (or pycryptodome); without it the PDFs above are
+    # skipped, as 1 of 74 10-K/10-Q filings in a public set were
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("cryptography") for req in extras["pdf"])
+
+
+def test_without_cryptography_an_aes_pdf_is_skipped_with_the_install_hint(tmp_path):
+    import subprocess
+    import sys
+
+    pdf = _make_pdf(tmp_path / "10-K.pdf", LINES, password="", algorithm="AES-128")
+    code = (
+        "import logging, sys\n"
+        "sys.modules['cryptography'] = None  # as if not installed\n"
+        "sys.modules['Crypto'] = None\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from llama_index_finetune_embed.documents import PypdfReader\n"
+        f"assert PypdfReader().load_data({str(pdf)!r}) == []\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "10-K.pdf: encrypted PDF; pypdf needs `cryptography`" in out.stderr
+    assert "pip install 'llama-index-finetune-embed[pdf]'" in out.stderr
 
 
 def test_nothing_readable_is_one_clear_error(tmp_path):
