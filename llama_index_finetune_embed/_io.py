@@ -23,6 +23,15 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """Return the sha256 hex digest of a file's bytes (read 1 MiB at a time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def stable_id(*parts: str) -> str:
     """Return a UUID-shaped id that depends only on ``parts`` (uuid5), never on time or chance."""
     return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))

@@ -164,3 +164,96 @@ def test_the_stage_table_is_the_ledger_order():
     choices = SimpleNamespace(llm="local", base_model="/m")
     inputs = stage_inputs(RunConfig(out="x"), choices)
     assert tuple(inputs) == STAGES and all(isinstance(v, dict) and v for v in inputs.values())
+
+
+# -- the index stage: every file it wrote and the model it serves decide its reuse (issue #28) ---
+
+
+def _cheap_run(monkeypatch, corpus, out, base_model, served_row):
+    """``run_pipeline`` with finetune (a copy of the base) and evaluate (``served_row`` chosen,
+    no scoring) stubbed: seconds, and the index stage and the ledger are the real ones.
+    Returns the lines the run announced."""
+    import dataclasses
+    import shutil
+
+    from llama_index_finetune_embed.pipeline import RunConfig, run, run_pipeline
+    from llama_index_finetune_embed.pipeline.serve import served_form
+    from llama_index_finetune_embed.pipeline.stages import BASE_ROW
+
+    def finetune(job):
+        shutil.copytree(base_model, job.model_dir, dirs_exist_ok=True)
+        return {}
+
+    def evaluate(job):
+        for name in ("report.md", "report.json", "report.png"):
+            (job.out / name).write_text("stub")
+        job.served = {"row": served_row, **served_form(served_row, BASE_ROW)}
+        return {"table_markdown": "", "metrics": {}, "served": job.served}
+
+    stubs = {"finetune": finetune, "evaluate": evaluate}
+    table = tuple(dataclasses.replace(s, make=stubs.get(s.name, s.make)) for s in run.STAGE_TABLE)
+    monkeypatch.setattr(run, "STAGE_TABLE", table)
+    config = RunConfig(out=str(out), docs=[str(corpus)], llm="none", base_model=str(base_model),
+                       chunk_size=128, chunk_overlap=8, val_ratio=0.3)  # fmt: skip
+    lines: list[str] = []
+    run_pipeline(config, announce=lines.append)
+    return lines
+
+
+def _index_lines(lines):
+    """What a run said it did with the index stage (planned, then changed on the way)."""
+    return [line for line in lines if line.startswith(("index: reused", "index: redo"))]
+
+
+def test_a_missing_or_damaged_index_file_rebuilds_the_index(
+    corpus, tiny_model_path, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    _cheap_run(monkeypatch, corpus, out, tiny_model_path, "finetuned + windows")
+    record = json.loads((out / "stages.json").read_text())["stages"]["index"]
+    written = {p.relative_to(out).as_posix() for p in (out / "index").rglob("*") if p.is_file()}
+    assert set(record["outputs"]) == written  # every file of the index, as persisted
+    assert {"index/default__vector_store.json", "index/docstore.json",
+            "index/index_store.json", "index/window_index.json"} <= written  # fmt: skip
+
+    (out / "index" / "default__vector_store.json").unlink()
+    lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, "finetuned + windows")
+    assert "finetune: reused (inputs unchanged)" in lines
+    assert _index_lines(lines)[-1] == "index: redo (default__vector_store.json is missing)"
+    assert (out / "index" / "default__vector_store.json").is_file()
+
+    (out / "index" / "index_store.json").write_text('{"truncated": ')  # damaged in place
+    lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, "finetuned + windows")
+    assert _index_lines(lines)[-1] == "index: redo (index_store.json changed since it was written)"
+    json.loads((out / "index" / "index_store.json").read_text())  # rebuilt whole
+
+    lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, "finetuned + windows")
+    assert _index_lines(lines) == ["index: reused (inputs unchanged)"]
+
+
+@pytest.mark.parametrize("served_row", ["finetuned + windows", "base (as LlamaIndex loads it)"])
+def test_a_replaced_served_model_rebuilds_the_index(
+    corpus, tiny_model_path, tmp_path, monkeypatch, served_row
+):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "run"
+    _cheap_run(monkeypatch, corpus, out, tiny_model_path, served_row)
+    vectors = (out / "index" / "default__vector_store.json").read_text()
+    record = json.loads((out / "stages.json").read_text())["stages"]["index"]
+    assert record["reads"]["model"] == served_row.split(" ")[0]
+
+    # the served model's weights replaced in place (the base: updated where it lives)
+    served = out / "model" if served_row.startswith("finetuned") else tiny_model_path
+    weights = load_file(served / "model.safetensors")
+    save_file({k: v + 0.05 if v.is_floating_point() else v for k, v in weights.items()},
+              served / "model.safetensors")  # fmt: skip
+    lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, served_row)
+    assert "finetune: reused (inputs unchanged)" in lines
+    assert "evaluate: reused (inputs unchanged)" in lines
+    (why,) = [line for line in _index_lines(lines) if "redo" in line]
+    assert why.startswith("index: redo (model files ")
+    assert (out / "index" / "default__vector_store.json").read_text() != vectors  # new vectors
+
+    lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, served_row)
+    assert _index_lines(lines) == ["index: reused (inputs unchanged)"]

@@ -36,6 +36,8 @@ class Stage:
     make: Callable[[st.Job], dict[str, Any]]  # does the work; returns what the ledger records
     load: Callable[[st.Job, dict[str, Any]], None]  # reads an earlier run's outputs back
     announce: Callable[[st.Job], str] | None = None  # the line printed after it
+    # fingerprints of earlier stages' files it reads, taken once those are done (the model)
+    reads: Callable[[st.Job], dict[str, Any]] | None = None
 
 
 #: The stages of a run, in order: redoing one redoes every later one.
@@ -52,7 +54,7 @@ STAGE_TABLE = (
     Stage("evaluate", st.evaluate_inputs, st.evaluate_outputs, st.make_report, st.load_report,
           lambda job: f"serving: {job.served.get('row', '?')} (report.md says why)"),
     Stage("index", st.index_inputs, st.index_outputs, st.make_index, st.load_index,
-          lambda job: f"index: {job.index_dir} (load_window_index)"),
+          lambda job: f"index: {job.index_dir} (load_window_index)", reads=st.index_reads),
 )  # fmt: skip
 
 STAGES = tuple(stage.name for stage in STAGE_TABLE)
@@ -74,6 +76,21 @@ class PipelineResult(BaseModel):
     table_markdown: str
     metrics: dict[str, dict[str, float]]
     served: dict[str, Any] = {}
+
+
+def _reusable(
+    ledger: RunState, stage: Stage, job: st.Job, announce: Callable[[str], None]
+) -> bool:
+    """Whether the ledger lets ``stage`` be reused: inputs, reads and outputs as recorded. A
+    planned reuse that turns into a redo (a file changed or missing) is announced, with why."""
+    planned = stage.name in ledger.done
+    if stage.reads is not None:
+        ledger.read_from(stage.name, stage.reads(job))
+    if ledger.finished(stage.name, *stage.outputs(job.out)):
+        return True
+    if planned:
+        announce(f"{stage.name}: {ledger.reasons[stage.name]}")
+    return False
 
 
 def dry_run(config: RunConfig) -> list[str]:
@@ -134,7 +151,7 @@ def run_pipeline(
         started = time.perf_counter()
         job = st.Job(config, choices, out, ledger.inputs, ledger=ledger.done)
         for stage in STAGE_TABLE:
-            if ledger.finished(stage.name, *stage.outputs(out)):
+            if _reusable(ledger, stage, job, announce):
                 stage.load(job, ledger.done[stage.name])
             else:
                 ledger.mark(stage.name, **stage.make(job))

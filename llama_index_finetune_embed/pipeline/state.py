@@ -4,6 +4,11 @@
 (resolved path, size and modification time of every file), every setting that feeds the stage
 and the package version. A rerun reuses exactly the stages whose inputs are unchanged and redoes
 the first changed one and everything after it, saying why in one line per stage.
+
+Two more records catch what settings cannot: ``reads``, fingerprints of files that earlier stages
+made and this one reads (the served model's weights, known only once those stages are done), and
+``outputs``, the size and modification time of every file a stage wrote (a deleted or damaged
+file of the index redoes it).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,7 @@ class RunState:
             raise ValueError(f"--restart must be one of {names}; got {restart!r}")
         self.path = out / "stages.json"
         self.inputs = inputs
+        self.reads: dict[str, dict[str, Any]] = {}
         old = {} if restart == self.stages[0] else self._read()
         self.fresh = not old
         self.done: dict[str, dict[str, Any]] = {}
@@ -93,29 +99,76 @@ class RunState:
         """One line per stage: reused, or redone and why."""
         return [f"{stage}: {self.reasons[stage]}" for stage in self.stages]
 
+    def read_from(self, name: str, reads: dict[str, Any]) -> bool:
+        """Record what ``name`` reads of files earlier stages made (fingerprints known once they
+        are done); if it was made from other ones, it and every later stage are redone.
+
+        Returns whether that turned a reuse into a redo (``reasons[name]`` says why).
+        """
+        self.reads[name] = reads
+        prev = self.done.get(name)
+        if prev is None or prev.get("reads") == reads:
+            return False
+        old = prev.get("reads")
+        why = describe_change(old, reads) if isinstance(old, dict) else "reads not recorded"
+        self._redo_from(name, why)
+        return True
+
     def finished(self, name: str, *outputs: Path) -> bool:
-        """Whether ``name`` can be reused: done from the same inputs, outputs still there."""
+        """Whether ``name`` can be reused: done from the same inputs, its ``outputs`` still
+        there and every file its record lists under ``outputs`` (:func:`file_stamps`) untouched."""
         if name not in self.done:
             return False
-        if all(p.exists() for p in outputs):
+        missing = next((p for p in outputs if not p.exists()), None)
+        why = f"{missing.name} is missing" if missing else self._touched(self.done[name])
+        if why is None:
             return True
-        missing = next(p for p in outputs if not p.exists())
+        self._redo_from(name, why)
+        return False
+
+    def _touched(self, record: dict[str, Any]) -> str | None:
+        """Which file a stage wrote is missing or changed since (None: all as written)."""
+        stamps = record.get("outputs")
+        if not isinstance(stamps, dict):
+            return None
+        now = file_stamps(self.path.parent, (self.path.parent / rel for rel in stamps))
+        for rel, stamp in stamps.items():
+            if rel not in now:
+                return f"{Path(rel).name} is missing"
+            if now[rel] != stamp:
+                return f"{Path(rel).name} changed since it was written"
+        return None
+
+    def _redo_from(self, name: str, why: str) -> None:
         for later in self.stages[self.stages.index(name) :]:
             if later in self.done:
                 del self.done[later]
-                self.reasons[later] = f"redo ({missing.name} is missing)" if later == name else (
-                    f"redo (after {name})"
-                )
-        return False
+                self.reasons[later] = f"redo ({why})" if later == name else f"redo (after {name})"
 
     def mark(self, name: str, **info: Any) -> None:
-        """Record ``name`` as done from its current inputs (atomically)."""
+        """Record ``name`` as done from its current inputs and reads (atomically).
+
+        ``info`` is what the stage reports; an ``outputs`` entry in it (:func:`file_stamps` of
+        the files it wrote) is checked by :meth:`finished` on a rerun.
+        """
         self.done[name] = {
             "inputs": self.inputs[name],
+            **({"reads": self.reads[name]} if name in self.reads else {}),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **info,
         }
         atomic_write_json(self.path, {"format": _FORMAT, "stages": self.done})
+
+
+def file_stamps(root: Path, files: Iterable[Path]) -> dict[str, list[int]]:
+    """Path relative to ``root`` -> ``[size, mtime_ns]`` of each file that exists: what a stage
+    wrote, to tell on a rerun that none was deleted, truncated or replaced since."""
+    out: dict[str, list[int]] = {}
+    for path in files:
+        if path.is_file():
+            stat = path.stat()
+            out[path.relative_to(root).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return out
 
 
 def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
