@@ -203,3 +203,49 @@ def check_max_seq_length(model_path: str, max_seq_length: int | None) -> None:
             f"max_seq_length {max_seq_length} is more than {model_path} reads ({limit} "
             f"tokens); use at most {limit}"
         )
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short fingerprint of what ``model`` computes, to tell two embed models apart.
+
+    Torch-backed models (a ``HuggingFaceEmbedding``, an adapter over one): a hash of the
+    class, the prompts and every weight rounded to bf16 (the same model loaded in another
+    dtype matches; a finetuned copy of it does not). Other models (API models): a hash of the
+    class, the model name and its ``dimensions`` setting.
+
+    Example:
+        >>> model_fingerprint(load_embed_model("local:all-MiniLM-L6-v2"))  # doctest: +SKIP
+        'c5d0e1...'
+    """
+    import hashlib
+
+    digest = hashlib.sha256(type(model).__name__.encode())
+    modules = _torch_modules(model)
+    if not modules:
+        for name in ("model_name", "model", "dimensions"):
+            digest.update(f"{name}={getattr(model, name, None)!r};".encode())
+        return digest.hexdigest()[:16]
+    for name in ("query_instruction", "text_instruction", "normalize"):
+        digest.update(f"{name}={getattr(model, name, None)!r};".encode())
+    import torch
+
+    for module in modules:
+        for key, tensor in sorted(module.state_dict().items()):
+            data = tensor.detach().to("cpu")
+            digest.update(f"{key}{tuple(data.shape)}".encode())
+            if data.is_floating_point():
+                data = data.to(torch.bfloat16).view(torch.int16)
+            digest.update(data.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _torch_modules(model: Any) -> list[Any]:
+    """The torch modules whose weights make ``model``'s vectors (a base model's and an
+    adapter's), found by duck typing (no import of the adapter layer)."""
+    out = []
+    for candidate in (model, getattr(model, "base_embed_model", None)):
+        for name in ("_model", "adapter"):
+            module = getattr(candidate, name, None) if candidate is not None else None
+            if module is not None and hasattr(module, "state_dict") and module not in out:
+                out.append(module)
+    return out

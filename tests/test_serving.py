@@ -51,7 +51,6 @@ def test_windows_fit_the_model_exactly_and_cover_the_text(tiny_embed):
 
 
 def test_a_document_prompt_and_a_metadata_header_take_their_room(tiny_model_path):
-    from llama_index.core.schema import MetadataMode
 
     from llama_index_finetune_embed import load_embed_model
     from llama_index_finetune_embed.serving import window_splitter
@@ -63,10 +62,9 @@ def test_a_document_prompt_and_a_metadata_header_take_their_room(tiny_model_path
                         ["input_ids"])  # fmt: skip
     assert splitter.tokens == 64 - 2 - prompt_tokens
     node = _long_nodes(1)[0]
-    windows = splitter.split_node(node)
+    windows = splitter.window_texts(node)
     assert len(windows) > 1
-    for w in windows:
-        embedded = w.get_content(metadata_mode=MetadataMode.EMBED)
+    for embedded in windows:
         assert "file_name: doc0.txt" in embedded and "window_of" not in embedded
         assert len(embed._model.tokenizer("passage of a report: " + embedded)["input_ids"]) <= 64
 
@@ -108,22 +106,19 @@ def test_retriever_returns_each_original_chunk_once_with_its_metadata(tiny_embed
 
 def test_each_chunk_is_scored_by_its_best_window(tiny_embed):
     """The ranking is exactly max over a chunk's windows (brute force), at every depth."""
-    from llama_index.core.schema import MetadataMode
 
     from llama_index_finetune_embed import build_window_index
-    from llama_index_finetune_embed.serving.windows import parent_id
 
     nodes = _long_nodes(8)
     index = build_window_index(nodes, tiny_embed, window_tokens=12)
-    windows = index.splitter.split_nodes(nodes)
-    vectors = np.array(tiny_embed.get_text_embedding_batch(
-        [w.get_content(metadata_mode=MetadataMode.EMBED) for w in windows]))  # fmt: skip
+    windows = [(n.node_id, t) for n in nodes for t in index.splitter.window_texts(n)]
+    vectors = np.array(tiny_embed.get_text_embedding_batch([t for _, t in windows]))
     for query in ("insurance claims and reserves", "bikes and scooters in cities"):
         q = np.array(tiny_embed.get_query_embedding(query))
         sims = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q))
         best: dict[str, float] = {}
-        for w, s in zip(windows, sims, strict=True):
-            best[parent_id(w)] = max(best.get(parent_id(w), -2.0), float(s))
+        for (pid, _), s in zip(windows, sims, strict=True):
+            best[pid] = max(best.get(pid, -2.0), float(s))
         expected = sorted(best, key=lambda pid: -best[pid])
         got = index.as_retriever(similarity_top_k=8).retrieve(query)  # needs a second fetch
         assert sorted(_ids(got)) == sorted(expected)

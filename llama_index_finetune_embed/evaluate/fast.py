@@ -103,7 +103,7 @@ def corpus_windows(
     """(window texts as embedded, first window of each chunk): what ``build_window_index``
     stores for ``TextNode(id_=corpus_id, text=text)`` chunks (``splitter``: default the
     model's own)."""
-    from llama_index.core.schema import MetadataMode, TextNode
+    from llama_index.core.schema import TextNode
 
     from llama_index_finetune_embed.serving import window_splitter
 
@@ -111,8 +111,7 @@ def corpus_windows(
     texts, starts = [], []
     for cid, text in ds.corpus.items():
         starts.append(len(texts))
-        texts += [w.get_content(metadata_mode=MetadataMode.EMBED)
-                  for w in splitter.split_node(TextNode(id_=cid, text=text))]  # fmt: skip
+        texts += splitter.window_texts(TextNode(id_=cid, text=text))
     return texts, np.asarray(starts, dtype=np.int64)
 
 

@@ -1,42 +1,85 @@
 """A ``VectorStoreIndex`` of windows that retrieves whole chunks, each scored by its best window.
 
-Each chunk longer than the embed model's window is stored as windows that fit it (see
+Each chunk longer than the embed model's window is embedded as windows that fit it (see
 :mod:`.windows`); the chunks themselves go to the docstore. Retrieval fetches windows, keeps
 each chunk's best window score and returns the chunks: the "chunk references" pattern of
-LlamaIndex (small nodes that point at their parent) with MaxP scoring (Dai & Callan, 2019).
+LlamaIndex (small vectors that point at their chunk) with MaxP scoring (Dai & Callan, 2019).
 A chunk that fits one window is stored as itself, so a corpus of short chunks gives exactly a
 plain ``VectorStoreIndex``.
+
+What a vector store holds for a window is its chunk (text, metadata, relationships) under the
+window's id with ``window_of`` in its metadata; an index without text in its vector store maps the
+window's id to the chunk's. So whatever reads the store (LlamaIndex's ``load_index_from_storage``,
+``VectorStoreIndex.from_vector_store``) gets chunks back, never pieces of them; this module's
+retriever also returns each chunk once. Deleting or refreshing a document or a chunk removes
+all its windows (their ids are :func:`~.windows.window_id` of the chunk's id).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
-from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import (
+    BaseNode,
+    ImageNode,
+    IndexNode,
+    MetadataMode,
+    NodeWithScore,
+    QueryBundle,
+    TextNode,
+)
+from pydantic import PrivateAttr
 
 from llama_index_finetune_embed._io import atomic_write_json
-from llama_index_finetune_embed.serving.windows import WINDOW_OF, parent_id, window_splitter
+from llama_index_finetune_embed.serving.windows import (
+    WINDOW_OF,
+    parent_id,
+    window_id,
+    window_splitter,
+)
+
+logger = logging.getLogger(__name__)
 
 #: Written beside a persisted window index: how it was cut and which embed model reads it.
 CONFIG_NAME = "window_index.json"
+#: Files ``StorageContext.persist`` writes that a window index needs back (with its default
+#: vector store; one of its own keeps its vectors elsewhere).
+STORE_FILES = ("docstore.json", "index_store.json")
+VECTOR_FILE = "default__vector_store.json"
 
 #: How an index stores a chunk longer than its model reads: as windows read whole ("window"), or
 #: as itself, truncated by the model as a plain ``VectorStoreIndex`` does ("truncate").
 LongChunks = Literal["window", "truncate"]
 
 
+class _WindowEntry(TextNode):
+    """What a vector store holds for one window: the chunk under the window's id, embedded as
+    the window (the text to embed is private: never stored, never shown to an LLM)."""
+
+    _embed_text: str = PrivateAttr(default="")
+
+    def get_content(self, metadata_mode: MetadataMode = MetadataMode.NONE) -> str:
+        if metadata_mode == MetadataMode.EMBED and self._embed_text:
+            return self._embed_text
+        return super().get_content(metadata_mode=metadata_mode)
+
+
 class WindowIndex(VectorStoreIndex):
     """``VectorStoreIndex`` whose vectors are windows and whose results are the chunks.
 
     Build it with :func:`build_window_index`, load it with :func:`load_window_index`. Inserted
-    nodes (``insert``, ``insert_nodes``) are cut into windows the same way.
+    nodes (``insert``, ``insert_nodes``, ``refresh_ref_docs``) are cut into windows the same
+    way; a node inserted again under its id replaces the old one. ``delete_ref_doc``,
+    ``delete_nodes`` (by chunk id) and ``refresh_ref_docs`` remove every window of what they
+    remove, from any vector store.
 
     Example:
         >>> index = build_window_index(nodes, embed_model)  # doctest: +SKIP
@@ -73,21 +116,175 @@ class WindowIndex(VectorStoreIndex):
             )
         return self._splitter
 
+    # -- adding ---------------------------------------------------------------------------
+
     def _cut(self, nodes: Sequence[BaseNode]) -> list[BaseNode]:
-        """The vectors' nodes: windows, or the nodes themselves with ``long_chunks="truncate"``."""
-        return list(nodes) if self.long_chunks == "truncate" else self.splitter.split_nodes(nodes)
+        """The vectors' nodes: each chunk that fits a window (or every chunk, with
+        ``long_chunks="truncate"``) as itself, each longer chunk as its windows' entries."""
+        if self.long_chunks == "truncate":
+            return list(nodes)
+        out: list[BaseNode] = []
+        cut_headers = 0
+        for node in nodes:
+            if not _windowable(node):
+                out.append(node)
+                continue
+            texts, cut = self.splitter.layout(node)
+            cut_headers += cut
+            out += [node] if len(texts) == 1 and not cut else _entries(node, texts)
+        if cut_headers:
+            logger.warning(
+                "%d chunk(s) embed a metadata header longer than half the model's window "
+                "(%d tokens): their windows read the header's first half window only. Leave "
+                "long keys out of the embedding (node.excluded_embed_metadata_keys).",
+                cut_headers, self.splitter.tokens,
+            )  # fmt: skip
+        return out
+
+    def _admit(self, nodes: Sequence[BaseNode]) -> list[BaseNode]:
+        """Check ``nodes``' ids, drop the vectors of chunks they replace, store them in the
+        docstore; the nodes to embed."""
+        nodes = list(nodes)
+        seen: set[str] = set()
+        for node in nodes:
+            if node.node_id in seen:
+                raise ValueError(
+                    f"node id {node.node_id!r} appears more than once among the nodes given: "
+                    "give each chunk its own id (a chunk's windows are found by its id)"
+                )
+            seen.add(node.node_id)
+        old = [i for i in seen if self.docstore.document_exists(i)]
+        if old and hasattr(self, "_index_struct"):  # not while the constructor builds
+            self._drop_vectors(self._vector_ids(old), old)
+        self.docstore.add_documents(nodes, allow_update=True)
+        return self._cut(nodes)
 
     def _build_index_from_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> Any:
-        self.docstore.add_documents(list(nodes), allow_update=True)
-        return super()._build_index_from_nodes(self._cut(nodes), **insert_kwargs)
+        return super()._build_index_from_nodes(self._admit(nodes), **insert_kwargs)
 
     def _insert(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> None:
-        self.docstore.add_documents(list(nodes), allow_update=True)
-        super()._insert(self._cut(nodes), **insert_kwargs)
+        super()._insert(self._admit(nodes), **insert_kwargs)
 
     async def ainsert_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> None:
-        self.docstore.add_documents(list(nodes), allow_update=True)
-        await super().ainsert_nodes(self._cut(nodes), **insert_kwargs)
+        await super().ainsert_nodes(self._admit(nodes), **insert_kwargs)
+
+    # -- deleting -------------------------------------------------------------------------
+
+    def _vector_ids(self, ids: Iterable[str]) -> list[str]:
+        """The ids of the vectors of chunks ``ids``: each one's windows (laid out again from the
+        chunk in the docstore) and the ids themselves."""
+        out = list(dict.fromkeys(ids))
+        for chunk_id in list(out):
+            node = self.docstore.get_node(chunk_id, raise_error=False)
+            if node is not None and self.long_chunks == "window" and _windowable(node):
+                texts, cut = self.splitter.layout(node)
+                if len(texts) > 1 or cut:
+                    out += [window_id(chunk_id, i) for i in range(len(texts))]
+        return list(dict.fromkeys(out))
+
+    def _drop_vectors(self, vector_ids: list[str], chunk_ids: Iterable[str]) -> None:
+        """Delete ``vector_ids`` from the vector store and the index struct."""
+        self._vector_store.delete_nodes(vector_ids)
+        self._forget(vector_ids, chunk_ids)
+
+    def _forget(self, vector_ids: Iterable[str], chunk_ids: Iterable[str]) -> None:
+        """Drop vectors from the index struct and windows' entries from the docstore (chunks
+        stay: the caller decides)."""
+        chunk_ids = set(chunk_ids)
+        for vector_id in vector_ids:
+            self._index_struct.nodes_dict.pop(vector_id, None)
+            if vector_id not in chunk_ids:
+                self._docstore.delete_document(vector_id, raise_error=False)
+        for chunk_id in chunk_ids:
+            self._index_struct.nodes_dict.pop(chunk_id, None)
+        self._storage_context.index_store.add_index_struct(self._index_struct)
+
+    def _chunks_go(self, delete_from_docstore: bool) -> bool:
+        """Whether deleted chunks leave the docstore: when asked, as ``VectorStoreIndex`` does,
+        and always with a vector store that keeps the text (only this index put them there)."""
+        keeps_text = self._vector_store.stores_text and not self._store_nodes_override
+        return delete_from_docstore or keeps_text
+
+    def delete_nodes(
+        self, node_ids: list[str], delete_from_docstore: bool = False, **delete_kwargs: Any
+    ) -> None:
+        """Delete chunks (and all their windows) by id, as ``VectorStoreIndex.delete_nodes``."""
+        vector_ids = self._vector_ids(node_ids)
+        self._vector_store.delete_nodes(vector_ids, **delete_kwargs)
+        self._forget(vector_ids, node_ids)
+        if self._chunks_go(delete_from_docstore):
+            for node_id in node_ids:
+                self._docstore.delete_document(node_id, raise_error=False)
+
+    async def adelete_nodes(
+        self, node_ids: list[str], delete_from_docstore: bool = False, **delete_kwargs: Any
+    ) -> None:
+        vector_ids = self._vector_ids(node_ids)
+        await self._vector_store.adelete_nodes(vector_ids, **delete_kwargs)
+        self._forget(vector_ids, node_ids)
+        if self._chunks_go(delete_from_docstore):
+            for node_id in node_ids:
+                await self._docstore.adelete_document(node_id, raise_error=False)
+
+    def _ref_doc_chunks(self, ref_doc_id: str) -> list[str]:
+        """The chunks of a document (its windows' entries, also listed there, left out)."""
+        info = self._docstore.get_ref_doc_info(ref_doc_id)
+        if info is None:
+            return []
+        nodes = self._docstore.get_nodes(list(info.node_ids), raise_error=False)
+        return [n.node_id for n in nodes if WINDOW_OF not in (n.metadata or {})]
+
+    def delete_ref_doc(
+        self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any
+    ) -> None:
+        """Delete a document: all its chunks' windows, as ``VectorStoreIndex.delete_ref_doc``."""
+        chunk_ids = self._ref_doc_chunks(ref_doc_id)
+        vector_ids = self._vector_ids(chunk_ids)
+        self._vector_store.delete(ref_doc_id, **delete_kwargs)
+        if vector_ids:
+            self._vector_store.delete_nodes(vector_ids)
+        self._forget(vector_ids, chunk_ids)
+        if delete_from_docstore:
+            self._docstore.delete_ref_doc(ref_doc_id, raise_error=False)
+        elif self._chunks_go(False):
+            for node_id in chunk_ids:
+                self._docstore.delete_document(node_id, raise_error=False)
+
+    async def adelete_ref_doc(
+        self, ref_doc_id: str, delete_from_docstore: bool = False, **delete_kwargs: Any
+    ) -> None:
+        chunk_ids = self._ref_doc_chunks(ref_doc_id)
+        vector_ids = self._vector_ids(chunk_ids)
+        await self._vector_store.adelete(ref_doc_id, **delete_kwargs)
+        if vector_ids:
+            await self._vector_store.adelete_nodes(vector_ids)
+        self._forget(vector_ids, chunk_ids)
+        if delete_from_docstore:
+            await self._docstore.adelete_ref_doc(ref_doc_id, raise_error=False)
+        elif self._chunks_go(False):
+            for node_id in chunk_ids:
+                await self._docstore.adelete_document(node_id, raise_error=False)
+
+    def refresh_ref_docs(self, documents: Sequence[Any], **update_kwargs: Any) -> list[bool]:
+        """``VectorStoreIndex.refresh_ref_docs``; a document the index holds chunks of but no
+        hash for (an index built from nodes) is replaced, not inserted a second time."""
+        self._replace_unhashed(documents)
+        return super().refresh_ref_docs(documents, **update_kwargs)
+
+    async def arefresh_ref_docs(
+        self, documents: Sequence[Any], **update_kwargs: Any
+    ) -> list[bool]:
+        self._replace_unhashed(documents)
+        return await super().arefresh_ref_docs(documents, **update_kwargs)
+
+    def _replace_unhashed(self, documents: Sequence[Any]) -> None:
+        for document in documents:
+            if self._docstore.get_document_hash(document.id_) is None and self._ref_doc_chunks(
+                document.id_
+            ):
+                self.delete_ref_doc(document.id_, delete_from_docstore=True)
+
+    # -- reading --------------------------------------------------------------------------
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:
         """A :class:`WindowRetriever`: the ``similarity_top_k`` best chunks by their best window.
@@ -99,20 +296,82 @@ class WindowIndex(VectorStoreIndex):
         return WindowRetriever(self, similarity_top_k=top_k, **kwargs)
 
     def as_window_retriever(self, **kwargs: Any) -> BaseRetriever:
-        """The plain ``VectorIndexRetriever`` over the windows themselves."""
+        """The plain ``VectorIndexRetriever``: one hit per window, each its chunk (a chunk may
+        come more than once)."""
         return super().as_retriever(**kwargs)
 
     def persist(self, persist_dir: str | os.PathLike[str]) -> None:
-        """``storage_context.persist(persist_dir)`` plus ``window_index.json`` (the window
-        settings and, for a model loaded from a path or hub id, which model to load it with)."""
+        """``storage_context.persist(persist_dir)`` plus ``window_index.json``: the window
+        settings and the embed model (its path or hub id, its path relative to ``persist_dir``,
+        its dimension and :func:`~llama_index_finetune_embed.embeddings.model_fingerprint`),
+        so :func:`load_window_index` loads it and refuses another model."""
+        from llama_index_finetune_embed.embeddings import model_fingerprint
+
+        persist_dir = Path(persist_dir)
         self.storage_context.persist(persist_dir=str(persist_dir))
-        atomic_write_json(Path(persist_dir) / CONFIG_NAME, {
-            "format": 1,
-            "embed_model": _model_id(self._embed_model),
+        model_id = _model_id(self._embed_model)
+        relative = None
+        if model_id is not None and Path(model_id).is_dir():
+            relative = os.path.relpath(model_id, persist_dir.resolve())
+        atomic_write_json(persist_dir / CONFIG_NAME, {
+            "format": 2,
+            "embed_model": model_id,
+            "embed_model_relative": relative,
+            "embed_model_class": type(self._embed_model).__name__,
+            "dimension": len(self._embed_model.get_query_embedding("dimension")),
+            "fingerprint": model_fingerprint(self._embed_model),
             "window_tokens": self.splitter.tokens,
             "overlap": self.splitter.overlap,
             "long_chunks": self.long_chunks,
         })  # fmt: skip
+
+
+def _windowable(node: BaseNode) -> bool:
+    """Whether a chunk may be cut into windows (image and index nodes are stored as themselves,
+    as LlamaIndex handles them)."""
+    return isinstance(node, TextNode) and not isinstance(node, (ImageNode, IndexNode))
+
+
+def _entries(chunk: BaseNode, texts: list[str]) -> list[BaseNode]:
+    """The vector store entries of ``chunk``'s windows: the chunk under each window's id."""
+    out = []
+    for i, text in enumerate(texts):
+        entry = _WindowEntry(
+            id_=window_id(chunk.node_id, i),
+            text=chunk.get_content(metadata_mode=MetadataMode.NONE),
+            metadata={**chunk.metadata, WINDOW_OF: chunk.node_id},
+            excluded_embed_metadata_keys=[*chunk.excluded_embed_metadata_keys, WINDOW_OF],
+            excluded_llm_metadata_keys=[*chunk.excluded_llm_metadata_keys, WINDOW_OF],
+            metadata_template=chunk.metadata_template,
+            metadata_separator=chunk.metadata_separator,
+            text_template=getattr(chunk, "text_template", TextNode().text_template),
+            relationships=dict(chunk.relationships),
+            start_char_idx=getattr(chunk, "start_char_idx", None),
+            end_char_idx=getattr(chunk, "end_char_idx", None),
+        )
+        entry._embed_text = text
+        out.append(entry)
+    return out
+
+
+def _chunk_of(entry: BaseNode) -> BaseNode:
+    """The chunk a window's entry carries, under the chunk's own id."""
+    hidden = {WINDOW_OF}
+    return TextNode(
+        id_=parent_id(entry),
+        text=entry.get_content(metadata_mode=MetadataMode.NONE),
+        metadata={k: v for k, v in entry.metadata.items() if k not in hidden},
+        excluded_embed_metadata_keys=[
+            k for k in entry.excluded_embed_metadata_keys if k not in hidden
+        ],
+        excluded_llm_metadata_keys=[k for k in entry.excluded_llm_metadata_keys if k not in hidden],
+        metadata_template=entry.metadata_template,
+        metadata_separator=entry.metadata_separator,
+        text_template=getattr(entry, "text_template", TextNode().text_template),
+        relationships=dict(entry.relationships),
+        start_char_idx=getattr(entry, "start_char_idx", None),
+        end_char_idx=getattr(entry, "end_char_idx", None),
+    )
 
 
 class WindowRetriever(BaseRetriever):
@@ -135,6 +394,7 @@ class WindowRetriever(BaseRetriever):
         return max(2 * self.similarity_top_k, self.similarity_top_k + 10)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        _check_query(query_bundle)
         fetch, found = self._first_fetch(), None
         while found is None:
             hits = self._windows(fetch).retrieve(query_bundle)  # embeds the query once
@@ -142,6 +402,7 @@ class WindowRetriever(BaseRetriever):
         return found
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        _check_query(query_bundle)
         fetch, found = self._first_fetch(), None
         while found is None:
             hits = await self._windows(fetch).aretrieve(query_bundle)
@@ -156,21 +417,20 @@ class WindowRetriever(BaseRetriever):
         return self._parents(best[: self.similarity_top_k])
 
     def _parents(self, best: list[tuple[str, NodeWithScore]]) -> list[NodeWithScore]:
-        """Each chunk from the docstore (a chunk that is its own window: the hit itself)."""
+        """Each chunk as the docstore holds it (else as its window's entry carries it)."""
         out = []
         for pid, hit in best:
             if WINDOW_OF not in (hit.node.metadata or {}):
-                out.append(hit)
+                out.append(hit)  # a chunk stored as itself, or mapped to it by the index struct
                 continue
             node = self._index.docstore.get_node(pid, raise_error=False)
-            if node is None:
-                raise ValueError(
-                    f"chunk {pid!r} is not in the index's docstore: load the index with the "
-                    "docstore it was built with (load_window_index(persist_dir) or "
-                    "StorageContext.from_defaults(vector_store=..., persist_dir=...))"
-                )
-            out.append(NodeWithScore(node=node, score=hit.score))
+            out.append(NodeWithScore(node=node or _chunk_of(hit.node), score=hit.score))
         return out
+
+
+def _check_query(query_bundle: QueryBundle) -> None:
+    if query_bundle.embedding is None and not (query_bundle.query_str or "").strip():
+        raise ValueError("the query is empty: pass a question (or a QueryBundle with an embedding)")
 
 
 def _best_per_parent(hits: list[NodeWithScore]) -> list[tuple[str, NodeWithScore]]:
@@ -241,46 +501,135 @@ def load_window_index(
 ) -> WindowIndex:
     """A window index back from ``persist_dir`` (``WindowIndex.persist``) or a storage context.
 
-    ``embed_model`` defaults to the model recorded in ``window_index.json`` (a path or hub id).
-    With a vector store of its own (Qdrant, Chroma, ...), pass
+    ``embed_model`` defaults to the model recorded in ``window_index.json``: the one beside the
+    index where it was (a run folder moved or copied whole still loads), else its recorded path
+    or hub id. A model other than the one that built the index is refused (its fingerprint
+    differs). With a vector store of its own (Qdrant, Chroma, ...), pass
     ``StorageContext.from_defaults(vector_store=store, persist_dir=persist_dir)``.
+
+    Raises:
+        FileNotFoundError: a file of the index is missing.
+        ValueError: a file is damaged, the storage context holds no index (or several and no
+            ``index_id``), or ``embed_model`` is not the model the index was built with.
 
     Example:
         >>> index = load_window_index("runs/demo/index")  # doctest: +SKIP
         >>> index.as_retriever(similarity_top_k=3).retrieve("Sort a list?")  # doctest: +SKIP
     """
+    if persist_dir is None and storage_context is None:
+        raise ValueError("pass persist_dir= or storage_context=")
     config = _read_config(persist_dir)
     if storage_context is None:
-        if persist_dir is None:
-            raise ValueError("pass persist_dir= or storage_context=")
-        storage_context = StorageContext.from_defaults(persist_dir=str(persist_dir))
+        storage_context = _storage_from(Path(persist_dir))  # type: ignore[arg-type]
     if embed_model is None:
-        if not config.get("embed_model"):
-            raise ValueError(
-                "this window index does not record its embed model: pass embed_model= (the "
-                "model it was built with)"
-            )
-        from llama_index_finetune_embed.embeddings import load_embed_model
-
-        embed_model = load_embed_model(config["embed_model"])
-    struct = storage_context.index_store.get_index_struct(index_id)
-    if struct is None:
-        raise ValueError(f"no index found in the storage context (index_id={index_id!r})")
+        embed_model = _recorded_model(config, persist_dir)
+    _check_model(config, embed_model, persist_dir)
     return WindowIndex(
         window_tokens=config.get("window_tokens"),
         overlap=config.get("overlap"),
         long_chunks=config.get("long_chunks", "window"),
-        index_struct=struct,
+        index_struct=_index_struct(storage_context, index_id, persist_dir),
         storage_context=storage_context,
         embed_model=embed_model,
     )
 
 
 def _read_config(persist_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    path = Path(persist_dir) / CONFIG_NAME if persist_dir is not None else None
-    if path is None or not path.is_file():
+    if persist_dir is None:
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    folder = Path(persist_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder: pass the folder the index was saved in")
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {folder} was not written by WindowIndex.persist, or the file was "
+            "lost. Rebuild the index (build_window_index(nodes, embed_model).persist(folder))"
+        )
+    return _read_json(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is damaged ({exc}): restore it from a copy or rebuild the index"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged (not a JSON object): restore it or rebuild the index")
+    return data
+
+
+def _storage_from(folder: Path) -> StorageContext:
+    """``StorageContext.from_defaults(persist_dir=folder)``, with one clear error for a missing
+    or damaged file."""
+    for name in (*STORE_FILES, VECTOR_FILE):
+        if not (folder / name).is_file():
+            extra = (
+                " (an index whose vectors live in a vector store of its own loads with "
+                "storage_context=StorageContext.from_defaults(vector_store=..., persist_dir=...))"
+                if name == VECTOR_FILE else ""
+            )  # fmt: skip
+            raise FileNotFoundError(
+                f"{folder / name} is missing: restore it or rebuild the index{extra}"
+            )
+    try:
+        return StorageContext.from_defaults(persist_dir=str(folder))
+    except Exception:
+        for path in sorted(folder.glob("*.json")):
+            _read_json(path)  # raises naming the damaged file
+        raise
+
+
+def _index_struct(storage_context: StorageContext, index_id: str | None, where: Any) -> Any:
+    if index_id is not None:
+        struct = storage_context.index_store.get_index_struct(index_id)
+        if struct is None:
+            raise ValueError(f"no index {index_id!r} in the storage context ({where})")
+        return struct
+    structs = storage_context.index_store.index_structs()
+    if len(structs) != 1:
+        found = "no index" if not structs else f"{len(structs)} indexes (pass index_id=)"
+        raise ValueError(
+            f"the storage context holds {found}: pass persist_dir= (the folder "
+            "WindowIndex.persist wrote, with index_store.json), or StorageContext.from_defaults("
+            "vector_store=..., persist_dir=that folder)"
+        )
+    return structs[0]
+
+
+def _recorded_model(config: dict[str, Any], persist_dir: Any) -> Any:
+    """The embed model ``window_index.json`` names: beside the index first, else its id."""
+    from llama_index_finetune_embed.embeddings import load_embed_model
+
+    relative = config.get("embed_model_relative")
+    if relative and persist_dir is not None and (Path(persist_dir) / relative).is_dir():
+        return load_embed_model(str((Path(persist_dir) / relative).resolve()))
+    if not config.get("embed_model"):
+        raise ValueError(
+            "this window index does not record its embed model: pass embed_model= (the "
+            "model it was built with)"
+        )
+    return load_embed_model(config["embed_model"])
+
+
+def _check_model(config: dict[str, Any], embed_model: Any, persist_dir: Any) -> None:
+    """Refuse an embed model other than the one that built the index."""
+    from llama_index_finetune_embed.embeddings import model_fingerprint
+
+    want, got = config.get("fingerprint"), model_fingerprint(embed_model)
+    if not want or got == want:
+        return
+    got_dim = len(embed_model.get_query_embedding("dimension"))
+    raise ValueError(
+        f"the index in {persist_dir} was built with another embed model: "
+        f"{config.get('embed_model') or config.get('embed_model_class')} (dimension "
+        f"{config.get('dimension')}, fingerprint {want}); the one given is "
+        f"{_model_id(embed_model) or type(embed_model).__name__} (dimension {got_dim}, "
+        f"fingerprint {got}). Its vectors cannot be compared with the "
+        "index's: load the index with the model it was built with, or rebuild it with this one"
+    )
 
 
 def _model_id(embed_model: Any) -> str | None:

@@ -1,10 +1,10 @@
 """Cutting chunks into windows the embed model reads whole (its tokenizer, its length, its prompt).
 
-A :class:`WindowSplitter` is made once per embed model (:func:`window_splitter`) and turns a node
-into window nodes: the node itself when its embedded text fits the model's window, else pieces of
-its text cut at word boundaries, each at most the model's window with the node's metadata header,
-that carry the node's metadata and point at it (``NodeRelationship.PARENT`` and the ``window_of``
-metadata key, left out of what is embedded and what an LLM sees).
+A :class:`WindowSplitter` is made once per embed model (:func:`window_splitter`) and gives, for a
+node, the texts an index embeds for it (:meth:`WindowSplitter.window_texts`): the node's own
+embedded text when it fits the model's window, else pieces of its text cut at word boundaries,
+each at most the model's window with the node's metadata header. Window ``i`` of a node is
+stored under :func:`window_id` and carries ``window_of`` (the node's id) in its metadata.
 """
 
 from __future__ import annotations
@@ -54,23 +54,37 @@ class WindowSplitter:
             cuts = _fill_tail(cuts, spans, weights, room, text)
         return [text[spans[a][0] : spans[b - 1][1]] for a, b in cuts]
 
-    def split_node(self, node: Any) -> list[Any]:
-        """``[node]`` when its embedded text fits one window, else its window nodes."""
+    def window_texts(self, node: Any) -> list[str]:
+        """What an index embeds for ``node``: its embedded text when that fits one window, else
+        its text in windows, each with the node's metadata header (see :meth:`layout`)."""
+        return self.layout(node)[0]
+
+    def layout(self, node: Any) -> tuple[list[str], bool]:
+        """``(window texts as embedded, whether the metadata header was cut)``.
+
+        A header (the metadata a node embeds, e.g. titles, summaries or questions written by
+        LlamaIndex extractors) takes its room in every window; one longer than half a window is
+        cut to half a window, so the windows still read the text and stay few.
+        """
         from llama_index.core.schema import MetadataMode
 
         full = node.get_content(metadata_mode=MetadataMode.EMBED)
-        spans, weights = self.offsets(full)
-        if sum(weights) <= self.tokens:
-            return [node]
+        total = sum(self.offsets(full)[1])
+        if total <= self.tokens:
+            return [full], False
         text = node.get_content(metadata_mode=MetadataMode.NONE)
-        header = max(0, sum(weights) - sum(self.offsets(text)[1]))
+        meta = node.get_metadata_str(mode=MetadataMode.EMBED).strip()
+        header = max(0, total - sum(self.offsets(text)[1]))
+        if not meta or header == 0:
+            return self.split_text(text), False
+        cut = header > self.tokens // 2
+        if cut:
+            spans, weights = self.offsets(meta)
+            glue = max(0, header - sum(weights))
+            meta = _head(meta, spans, weights, max(1, self.tokens // 2 - glue))
+            header = sum(self.offsets(_render(node, meta, ""))[1])
         room = max(_MIN_TEXT_TOKENS, self.tokens - header)
-        return [_window_node(node, piece, i) for i, piece in enumerate(self.split_text(text, room))]
-
-    def split_nodes(self, nodes: Sequence[Any]) -> list[Any]:
-        """Every node's windows, node after node."""
-        return [w for node in nodes for w in self.split_node(node)]
-
+        return [_render(node, meta, piece) for piece in self.split_text(text, room)], cut
 
 def window_splitter(
     embed_model: Any,
@@ -189,26 +203,27 @@ def _word_start_before(
     return stop
 
 
-def _window_node(parent: Any, text: str, index: int) -> Any:
-    """A node holding one window of ``parent``: its metadata, exclusions and source document,
-    a stable id (Qdrant and others want UUIDs), and where it came from."""
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+def _render(node: Any, metadata_str: str, content: str) -> str:
+    """``node``'s embedded text with ``metadata_str`` as its header and ``content`` as its text
+    (as ``TextNode.get_content(MetadataMode.EMBED)`` renders it)."""
+    template = getattr(node, "text_template", None) or "{metadata_str}\n\n{content}"
+    return template.format(metadata_str=metadata_str, content=content).strip()
 
-    hidden = [WINDOW_OF]
-    relationships = {NodeRelationship.PARENT: RelatedNodeInfo(node_id=parent.node_id)}
-    if NodeRelationship.SOURCE in parent.relationships:
-        relationships[NodeRelationship.SOURCE] = parent.relationships[NodeRelationship.SOURCE]
-    return TextNode(
-        id_=str(uuid.uuid5(_NAMESPACE, f"{parent.node_id}\x00{index}")),
-        text=text,
-        metadata={**parent.metadata, WINDOW_OF: parent.node_id},
-        excluded_embed_metadata_keys=[*parent.excluded_embed_metadata_keys, *hidden],
-        excluded_llm_metadata_keys=[*parent.excluded_llm_metadata_keys, *hidden],
-        metadata_template=parent.metadata_template,
-        metadata_separator=parent.metadata_separator,
-        text_template=parent.text_template,
-        relationships=relationships,
-    )
+
+def _head(text: str, spans: list[tuple[int, int]], weights: list[int], tokens: int) -> str:
+    """The first ``tokens`` tokens of ``text``."""
+    used, end = 0, 0
+    for (_, stop), weight in zip(spans, weights, strict=True):
+        if used + weight > tokens:
+            break
+        used, end = used + weight, stop
+    return text[:end]
+
+
+def window_id(node_id: str, index: int) -> str:
+    """The id window ``index`` of node ``node_id`` is stored under (a UUID: Qdrant and others
+    want them; stable, so a window is found again from its node)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{node_id}\x00{index}"))
 
 
 def parent_id(node: Any) -> str:
