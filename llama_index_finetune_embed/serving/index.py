@@ -159,6 +159,17 @@ class WindowIndex(VectorStoreIndex):
         self.docstore.add_documents(nodes, allow_update=True)
         return self._cut(nodes)
 
+    def _get_node_with_embedding(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False
+    ) -> list[BaseNode]:
+        # longest first: each embed batch holds texts of about one length (less padding)
+        return super()._get_node_with_embedding(_by_length(nodes), show_progress)
+
+    async def _aget_node_with_embedding(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False
+    ) -> list[BaseNode]:
+        return await super()._aget_node_with_embedding(_by_length(nodes), show_progress)
+
     def _build_index_from_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> Any:
         return super()._build_index_from_nodes(self._admit(nodes), **insert_kwargs)
 
@@ -324,6 +335,10 @@ class WindowIndex(VectorStoreIndex):
             "overlap": self.splitter.overlap,
             "long_chunks": self.long_chunks,
         })  # fmt: skip
+
+
+def _by_length(nodes: Sequence[BaseNode]) -> list[BaseNode]:
+    return sorted(nodes, key=lambda n: -len(n.get_content(metadata_mode=MetadataMode.EMBED)))
 
 
 def _windowable(node: BaseNode) -> bool:
