@@ -106,14 +106,18 @@ def chunks_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_chunks(job: Job) -> dict[str, Any]:
-    nodes, info = read_chunks(job.config)
+    nodes, info = read_chunks(job.config, parsed=job.out / "parsed")
     atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
     job.nodes = nodes
     return info
 
 
-def read_chunks(config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
-    """The run's chunks (documents loaded, chunked, sampled) and what the ledger records."""
+def read_chunks(
+    config: RunConfig, *, parsed: Path | None = None
+) -> tuple[list[TextNode], dict[str, Any]]:
+    """The run's chunks (documents loaded in parallel, chunked, sampled) and what the ledger
+    records; ``parsed``: where each file's parse is kept (a rerun with other chunk settings
+    does not parse again)."""
     from llama_index_finetune_embed.documents import (
         chunk_documents,
         find_documents,
@@ -123,7 +127,7 @@ def read_chunks(config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
     )
 
     skipped = find_documents(config.docs)[1] if config.docs else []
-    docs = load_documents(config.docs) if config.docs else stdlib_documents()
+    docs = load_documents(config.docs, cache_dir=parsed) if config.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     if len(nodes) < 2:
