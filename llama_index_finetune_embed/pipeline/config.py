@@ -52,8 +52,8 @@ class RunConfig(BaseModel):
         default=400,
         gt=1,
         description="held-out questions are written for at most this many held-out chunks, "
-        "sampled; the report still ranks every held-out chunk (400 chunks: ~500-800 questions, "
-        "about +-2.5 NDCG@10 points at 95 percent confidence; see docs/main-job.md)",
+        "sampled; the report still ranks every held-out chunk (400 chunks: ~500 offline questions, "
+        "about +-2.8 NDCG@10 points at 95 percent confidence; see docs/scale.md)",
     )
     questions_per_chunk: int = Field(default=2, gt=0, description="questions asked per chunk")
     val_ratio: float = Field(
