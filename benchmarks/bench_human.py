@@ -31,7 +31,7 @@ engine's defaults), each trained with every ``--seeds`` seed. One key is the ben
 model scores highest for the question (windows as ``build_window_index`` cuts them).
 Usage (heavy: one at a time)::
 
-    .venv/bin/python benchmarks/bench_human.py --quick --bf16     # rows a, b, c; 2 seeds
+    .venv/bin/python benchmarks/bench_human.py --quick --bf16     # rows a, b, c; 2 seeds (bf16 CPU)
     .venv/bin/python benchmarks/bench_human.py --bf16             # the full sets (longer)
 
 ``--quick`` scores 300 queries per set over their relevant documents plus random others (2,000
@@ -334,7 +334,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-lengths", nargs="*", type=int, default=[],
                    help="also score each model served at these max lengths")
     p.add_argument("--bf16", action="store_true",
-                   help="embed in bf16 (faster on CPU; every row alike, base included)")
+                   help="embed in bf16, every row alike, base included (faster only where the "
+                   "CPU has native bf16, AVX512-BF16/AMX; ~6x slower on an AVX2-only CPU)")
     p.add_argument("--offline-chunks", type=int, default=None,
                    help="documents the (b) rows train on (default 1500, quick 400)")
     p.add_argument("--offline-options", type=json.loads, default={},

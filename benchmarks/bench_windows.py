@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
                    "last window moved back to be full")
     p.add_argument("--mean-weights", nargs="*", type=float, default=[0.25])
     p.add_argument("--first-bonus", nargs="*", type=float, default=[0.02])
-    p.add_argument("--bf16", action="store_true", help="embed in bf16 (faster on CPU)")
+    p.add_argument("--bf16", action="store_true",
+                   help="embed in bf16 (faster only on CPUs with native bf16)")
     p.add_argument("--timing", action="store_true", help="index build time and query latency")
     args = p.parse_args(argv)
     args.windows = [(int(w.split("/")[0]), int(w.split("/")[1].rstrip("f")), w.endswith("f"))

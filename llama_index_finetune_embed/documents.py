@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import BaseNode, Document
 
-from llama_index_finetune_embed._io import progress_enabled, stable_id, text_hash
+from llama_index_finetune_embed._io import (
+    atomic_write_json,
+    progress_enabled,
+    stable_id,
+    text_hash,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
@@ -96,28 +103,26 @@ def load_documents(
     *,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
     show_progress: bool | None = None,
+    num_workers: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> list[Document]:
     """Load files and folders (recursively) into Documents; PDFs page by page through pypdf.
+
+    Files are parsed in ``num_workers`` processes (default: one per CPU core), largest first,
+    with a progress bar in pages/s. With ``cache_dir``, each file's Documents are kept there
+    (keyed by path, size and modification time) as it is parsed: a rerun reads them back
+    instead of parsing again, and an interrupted load keeps the files it finished.
 
     Raises:
         FileNotFoundError: a path does not exist, or no readable document was found.
 
     Example:
-        >>> docs = load_documents(["docs/"])  # doctest: +SKIP
+        >>> docs = load_documents(["docs/"], cache_dir="runs/x/parsed")  # doctest: +SKIP
     """
-    from llama_index.core import SimpleDirectoryReader
-
     files, _ = find_documents(paths, extensions)
-    # Without llama-index-readers-file, core warns once per file; our PDF reader covers PDFs and
-    # the other types we read are plain text.
-    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
-    reader = SimpleDirectoryReader(
-        input_files=[str(f) for f in files],
-        file_extractor={".pdf": PypdfReader()},
-        errors="replace",
-    )
-    loaded = reader.load_data(show_progress=progress_enabled(show_progress, logger))
-    docs = [d for d in loaded if d.text.strip()]
+    cache = Path(cache_dir) if cache_dir is not None else None
+    per_file = _parse_files(files, num_workers, cache, progress_enabled(show_progress, logger))
+    docs = [d for f in files for d in per_file[f] if d.text.strip()]
     for doc in docs:
         # LlamaIndex embeds file_path (an absolute path) and page_label with every chunk: noise
         # that changes when a folder moves, and measured here to hurt transfer (Lyft -> Uber
@@ -130,6 +135,105 @@ def load_documents(
             f"no readable text in {len(files)} file(s) under {', '.join(map(str, paths))}"
         )
     return docs
+
+
+def _parse_files(
+    files: list[Path], num_workers: int | None, cache: Path | None, progress: bool
+) -> dict[Path, list[Document]]:
+    """Each file's Documents: from ``cache`` where it holds them, else parsed (in processes)."""
+    from tqdm.auto import tqdm
+
+    out: dict[Path, list[Document]] = {}
+    todo = []
+    for f in files:
+        cached = _read_cached(cache, f) if cache is not None else None
+        if cached is None:
+            todo.append(f)
+        else:
+            out[f] = cached
+    todo.sort(key=lambda f: -f.stat().st_size)  # largest first: no straggler at the end
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(todo)))
+    bar = tqdm(total=len(todo), desc="Parsing", unit="file", disable=not progress or not todo)
+    pages, start = 0, time.perf_counter()
+
+    def done(f: Path, dicts: list[dict[str, Any]], warnings: list[str]) -> None:
+        nonlocal pages
+        for message in warnings:
+            logger.warning("%s", message)
+        out[f] = [Document.from_dict(d) for d in dicts]
+        if cache is not None:
+            atomic_write_json(_cache_file(cache, f), dicts, indent=None)
+        pages += len(dicts)
+        bar.set_postfix(pages=pages, per_s=f"{pages / max(time.perf_counter() - start, 1e-9):.1f}")
+        bar.update(1)
+
+    try:
+        if workers == 1:
+            for f in todo:
+                done(f, *_parse_one(str(f)))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {pool.submit(_parse_one, str(f)): f for f in todo}
+                for future in as_completed(futures):
+                    done(futures[future], *future.result())
+    finally:
+        bar.close()
+    if todo:
+        seconds = time.perf_counter() - start
+        logger.info("parsed %d file(s), %d pages/documents in %.1f s (%.1f pages/s, %d process%s)",
+                    len(todo), pages, seconds, pages / max(seconds, 1e-9), workers,
+                    "es" if workers > 1 else "")  # fmt: skip
+    return out
+
+
+def _parse_one(file: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """One file's Documents (as dicts) and the warnings parsing it logged (a worker process)."""
+    from llama_index.core import SimpleDirectoryReader
+
+    # Without llama-index-readers-file, core warns once per file; our PDF reader covers PDFs and
+    # the other types we read are plain text.
+    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
+    caught = _Caught()
+    logger.addHandler(caught)
+    try:
+        reader = SimpleDirectoryReader(
+            input_files=[file], file_extractor={".pdf": PypdfReader()}, errors="replace"
+        )
+        docs = reader.load_data(show_progress=False)
+    finally:
+        logger.removeHandler(caught)
+    return [d.to_dict() for d in docs], caught.messages
+
+
+class _Caught(logging.Handler):
+    """Keeps the warnings a worker logs, so the parent logs them once, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _cache_file(cache: Path, file: Path) -> Path:
+    stat = file.stat()
+    key = text_hash(f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    return cache / f"{file.stem[:40]}-{key[:16]}.json"
+
+
+def _read_cached(cache: Path, file: Path) -> list[Document] | None:
+    path = _cache_file(cache, file)
+    if not path.is_file():
+        return None
+    try:
+        return [Document.from_dict(d) for d in json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, KeyError, TypeError):  # damaged: parse the file again
+        return None
 
 
 def find_documents(

@@ -145,3 +145,50 @@ def test_file_path_and_page_label_are_kept_but_not_embedded(tmp_path):
     embedded = node.get_content(metadata_mode=MetadataMode.EMBED)
     assert "file_path" not in embedded and "page_label" not in embedded
     assert "page_label: 1" in node.get_content(metadata_mode=MetadataMode.LLM)
+
+
+# -- loading at corpus scale: processes and a parse cache (issue #29) ----------------------------
+
+
+def _corpus_files(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        _make_pdf(folder / f"filing{i}.pdf", [f"Filing {i}: {line}" for line in LINES])
+    (folder / "notes.md").write_text("# Notes\n\n" + " ".join(LINES))
+    return folder
+
+
+def _view(docs):
+    return [(d.metadata["file_name"], d.metadata.get("page_label"), d.text) for d in docs]
+
+
+def test_files_parsed_in_processes_give_what_one_process_gives(tmp_path):
+    folder = _corpus_files(tmp_path / "docs")
+    one = load_documents([folder], num_workers=1)
+    two = load_documents([folder], num_workers=2)
+    assert _view(two) == _view(one) and len(one) == 4
+    assert [d.excluded_embed_metadata_keys for d in two] == [
+        d.excluded_embed_metadata_keys for d in one
+    ]
+
+
+def test_a_parse_cache_is_read_back_and_a_changed_file_parsed_again(tmp_path, monkeypatch):
+    import os
+
+    from llama_index_finetune_embed import documents
+
+    folder = _corpus_files(tmp_path / "docs")
+    first = load_documents([folder], cache_dir=tmp_path / "parsed", num_workers=1)
+    assert len(list((tmp_path / "parsed").glob("*.json"))) == 4
+    parsed: list[str] = []
+    real = documents._parse_one
+    monkeypatch.setattr(documents, "_parse_one", lambda f: parsed.append(Path(f).name) or real(f))
+    again = load_documents([folder], cache_dir=tmp_path / "parsed", num_workers=1)
+    assert parsed == [] and _view(again) == _view(first)
+    assert [d.id_ for d in again] == [d.id_ for d in first]  # the same documents
+    note = folder / "notes.md"
+    note.write_text("# Notes\n\nRewritten notes about scooters.")
+    os.utime(note, ns=(note.stat().st_atime_ns, note.stat().st_mtime_ns + 10**9))
+    changed = load_documents([folder], cache_dir=tmp_path / "parsed", num_workers=1)
+    assert parsed == ["notes.md"]
+    assert "scooters" in next(d.text for d in changed if d.metadata["file_name"] == "notes.md")

@@ -41,3 +41,41 @@ def test_load_embed_model_keeps_saved_prompts(tiny_model_path):
     st = _models.load_sentence_transformer(tiny_model_path, device="cpu")
     want = st.encode(["query: who?"], normalize_embeddings=True)[0]
     assert np.allclose(embed.get_query_embedding("who?"), want, atol=1e-5)
+
+
+# -- precision and batches ------------------------------------------------------------------
+
+
+def _dtype(embed):
+    return next(embed._model.parameters()).dtype
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_computes_in_it(tiny_model_path,
+                                                                       monkeypatch):  # fmt: skip
+    import torch
+
+    monkeypatch.setattr(_models, "native_bf16", lambda device="cpu": True)
+    assert _dtype(_models.load_embed_model(tiny_model_path)) == torch.bfloat16
+    monkeypatch.setattr(_models, "native_bf16", lambda device="cpu": False)
+    assert _dtype(_models.load_embed_model(tiny_model_path)) == torch.float32
+
+
+def test_a_precision_can_be_forced_and_vectors_stay_floats(tiny_model_path):
+    import numpy as np
+    import torch
+
+    fp32 = _models.load_embed_model(tiny_model_path, precision="fp32")
+    bf16 = _models.load_embed_model(tiny_model_path, precision="bf16")
+    assert (_dtype(fp32), _dtype(bf16)) == (torch.float32, torch.bfloat16)
+    text = "Lyft was founded in 2012 and connects riders with drivers."
+    a, b = np.array(fp32.get_text_embedding(text)), np.array(bf16.get_text_embedding(text))
+    assert isinstance(b[0], float) or b.dtype == np.float64
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99
+    assert _models.model_fingerprint(fp32) == _models.model_fingerprint(bf16)  # same model
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
+        _models.load_embed_model(tiny_model_path, precision="int8")
+
+
+def test_texts_are_embedded_in_batches_of_64_unless_told(tiny_model_path):
+    assert _models.load_embed_model(tiny_model_path).embed_batch_size == _models.EMBED_BATCH_SIZE
+    assert _models.load_embed_model(tiny_model_path, embed_batch_size=8).embed_batch_size == 8

@@ -169,7 +169,7 @@ def test_the_stage_table_is_the_ledger_order():
 # -- the index stage: every file it wrote and the model it serves decide its reuse (issue #28) ---
 
 
-def _cheap_run(monkeypatch, corpus, out, base_model, served_row):
+def _cheap_run(monkeypatch, corpus, out, base_model, served_row, **settings):
     """``run_pipeline`` with finetune (a copy of the base) and evaluate (``served_row`` chosen,
     no scoring) stubbed: seconds, and the index stage and the ledger are the real ones.
     Returns the lines the run announced."""
@@ -194,7 +194,7 @@ def _cheap_run(monkeypatch, corpus, out, base_model, served_row):
     table = tuple(dataclasses.replace(s, make=stubs.get(s.name, s.make)) for s in run.STAGE_TABLE)
     monkeypatch.setattr(run, "STAGE_TABLE", table)
     config = RunConfig(out=str(out), docs=[str(corpus)], llm="none", base_model=str(base_model),
-                       chunk_size=128, chunk_overlap=8, val_ratio=0.3)  # fmt: skip
+                       chunk_size=128, chunk_overlap=8, val_ratio=0.3, **settings)  # fmt: skip
     lines: list[str] = []
     run_pipeline(config, announce=lines.append)
     return lines
@@ -257,3 +257,25 @@ def test_a_replaced_served_model_rebuilds_the_index(
 
     lines = _cheap_run(monkeypatch, corpus, out, tiny_model_path, served_row)
     assert _index_lines(lines) == ["index: reused (inputs unchanged)"]
+
+
+# -- held-out questions from a sample of the held-out chunks (issue #29) ------------------------
+
+
+def test_held_out_questions_come_from_a_sample_and_every_held_out_chunk_is_ranked(
+    corpus, tiny_model_path, tmp_path, monkeypatch
+):
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+    from llama_index_finetune_embed.pipeline import RunConfig, dry_run
+
+    out = tmp_path / "run"
+    _cheap_run(monkeypatch, corpus, out, tiny_model_path, "base (as LlamaIndex loads it)",
+               max_val_chunks=2)  # fmt: skip
+    val = EmbeddingQAFinetuneDataset.from_json(out / "val_dataset.json")
+    held_out = set(json.loads((out / "split.json").read_text())["val"])
+    asked = {d for ids in val.relevant_docs.values() for d in ids}
+    assert len(held_out) > 2 and set(val.corpus) == held_out
+    assert 1 <= len(asked) <= 2 and asked <= held_out
+    config = RunConfig(out=str(out), docs=[str(corpus)], llm="none", chunk_size=128,
+                       chunk_overlap=8, val_ratio=0.3, max_val_chunks=2)  # fmt: skip
+    assert any(f"for 2 of the {len(held_out)} held-out chunks" in line for line in dry_run(config))

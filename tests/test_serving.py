@@ -248,3 +248,23 @@ def test_an_api_model_over_http_gets_windows_of_its_token_budget(server):
     results = index.as_retriever(similarity_top_k=2).retrieve("Toyota autonomous vehicle research")
     assert len(results) == 2 and set(_ids(results)) <= {n.node_id for n in nodes}
     assert "Toyota" in results[0].node.text
+
+
+def test_windows_are_embedded_longest_first(tiny_embed):
+    """Each embed batch holds texts of about one length (less padding): the index sends them
+    sorted by length, longest first."""
+    from llama_index.core.embeddings import MockEmbedding
+
+    from llama_index_finetune_embed import build_window_index
+
+    class Recording(MockEmbedding):
+        def _get_text_embeddings(self, texts):
+            sent.extend(texts)
+            return super()._get_text_embeddings(texts)
+
+    sent: list[str] = []
+    nodes = _long_nodes(8)
+    nodes[3].text = "Short."
+    build_window_index(nodes, Recording(embed_dim=8), window_tokens=24)
+    assert len(sent) > len(nodes)
+    assert [len(t) for t in sent] == sorted((len(t) for t in sent), reverse=True)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from llama_index_finetune_embed._compat import native_bf16
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -70,11 +72,8 @@ def default_max_seq_length(model: SentenceTransformer, cap: int = 512) -> int:
 
 def bf16_supported(device: str) -> bool:
     """Whether bf16 autocast is fast here: native bf16 on the GPU, AVX512-BF16/AMX on the CPU."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    is_supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((is_supported and is_supported()) or (amx and amx()))
+    return native_bf16(device)
+
 
 def default_device() -> str:
     """The GPU when there is one, else the CPU."""

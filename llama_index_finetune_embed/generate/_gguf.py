@@ -44,11 +44,9 @@ def dtype_for(choice: str) -> str:
     """Resolve ``"auto"``: bfloat16 on a CPU with native bf16 (avx512_bf16 / amx), else float32."""
     if choice != "auto":
         return choice
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: no cheap way to know, and emulated bf16 is slow
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    from llama_index_finetune_embed._compat import native_bf16
+
+    return "bfloat16" if native_bf16("cpu") else "float32"
 
 
 def load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:

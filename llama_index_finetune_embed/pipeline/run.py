@@ -109,7 +109,11 @@ def dry_run(config: RunConfig) -> list[str]:
         f"chunks: {len(nodes)} ({len(train)} train / {len(val)} held out)",
     ]
     inputs, costs = st.generate_inputs(config, choices), []
-    for side, side_nodes in (("train", train), ("val", val)):
+    asked = st.asked_val_nodes(val, config)
+    if len(asked) < len(val):
+        lines.append(f"held-out questions for {len(asked)} of the {len(val)} held-out chunks "
+                     "(max_val_chunks); every held-out chunk is ranked")  # fmt: skip
+    for side, side_nodes in (("train", train), ("val", asked)):
         path = st.cache_path(side, st.embed_texts(side_nodes), Path(config.out), inputs)
         estimate = st.question_bill(side_nodes, choices.llm, config, path)
         if estimate is None:

@@ -106,14 +106,18 @@ def chunks_outputs(out: Path) -> tuple[Path, ...]:
 
 
 def make_chunks(job: Job) -> dict[str, Any]:
-    nodes, info = read_chunks(job.config)
+    nodes, info = read_chunks(job.config, parsed=job.out / "parsed")
     atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
     job.nodes = nodes
     return info
 
 
-def read_chunks(config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
-    """The run's chunks (documents loaded, chunked, sampled) and what the ledger records."""
+def read_chunks(
+    config: RunConfig, *, parsed: Path | None = None
+) -> tuple[list[TextNode], dict[str, Any]]:
+    """The run's chunks (documents loaded in parallel, chunked, sampled) and what the ledger
+    records; ``parsed``: where each file's parse is kept (a rerun with other chunk settings
+    does not parse again)."""
     from llama_index_finetune_embed.documents import (
         chunk_documents,
         find_documents,
@@ -123,7 +127,7 @@ def read_chunks(config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
     )
 
     skipped = find_documents(config.docs)[1] if config.docs else []
-    docs = load_documents(config.docs) if config.docs else stdlib_documents()
+    docs = load_documents(config.docs, cache_dir=parsed) if config.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
     nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
     if len(nodes) < 2:
@@ -191,10 +195,18 @@ def generate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
         "llm": choices.llm,
         # long chunks are asked passage by passage (questions from every part of a chunk)
         "passage_words": GenerationSettings().passage_words,
-        **_pick(config, "questions_per_chunk", "offline_train", "seed"),
+        **_pick(config, "questions_per_chunk", "offline_train", "seed", "max_val_chunks"),
         # the offline cap: it picks the chunks that API-LLM runs never sample
         **({} if choices.llm.startswith("openai:") else _pick(config, "max_train_chunks")),
     }
+
+
+def asked_val_nodes(val_nodes: Sequence[TextNode], config: RunConfig) -> list[TextNode]:
+    """The held-out chunks questions are written for: a seeded sample of ``max_val_chunks``
+    (all when there are fewer). Retrieval is still scored against every held-out chunk."""
+    from llama_index_finetune_embed.documents import sample_chunks
+
+    return sample_chunks(val_nodes, config.max_val_chunks, seed=config.seed)
 
 
 def generate_outputs(out: Path) -> tuple[Path, ...]:
@@ -211,16 +223,17 @@ def make_datasets(job: Job) -> dict[str, Any]:
     """
     config, choices = job.config, job.choices
     llm = make_llm(choices.llm)
+    asked = asked_val_nodes(job.val_nodes, config)
     train_cache = _cache_for("train", job.train_nodes, job)
-    val_cache = _cache_for("val", job.val_nodes, job)
+    val_cache = _cache_for("val", asked, job)
     train = training_pairs(job.train_nodes, choices.llm, llm, config, train_cache)
     if choices.llm.startswith("openai:"):
-        val = _llm_questions(job.val_nodes, llm, config, val_cache)
+        val = _llm_questions(asked, llm, config, val_cache)
     else:
         from llama_index_finetune_embed.generate import offline_val_questions
 
         val = offline_val_questions(
-            job.val_nodes,
+            asked,
             llm=llm,
             questions_per_chunk=config.questions_per_chunk,
             cache_path=val_cache,
@@ -233,6 +246,9 @@ def make_datasets(job: Job) -> dict[str, Any]:
             f"questions so far are kept in {job.out / 'cache'}: rerun (with a larger budget) to "
             "continue from there"
         )
+    if len(asked) < len(job.val_nodes):  # every held-out chunk is ranked, asked or not
+        corpus = {**embed_texts(job.val_nodes), **val.corpus}
+        val = val.model_copy(update={"corpus": corpus})
     for name, ds in (("training", train), ("held-out", val)):
         if len(ds) == 0:
             raise ValueError(f"no usable {name} questions were generated; see the log above")
@@ -262,9 +278,10 @@ def cache_path(side: str, texts: dict[str, str], out: Path, inputs: dict[str, An
 
 
 def _asked_digest(inputs: dict[str, Any]) -> str:
-    """How questions are asked: the generate stage's inputs but the cap, which picks which chunks
+    """How questions are asked: the generate stage's inputs but the caps, which pick which chunks
     get questions, not how (a new cap reuses them)."""
-    return inputs_digest({k: v for k, v in inputs.items() if k != "max_train_chunks"})
+    caps = ("max_train_chunks", "max_val_chunks")
+    return inputs_digest({k: v for k, v in inputs.items() if k not in caps})
 
 
 def _cache_for(side: str, nodes: Sequence[TextNode], job: Job) -> Path:

@@ -3,7 +3,7 @@
 ``build_window_index(nodes, embed_model)`` returns a ``VectorStoreIndex`` whose retrievers and
 query engines return the original chunks scored by their best window; ``load_window_index``
 loads one back. Modules: ``windows`` (cutting chunks to the model's window), ``index`` (the
-index, its retriever, persistence).
+index, its retriever, persistence), ``on_ray`` (embedding on a Ray cluster).
 """
 
 from llama_index_finetune_embed.serving.index import (
@@ -14,6 +14,7 @@ from llama_index_finetune_embed.serving.index import (
     build_window_index,
     load_window_index,
 )
+from llama_index_finetune_embed.serving.on_ray import RayEmbedder
 from llama_index_finetune_embed.serving.windows import (
     WindowSplitter,
     tokenizer_splitter,
@@ -23,6 +24,7 @@ from llama_index_finetune_embed.serving.windows import (
 __all__ = [
     "CONFIG_NAME",
     "LongChunks",
+    "RayEmbedder",
     "WindowIndex",
     "WindowRetriever",
     "WindowSplitter",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,10 +93,12 @@ class WindowIndex(VectorStoreIndex):
         window_tokens: int | None = None,
         overlap: int | None = None,
         long_chunks: LongChunks = "window",
+        embed_with: Callable[[list[str]], list[list[float]]] | None = None,
         **kwargs: Any,
     ) -> None:
         if long_chunks not in ("window", "truncate"):
             raise ValueError(f"long_chunks must be 'window' or 'truncate', got {long_chunks!r}")
+        self._embed_with = embed_with
         self._window_tokens, self._overlap = window_tokens, overlap
         self.long_chunks = long_chunks
         self._splitter: Any = None
@@ -158,6 +160,21 @@ class WindowIndex(VectorStoreIndex):
             self._drop_vectors(self._vector_ids(old), old)
         self.docstore.add_documents(nodes, allow_update=True)
         return self._cut(nodes)
+
+    def _get_node_with_embedding(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False
+    ) -> list[BaseNode]:
+        # longest first: each embed batch holds texts of about one length (less padding)
+        if self._embed_with is None:
+            return super()._get_node_with_embedding(_by_length(nodes), show_progress)
+        return _embedded(_by_length(nodes), self._embed_with)
+
+    async def _aget_node_with_embedding(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False
+    ) -> list[BaseNode]:
+        if self._embed_with is None:
+            return await super()._aget_node_with_embedding(_by_length(nodes), show_progress)
+        return _embedded(_by_length(nodes), self._embed_with)
 
     def _build_index_from_nodes(self, nodes: Sequence[BaseNode], **insert_kwargs: Any) -> Any:
         return super()._build_index_from_nodes(self._admit(nodes), **insert_kwargs)
@@ -326,6 +343,25 @@ class WindowIndex(VectorStoreIndex):
         })  # fmt: skip
 
 
+def _embedded(
+    nodes: list[BaseNode], embed_with: Callable[[list[str]], list[list[float]]]
+) -> list[BaseNode]:
+    """Copies of ``nodes`` with their vectors from ``embed_with`` (e.g. a Ray cluster)."""
+    todo = [n for n in nodes if n.embedding is None]
+    vectors = iter(embed_with([n.get_content(metadata_mode=MetadataMode.EMBED) for n in todo]))
+    out = []
+    for node in nodes:
+        copy = node.model_copy()
+        if node.embedding is None:
+            copy.embedding = list(next(vectors))
+        out.append(copy)
+    return out
+
+
+def _by_length(nodes: Sequence[BaseNode]) -> list[BaseNode]:
+    return sorted(nodes, key=lambda n: -len(n.get_content(metadata_mode=MetadataMode.EMBED)))
+
+
 def _windowable(node: BaseNode) -> bool:
     """Whether a chunk may be cut into windows (image and index nodes are stored as themselves,
     as LlamaIndex handles them)."""
@@ -450,6 +486,7 @@ def build_window_index(
     long_chunks: LongChunks = "window",
     storage_context: StorageContext | None = None,
     show_progress: bool = False,
+    embed_with: Callable[[list[str]], list[list[float]]] | None = None,
     **kwargs: Any,
 ) -> WindowIndex:
     """An index over ``nodes`` that reads every chunk whole: windows in, chunks out.
@@ -472,6 +509,9 @@ def build_window_index(
             with :func:`load_window_index`.
         storage_context: where windows (vector store) and chunks (docstore) go; any vector store.
         show_progress: embedding progress bar.
+        embed_with: what embeds the windows instead of ``embed_model`` (texts -> vectors, the
+            document side): e.g. ``RayEmbedder.of(embed_model)``, the windows embedded on a Ray
+            cluster (the ``ray`` extra); queries stay with ``embed_model``.
         **kwargs: passed to ``VectorStoreIndex`` (e.g. ``insert_batch_size``).
 
     Example:
@@ -488,6 +528,7 @@ def build_window_index(
         embed_model=embed_model,
         storage_context=storage_context,
         show_progress=show_progress,
+        embed_with=embed_with,
         **kwargs,
     )
 
