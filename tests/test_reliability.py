@@ -329,7 +329,7 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
         "chunk_size": 256, "chunk_overlap": 8, "max_chunks": 50, "questions_per_chunk": 3,
         "val_ratio": 0.3, "epochs": 3, "batch_size": 8, "max_seq_length": 128,
         "base_weight": 0.0, "guard": False, "top_k": 10, "offline_train": "mix", "seed": 1,
-        "max_train_chunks": 20,
+        "max_train_chunks": 20, "max_val_chunks": 5,
     }  # fmt: skip
     not_results = {"out", "docs", "llm", "base_model", "num_workers"}  # docs/llm/model: below
     not_results |= {"max_rpm", "max_tpm", "max_calls", "budget_tokens"}  # pace or stop; a budget
