@@ -7,9 +7,9 @@ LlamaIndex (small vectors that point at their chunk) with MaxP scoring (Dai & Ca
 A chunk that fits one window is stored as itself, so a corpus of short chunks gives exactly a
 plain ``VectorStoreIndex``.
 
-What a vector store holds for a window is its chunk (text, metadata, relationships) under the
-window's id with ``window_of`` in its metadata; an index without text in its vector store maps the
-window's id to the chunk's. So whatever reads the store (LlamaIndex's ``load_index_from_storage``,
+What a vector store (or, for a store without text, the docstore) holds for a window is its chunk
+(text, metadata, relationships) under the window's id with ``window_of`` in its metadata. So
+whatever reads the index (LlamaIndex's ``load_index_from_storage``,
 ``VectorStoreIndex.from_vector_store``) gets chunks back, never pieces of them; this module's
 retriever also returns each chunk once. Deleting or refreshing a document or a chunk removes
 all its windows (their ids are :func:`~.windows.window_id` of the chunk's id).
@@ -123,17 +123,16 @@ class WindowIndex(VectorStoreIndex):
     def _cut(self, nodes: Sequence[BaseNode]) -> list[BaseNode]:
         """The vectors' nodes: each chunk that fits a window (or every chunk, with
         ``long_chunks="truncate"``) as itself, each longer chunk as its windows' entries."""
-        if self.long_chunks == "truncate":
-            return list(nodes)
         out: list[BaseNode] = []
         cut_headers = 0
         for node in nodes:
-            if not _windowable(node):
+            layout = self._windows_of(node)
+            if layout is None:
                 out.append(node)
                 continue
-            texts, cut = self.splitter.layout(node)
+            texts, cut = layout
             cut_headers += cut
-            out += [node] if len(texts) == 1 and not cut else _entries(node, texts)
+            out += _entries(node, texts)
         if cut_headers:
             logger.warning(
                 "%d chunk(s) embed a metadata header longer than half the model's window "
@@ -142,6 +141,14 @@ class WindowIndex(VectorStoreIndex):
                 cut_headers, self.splitter.tokens,
             )  # fmt: skip
         return out
+
+    def _windows_of(self, node: BaseNode) -> tuple[list[str], bool] | None:
+        """``(window texts, header cut)`` of a chunk stored as windows; ``None`` for one stored
+        as itself (it fits a window, ``long_chunks="truncate"``, an image or index node)."""
+        if self.long_chunks == "truncate" or not _windowable(node):
+            return None
+        texts, cut = self.splitter.layout(node)
+        return (texts, cut) if len(texts) > 1 or cut else None
 
     def _admit(self, nodes: Sequence[BaseNode]) -> list[BaseNode]:
         """Check ``nodes``' ids, drop the vectors of chunks they replace, store them in the
@@ -193,15 +200,17 @@ class WindowIndex(VectorStoreIndex):
         out = list(dict.fromkeys(ids))
         for chunk_id in list(out):
             node = self.docstore.get_node(chunk_id, raise_error=False)
-            if node is not None and self.long_chunks == "window" and _windowable(node):
-                texts, cut = self.splitter.layout(node)
-                if len(texts) > 1 or cut:
-                    out += [window_id(chunk_id, i) for i in range(len(texts))]
+            layout = self._windows_of(node) if node is not None else None
+            if layout is not None:
+                out += [window_id(chunk_id, i) for i in range(len(layout[0]))]
         return list(dict.fromkeys(out))
 
-    def _drop_vectors(self, vector_ids: list[str], chunk_ids: Iterable[str]) -> None:
+    def _drop_vectors(
+        self, vector_ids: list[str], chunk_ids: Iterable[str], **delete_kwargs: Any
+    ) -> None:
         """Delete ``vector_ids`` from the vector store and the index struct."""
-        self._vector_store.delete_nodes(vector_ids)
+        if vector_ids:
+            self._vector_store.delete_nodes(vector_ids, **delete_kwargs)
         self._forget(vector_ids, chunk_ids)
 
     def _forget(self, vector_ids: Iterable[str], chunk_ids: Iterable[str]) -> None:
@@ -226,9 +235,7 @@ class WindowIndex(VectorStoreIndex):
         self, node_ids: list[str], delete_from_docstore: bool = False, **delete_kwargs: Any
     ) -> None:
         """Delete chunks (and all their windows) by id, as ``VectorStoreIndex.delete_nodes``."""
-        vector_ids = self._vector_ids(node_ids)
-        self._vector_store.delete_nodes(vector_ids, **delete_kwargs)
-        self._forget(vector_ids, node_ids)
+        self._drop_vectors(self._vector_ids(node_ids), node_ids, **delete_kwargs)
         if self._chunks_go(delete_from_docstore):
             for node_id in node_ids:
                 self._docstore.delete_document(node_id, raise_error=False)
@@ -258,9 +265,7 @@ class WindowIndex(VectorStoreIndex):
         chunk_ids = self._ref_doc_chunks(ref_doc_id)
         vector_ids = self._vector_ids(chunk_ids)
         self._vector_store.delete(ref_doc_id, **delete_kwargs)
-        if vector_ids:
-            self._vector_store.delete_nodes(vector_ids)
-        self._forget(vector_ids, chunk_ids)
+        self._drop_vectors(vector_ids, chunk_ids)
         if delete_from_docstore:
             self._docstore.delete_ref_doc(ref_doc_id, raise_error=False)
         elif self._chunks_go(False):
@@ -374,16 +379,10 @@ def _entries(chunk: BaseNode, texts: list[str]) -> list[BaseNode]:
     for i, text in enumerate(texts):
         entry = _WindowEntry(
             id_=window_id(chunk.node_id, i),
-            text=chunk.get_content(metadata_mode=MetadataMode.NONE),
             metadata={**chunk.metadata, WINDOW_OF: chunk.node_id},
             excluded_embed_metadata_keys=[*chunk.excluded_embed_metadata_keys, WINDOW_OF],
             excluded_llm_metadata_keys=[*chunk.excluded_llm_metadata_keys, WINDOW_OF],
-            metadata_template=chunk.metadata_template,
-            metadata_separator=chunk.metadata_separator,
-            text_template=getattr(chunk, "text_template", TextNode().text_template),
-            relationships=dict(chunk.relationships),
-            start_char_idx=getattr(chunk, "start_char_idx", None),
-            end_char_idx=getattr(chunk, "end_char_idx", None),
+            **_carried(chunk),
         )
         entry._embed_text = text
         out.append(entry)
@@ -392,22 +391,31 @@ def _entries(chunk: BaseNode, texts: list[str]) -> list[BaseNode]:
 
 def _chunk_of(entry: BaseNode) -> BaseNode:
     """The chunk a window's entry carries, under the chunk's own id."""
-    hidden = {WINDOW_OF}
     return TextNode(
         id_=parent_id(entry),
-        text=entry.get_content(metadata_mode=MetadataMode.NONE),
-        metadata={k: v for k, v in entry.metadata.items() if k not in hidden},
-        excluded_embed_metadata_keys=[
-            k for k in entry.excluded_embed_metadata_keys if k not in hidden
-        ],
-        excluded_llm_metadata_keys=[k for k in entry.excluded_llm_metadata_keys if k not in hidden],
-        metadata_template=entry.metadata_template,
-        metadata_separator=entry.metadata_separator,
-        text_template=getattr(entry, "text_template", TextNode().text_template),
-        relationships=dict(entry.relationships),
-        start_char_idx=getattr(entry, "start_char_idx", None),
-        end_char_idx=getattr(entry, "end_char_idx", None),
+        metadata={k: v for k, v in entry.metadata.items() if k != WINDOW_OF},
+        excluded_embed_metadata_keys=_without_window_of(entry.excluded_embed_metadata_keys),
+        excluded_llm_metadata_keys=_without_window_of(entry.excluded_llm_metadata_keys),
+        **_carried(entry),
     )
+
+
+def _without_window_of(keys: list[str]) -> list[str]:
+    return [k for k in keys if k != WINDOW_OF]
+
+
+def _carried(node: BaseNode) -> dict[str, Any]:
+    """The fields a chunk and its windows' entries share as they are: text, templates,
+    relationships, character span."""
+    return {
+        "text": node.get_content(metadata_mode=MetadataMode.NONE),
+        "metadata_template": node.metadata_template,
+        "metadata_separator": node.metadata_separator,
+        "text_template": getattr(node, "text_template", TextNode().text_template),
+        "relationships": dict(node.relationships),
+        "start_char_idx": getattr(node, "start_char_idx", None),
+        "end_char_idx": getattr(node, "end_char_idx", None),
+    }
 
 
 class WindowRetriever(BaseRetriever):

@@ -25,7 +25,7 @@ WINDOW_OF = "window_of"
 API_WINDOW_TOKENS = 512
 #: Consecutive windows share a quarter of a window by default.
 DEFAULT_OVERLAP_DIVISOR = 4
-_MIN_TEXT_TOKENS = 16  # a metadata header longer than the window still leaves this much text
+_MIN_TEXT_TOKENS = 16  # every window reads at least this much text (tiny windows)
 _NAMESPACE = uuid.UUID("6f1c1f2e-5d0b-4a52-9a3e-6d1b8c3f9a10")
 _WORD = re.compile(r"\S+\s*")
 
