@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.settings == "before":
         before_settings()
 
+    from llama_index_finetune_embed.cli import _configure_logging
     from llama_index_finetune_embed.pipeline import RunConfig, run, run_pipeline
+
+    _configure_logging(0)  # as `finetune-embed run` logs: INFO lines and every progress bar
 
     times: dict[str, float] = {}
 

@@ -66,7 +66,7 @@ _PAIR_OPTIONS = (
     "chunk_size", "chunk_overlap", "max_chunks", "max_train_chunks", "offline_train", "seed"
 )
 _MODEL_OPTIONS = ("base_model", "epochs", "batch_size", "max_seq_length", "base_weight", "guard")
-_RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "top_k")
+_RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "top_k", "embed_on")
 
 
 def _build_parser() -> argparse.ArgumentParser:

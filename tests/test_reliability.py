@@ -334,6 +334,7 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
     not_results = {"out", "docs", "llm", "base_model", "num_workers"}  # docs/llm/model: below
     not_results |= {"max_rpm", "max_tpm", "max_calls", "budget_tokens"}  # pace or stop; a budget
     # stop raises before the generate stage is recorded, so nothing partial is ever reused
+    not_results |= {"embed_on"}  # where vectors are computed, not which (tests/test_serving_ray.py)
     assert set(changed) | not_results == set(RunConfig.model_fields)
     for name, value in changed.items():
         after = stage_inputs(base.model_copy(update={name: value}), choices)

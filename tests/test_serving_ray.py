@@ -49,3 +49,57 @@ def test_only_a_model_ray_workers_can_load_is_taken():
 
     with pytest.raises(ValueError, match="needs a HuggingFaceEmbedding"):
         RayEmbedder.of(MockEmbedding(embed_dim=8))
+
+
+def _dataset():
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset
+
+    corpus = {n.node_id: n.text for n in _nodes()}
+    questions = ("Toyota autonomous vehicles", "drivers as contractors", "insurance reserves")
+    return EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": q for i, q in enumerate(questions)}, corpus=corpus,
+        relevant_docs={f"q{i}": [f"chunk-{2 * i}"] for i in range(len(questions))},
+    )  # fmt: skip
+
+
+def test_the_report_embedded_on_ray_scores_what_one_process_scores(
+    local_cluster, tiny_model_path, monkeypatch
+):
+    from llama_index_finetune_embed import load_embed_model
+    from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.serving import RayEmbedder
+
+    models = {"base": load_embed_model(tiny_model_path, window_length=18)}  # 16-token windows
+    here = compare_embed_models(_dataset(), models, index="both", top_k=3)
+    sent = []
+    real = RayEmbedder.__call__
+    monkeypatch.setattr(RayEmbedder, "__call__", lambda self, texts: sent.append(len(texts))
+                        or real(self, texts))  # fmt: skip
+    on_ray = compare_embed_models(_dataset(), models, index="both", top_k=3, embed_on="ray")
+    assert len(sent) == 2 and sent[0] == 6 and sent[1] > 6  # chunks, then their windows
+    assert [r.name for r in on_ray.results] == [r.name for r in here.results]
+    for got, want in zip(on_ray.results, here.results, strict=True):
+        assert got.metrics == pytest.approx(want.metrics, abs=1e-9)
+        assert [q.retrieved_ids for q in got.per_query] == [q.retrieved_ids for q in want.per_query]
+
+
+def test_embed_on_takes_local_or_ray():
+    from llama_index_finetune_embed.evaluate import RetrievalEvaluator
+    from llama_index_finetune_embed.pipeline import RunConfig
+
+    with pytest.raises(ValueError, match="embed_on must be 'local' or 'ray', got 'gpu'"):
+        RetrievalEvaluator(_dataset(), embed_on="gpu")
+    assert RunConfig(out="x", embed_on="ray").embed_on == "ray"
+
+
+def test_without_ray_the_error_says_what_to_install(monkeypatch, tiny_model_path):
+    import importlib.util
+
+    from llama_index_finetune_embed import load_embed_model
+    from llama_index_finetune_embed.serving import RayEmbedder
+
+    real = importlib.util.find_spec
+    no_ray = lambda name, *a: None if name == "ray" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", no_ray)
+    with pytest.raises(ImportError, match=r"pip install 'llama-index-finetune-embed\[ray\]'"):
+        RayEmbedder.of(load_embed_model(tiny_model_path))

@@ -27,6 +27,7 @@ import numpy as np
 
 from llama_index_finetune_embed._io import progress_enabled
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
+from llama_index_finetune_embed.embeddings import is_hf_embedding
 from llama_index_finetune_embed.evaluate import fast, metrics
 from llama_index_finetune_embed.evaluate.fast import (
     DatasetEmbeddings,
@@ -75,6 +76,10 @@ class RetrievalEvaluator:
         n_resamples: bootstrap resamples of the queries.
         seed: bootstrap seed (same seed + same queries = paired resamples across models).
         primary_metric: the metric a report leads with (a key of ``RetrievalResult.metrics``).
+        embed_on: where the fast path embeds the corpus: ``"local"`` (this process) or
+            ``"ray"`` (a :class:`~llama_index_finetune_embed.serving.RayEmbedder` per
+            ``HuggingFaceEmbedding``, on the cluster ``ray.init()`` joins; other models stay
+            local). Same vectors either way.
 
     Raises:
         ValueError: empty dataset, expected ids missing from the corpus, ``top_k < 1``, an
@@ -103,6 +108,7 @@ class RetrievalEvaluator:
         n_resamples: int = 2000,
         seed: int = 0,
         primary_metric: str = "mrr",
+        embed_on: str = "local",
     ) -> None:
         self.dataset = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
         _check_options(top_k, confidence, n_resamples)
@@ -110,6 +116,8 @@ class RetrievalEvaluator:
             raise ValueError(f"method must be 'auto', 'fast' or 'retriever', got {method!r}")
         if index not in ("plain", "windows"):
             raise ValueError(f"index must be 'plain' or 'windows', got {index!r}")
+        if embed_on not in ("local", "ray"):
+            raise ValueError(f"embed_on must be 'local' or 'ray', got {embed_on!r}")
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
             raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
         depth = top_k if method == "retriever" else None
@@ -118,7 +126,7 @@ class RetrievalEvaluator:
         self.index = index
         self.num_workers, self.show_progress = num_workers, show_progress
         self.confidence, self.n_resamples, self.seed = confidence, n_resamples, seed
-        self.primary_metric = primary_metric
+        self.primary_metric, self.embed_on = primary_metric, embed_on
 
     def __call__(
         self,
@@ -183,8 +191,15 @@ class RetrievalEvaluator:
         progress = progress_enabled(self.show_progress, logger)
         return fast.embed(
             self.dataset, model, num_workers=self.num_workers, progress=progress,
-            windows=self.index == "windows",
+            windows=self.index == "windows", embed_with=self._embed_with(model),
         )  # fmt: skip
+
+    def _embed_with(self, model: BaseEmbedding) -> Any:
+        if self.embed_on != "ray" or not is_hf_embedding(model):
+            return None
+        from llama_index_finetune_embed.serving import RayEmbedder
+
+        return RayEmbedder.of(model)
 
     def _result(self, name: str, method: str, rows: Sequence[QueryRow]) -> RetrievalResult:
         keys = [k for k in rows[0].metrics if all(k in r.metrics for r in rows)]

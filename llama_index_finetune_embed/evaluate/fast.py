@@ -8,6 +8,7 @@ ranking; ties (equal cosine) are ordered by ascending corpus id, as in sentence-
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,17 +81,23 @@ def embed(
     num_workers: int,
     progress: bool,
     windows: Any = False,
+    embed_with: Callable[[list[str]], Any] | None = None,
 ) -> DatasetEmbeddings:
     """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes; sent
-    longest first, returned in corpus order), queries through the model's query path (with its
-    query instruction). ``windows``: each chunk cut into the windows ``build_window_index``
-    stores for it (``True``) or a given ``WindowSplitter`` cuts, every window embedded."""
+    longest first, returned in corpus order) or ``embed_with`` (texts -> document vectors, e.g.
+    a ``RayEmbedder``), queries through the model's query path (with its query instruction).
+    ``windows``: each chunk cut into the windows ``build_window_index`` stores for it (``True``)
+    or a given ``WindowSplitter`` cuts, every window embedded."""
     texts, starts = list(ds.corpus.values()), None
     if windows is not False:
         texts, starts = corpus_windows(ds, model, None if windows is True else windows)
     # longest first: each embed batch holds texts of about one length (less padding, same vectors)
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    vectors = model.get_text_embedding_batch([texts[i] for i in order], show_progress=progress)
+    longest_first = [texts[i] for i in order]
+    if embed_with is not None:
+        vectors = embed_with(longest_first)
+    else:
+        vectors = model.get_text_embedding_batch(longest_first, show_progress=progress)
     corpus = np.empty_like(np.asarray(vectors, np.float64))
     corpus[order] = vectors
     queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)

@@ -384,12 +384,13 @@ class SentenceTransformersFinetuneEngine:
     def _write_model(self, folder: Path) -> None:
         """The model, its card (the library's, which catches its own errors, plus ours) and
         ``metrics.json``, into ``folder``."""
-        from llama_index_finetune_embed.embeddings import SERVING_NAME
+        from llama_index_finetune_embed.embeddings import SERVING_NAME, SERVING_PRECISION
         from llama_index_finetune_embed.finetune.model_card import card_section
 
         self.model.save_pretrained(str(folder), safe_serialization=True)
         atomic_write_json(folder / SERVING_NAME, {
             "max_seq_length": self.model.max_seq_length, "window_length": self._window_length,
+            "precision": SERVING_PRECISION,
         })  # fmt: skip
         card = folder / "README.md"
         base = card.read_text(encoding="utf-8") if card.is_file() else "# Finetuned model\n"

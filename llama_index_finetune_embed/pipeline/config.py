@@ -101,3 +101,8 @@ class RunConfig(BaseModel):
         "best) or local-LLM questions + pseudo-queries (mix)",
     )
     seed: int = Field(default=0, description="seed of sampling, splitting and training")
+    embed_on: Literal["local", "ray"] = Field(
+        default="local",
+        description="where the report's and the index's chunks are embedded: this process, or "
+        "actors on the Ray cluster ray.init() joins (the ray extra; see docs/scale.md)",
+    )

@@ -463,8 +463,10 @@ def make_report(job: Job) -> dict[str, Any]:
     out, (train, val) = job.out, job.datasets
     models = {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)}
     options = {"index": "both", "top_k": job.config.top_k, "seed": job.config.seed}
-    table = compare_embed_models(val, models, show_progress=True, **options)
-    canary = compare_embed_models(load_canary(), models, **options)
+    table = compare_embed_models(
+        val, models, show_progress=True, embed_on=job.config.embed_on, **options
+    )
+    canary = compare_embed_models(load_canary(), models, **options)  # 50 questions: here
     served = pick_served(table, canary)
     table.plot(out / "report.png")
     atomic_write_json(out / "report.json", {**table.to_dict(), "served": served,
@@ -518,8 +520,13 @@ def make_index(job: Job) -> dict[str, Any]:
     served = _served(job)
     model = served_model(job, served["model"])
     nodes = job.nodes
+    embed_with = None
+    if job.config.embed_on == "ray":
+        from llama_index_finetune_embed.serving import RayEmbedder
+
+        embed_with = RayEmbedder.of(model)
     index = build_window_index(
-        nodes, model, long_chunks=served["long_chunks"], show_progress=True
+        nodes, model, long_chunks=served["long_chunks"], show_progress=True, embed_with=embed_with
     )
     staging = job.out / ".index.part"
     shutil.rmtree(staging, ignore_errors=True)

@@ -40,8 +40,14 @@ class RayEmbedder:
     def of(cls, embed_model: Any, **options: Any) -> RayEmbedder:
         """The embedder for a ``HuggingFaceEmbedding`` (its path or hub id, prompts, length,
         normalization and weight format), so Ray's vectors are the model's own."""
+        import importlib.util
+
         from llama_index_finetune_embed.embeddings import is_hf_embedding, precision_of
 
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError(
+                "embedding on Ray needs Ray Data: pip install 'llama-index-finetune-embed[ray]'"
+            )
         if not is_hf_embedding(embed_model):
             raise ValueError(
                 f"RayEmbedder.of needs a HuggingFaceEmbedding (a model Ray workers can load), "
