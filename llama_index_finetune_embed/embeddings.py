@@ -140,7 +140,11 @@ def saved_serving(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def saved_window_length(model_dir: str | os.PathLike[str]) -> int | None:
     """The window length a finetuned model was saved with (``serving.json``), or ``None``."""
-    value = saved_serving(model_dir).get("window_length")
+    return _window_length(saved_serving(model_dir))
+
+
+def _window_length(serving: Mapping[str, Any]) -> int | None:
+    value = serving.get("window_length")
     return int(value) if value else None
 
 
@@ -190,7 +194,7 @@ def load_embed_model(
         query, text = prompt_pair(saved_prompts(resolved))
         kwargs.setdefault("query_instruction", query)
         kwargs.setdefault("text_instruction", text)
-        kwargs.setdefault("window_length", saved_window_length(resolved))
+        kwargs.setdefault("window_length", _window_length(serving))
     source = "precision"
     if precision is None:
         precision, source = serving.get("precision") or "auto", f"{SERVING_NAME}'s precision"

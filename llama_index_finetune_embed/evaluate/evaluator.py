@@ -27,7 +27,6 @@ import numpy as np
 
 from llama_index_finetune_embed._io import progress_enabled
 from llama_index_finetune_embed.dataset import EmbeddingQAFinetuneDataset
-from llama_index_finetune_embed.embeddings import is_hf_embedding
 from llama_index_finetune_embed.evaluate import fast, metrics
 from llama_index_finetune_embed.evaluate.fast import (
     DatasetEmbeddings,
@@ -195,11 +194,9 @@ class RetrievalEvaluator:
         )  # fmt: skip
 
     def _embed_with(self, model: BaseEmbedding) -> Any:
-        if self.embed_on != "ray" or not is_hf_embedding(model):
-            return None
-        from llama_index_finetune_embed.serving import RayEmbedder
+        from llama_index_finetune_embed.serving import ray_embedder
 
-        return RayEmbedder.of(model)
+        return ray_embedder(model, self.embed_on)
 
     def _result(self, name: str, method: str, rows: Sequence[QueryRow]) -> RetrievalResult:
         keys = [k for k in rows[0].metrics if all(k in r.metrics for r in rows)]

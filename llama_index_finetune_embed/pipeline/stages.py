@@ -466,7 +466,7 @@ def make_report(job: Job) -> dict[str, Any]:
     table = compare_embed_models(
         val, models, show_progress=True, embed_on=job.config.embed_on, **options
     )
-    canary = compare_embed_models(load_canary(), models, **options)  # 50 questions: here
+    canary = compare_embed_models(load_canary(), models, **options)  # 171 questions: here
     served = pick_served(table, canary)
     table.plot(out / "report.png")
     atomic_write_json(out / "report.json", {**table.to_dict(), "served": served,
@@ -515,19 +515,15 @@ def make_index(job: Job) -> dict[str, Any]:
 
     Records every file of the persisted index (``outputs``, :func:`~.state.file_stamps`): one
     deleted or damaged later rebuilds it."""
-    from llama_index_finetune_embed.serving import build_window_index
+    from llama_index_finetune_embed.serving import build_window_index, ray_embedder
 
     served = _served(job)
     model = served_model(job, served["model"])
     nodes = job.nodes
-    embed_with = None
-    if job.config.embed_on == "ray":
-        from llama_index_finetune_embed.serving import RayEmbedder
-
-        embed_with = RayEmbedder.of(model)
     index = build_window_index(
-        nodes, model, long_chunks=served["long_chunks"], show_progress=True, embed_with=embed_with
-    )
+        nodes, model, long_chunks=served["long_chunks"], show_progress=True,
+        embed_with=ray_embedder(model, job.config.embed_on),
+    )  # fmt: skip
     staging = job.out / ".index.part"
     shutil.rmtree(staging, ignore_errors=True)
     index.persist(staging)

@@ -14,7 +14,7 @@ from llama_index_finetune_embed.serving.index import (
     build_window_index,
     load_window_index,
 )
-from llama_index_finetune_embed.serving.on_ray import RayEmbedder
+from llama_index_finetune_embed.serving.on_ray import RayEmbedder, ray_embedder
 from llama_index_finetune_embed.serving.windows import (
     WindowSplitter,
     tokenizer_splitter,
@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_NAME",
     "LongChunks",
     "RayEmbedder",
+    "ray_embedder",
     "WindowIndex",
     "WindowRetriever",
     "WindowSplitter",

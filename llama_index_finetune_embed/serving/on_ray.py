@@ -108,3 +108,13 @@ class _Embed:
         out = np.empty((len(order), len(vectors[0])), dtype=np.float64)
         out[order] = vectors
         return {"i": batch["i"], "vector": out}
+
+
+def ray_embedder(embed_model: Any, embed_on: str) -> RayEmbedder | None:
+    """``RayEmbedder.of(embed_model)`` where ``embed_on`` is ``"ray"`` and the model is one Ray
+    workers can load (a ``HuggingFaceEmbedding``); ``None`` (embed in this process) otherwise."""
+    from llama_index_finetune_embed.embeddings import is_hf_embedding
+
+    if embed_on != "ray" or not is_hf_embedding(embed_model):
+        return None
+    return RayEmbedder.of(embed_model)
