@@ -1,0 +1,67 @@
+"""Stage 5, evaluate: base vs finetuned on the held-out questions and the canary.
+
+Reads ``job.datasets`` and the model in ``DIR/model``; scores the four rows (each model truncated
+and in windows) against the base as LlamaIndex loads it, picks the row to serve, writes
+``DIR/report.md``, ``DIR/report.json`` and ``DIR/report.png`` and fills ``job.table_markdown``,
+``job.metrics`` and ``job.served`` (a rerun that reuses the stage reads them from the ledger).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
+from llama_index_finetune_embed.pipeline.choices import Choices
+from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, _pick
+
+
+def evaluate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {"base_model": choices.base_model, **_pick(config, "top_k", "seed")}
+
+
+def evaluate_outputs(out: Path) -> tuple[Path, ...]:
+    return (out / "report.md", out / "report.json", out / "report.png")
+
+
+def make_report(job: Job) -> dict[str, Any]:
+    """Base vs finetuned on the held-out questions and the canary, and the row to serve.
+
+    The first row, which every difference is measured against, is the base model exactly as
+    LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long
+    chunks truncated): what the user has before finetuning. The finetuned model is served as
+    ``get_finetuned_model()`` serves it. Each model is also scored in ``build_window_index``
+    (rows ``... + windows``): four rows in all, on the held-out questions and on the packaged
+    canary of questions people wrote; :func:`~.serve.pick_served` picks the row the index stage
+    serves (the best held-out row that really loses on neither).
+    """
+    from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.finetune import load_canary
+    from llama_index_finetune_embed.pipeline.report import render_run_report
+    from llama_index_finetune_embed.pipeline.serve import pick_served
+
+    out, (train, val) = job.out, job.datasets
+    models = {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)}
+    options = {"index": "both", "top_k": job.config.top_k, "seed": job.config.seed}
+    table = compare_embed_models(
+        val, models, show_progress=True, embed_on=job.config.embed_on, **options
+    )
+    canary = compare_embed_models(load_canary(), models, **options)  # 171 questions: here
+    served = pick_served(table, canary)
+    table.plot(out / "report.png")
+    atomic_write_json(out / "report.json", {**table.to_dict(), "served": served,
+                                            "canary": canary.to_dict()})  # fmt: skip
+    report = render_run_report(
+        table, train, val, job.choices, job.config, job.ledger, out, served=served
+    )
+    atomic_write_text(out / "report.md", report)
+    job.table_markdown = table.to_markdown()
+    job.metrics = {r.name: dict(r.metrics) for r in table.results}
+    job.served = served
+    return {"table_markdown": job.table_markdown, "metrics": job.metrics, "served": served}
+
+
+def load_report(job: Job, record: dict[str, Any]) -> None:
+    job.table_markdown, job.metrics = record["table_markdown"], record["metrics"]
+    job.served = record.get("served") or {}

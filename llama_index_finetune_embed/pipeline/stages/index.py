@@ -1,0 +1,142 @@
+"""Stage 6, index: every chunk indexed with the model the report chose.
+
+Reads ``job.nodes``, ``job.served`` and the served model (``DIR/model`` or the base); writes the
+persisted ``build_window_index`` to ``DIR/index`` (built in ``DIR/.index.part`` and renamed, so a
+killed run never leaves half an index) and records every file it wrote. Its ``reads`` is a digest
+of the served model's files (:func:`model_files_digest`): a replaced model rebuilds the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from llama_index_finetune_embed._io import file_hash
+from llama_index_finetune_embed.pipeline.choices import Choices
+from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job
+from llama_index_finetune_embed.pipeline.state import file_stamps
+
+
+def index_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
+    return {"index": "the row the report chose", "base_model": choices.base_model}
+
+
+def index_reads(job: Job) -> dict[str, Any]:
+    """The served model's content (:func:`model_files_digest`): a model replaced in ``DIR/model``
+    (or a base model updated in place) rebuilds the index instead of serving old vectors."""
+    which = _served(job)["model"]
+    folder = _model_folder(str(job.model_dir) if which == "finetuned" else job.choices.base_model)
+    return {"model": which, "model files": model_files_digest(folder) if folder else None}
+
+
+def index_outputs(out: Path) -> tuple[Path, ...]:
+    """The files every index has; the ledger also checks each file ``make_index`` wrote."""
+    from llama_index_finetune_embed.serving import CONFIG_NAME
+
+    return (out / "index" / CONFIG_NAME, out / "index" / "docstore.json")
+
+
+def make_index(job: Job) -> dict[str, Any]:
+    """Every chunk in the form the report chose (``job.served``): the finetuned model or the
+    base, in windows or truncated (a plain index); ``load_window_index(DIR/index)`` loads
+    either. Without a recorded choice: the finetuned model in windows.
+
+    Records every file of the persisted index (``outputs``, :func:`~.state.file_stamps`): one
+    deleted or damaged later rebuilds it."""
+    from llama_index_finetune_embed.serving import build_window_index, ray_embedder
+
+    served = _served(job)
+    model = served_model(job, served["model"])
+    nodes = job.nodes
+    index = build_window_index(
+        nodes, model, long_chunks=served["long_chunks"], show_progress=True,
+        embed_with=ray_embedder(model, job.config.embed_on),
+    )  # fmt: skip
+    staging = job.out / ".index.part"
+    shutil.rmtree(staging, ignore_errors=True)
+    index.persist(staging)
+    shutil.rmtree(job.index_dir, ignore_errors=True)
+    staging.rename(job.index_dir)  # a killed run leaves the old index or none, never half of one
+    written = sorted(p for p in job.index_dir.rglob("*") if p.is_file())
+    return {"chunks": len(nodes), "vectors": len(index.index_struct.nodes_dict),
+            "served": served["row"], "outputs": file_stamps(job.out, written)}  # fmt: skip
+
+
+def _served(job: Job) -> dict[str, Any]:
+    """The row the report chose (``job.served``); without one, the finetuned model in windows."""
+    from llama_index_finetune_embed.pipeline.serve import served_form
+
+    default = "finetuned + windows"
+    return job.served or {"row": default, **served_form(default, BASE_ROW)}
+
+
+def served_model(job: Job, which: str) -> Any:
+    """The finetuned model as ``get_finetuned_model`` serves it, or the base as LlamaIndex
+    loads it (the status quo)."""
+    if which == "finetuned":
+        from llama_index_finetune_embed.finetune import load_finetuned_model
+
+        return load_finetuned_model(job.model_dir)
+    from llama_index_finetune_embed.embeddings import load_embed_model
+
+    return load_embed_model(job.choices.base_model)
+
+
+def load_index(job: Job, record: dict[str, Any]) -> None:
+    """Nothing to read back: the index is where ``job.index_dir`` says."""
+
+
+#: The files of a model folder that make its vectors: weights, configs, tokenizer, prompts.
+_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+
+
+def model_files_digest(folder: Path) -> str:
+    """A sha256 over the weight and config files of a sentence-transformers model folder (its
+    own and those of the module folders ``modules.json`` lists; not checkpoints, not exports
+    such as ``onnx/``): it changes when the model is replaced. About 0.2 s for a 90 MB model.
+
+    Example:
+        >>> model_files_digest(Path("runs/demo/model"))  # doctest: +SKIP
+        '3f0c9a1e7b2d4c65'
+    """
+    digest = hashlib.sha256()
+    for path in _model_files(folder):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_hash(path)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _model_files(folder: Path) -> list[Path]:
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        subdirs = [folder / m["path"] for m in modules if m.get("path")]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        subdirs = []  # a plain transformers folder: its own files only
+    return sorted(
+        path
+        for d in (folder, *subdirs)
+        if d.is_dir()
+        for path in d.iterdir()
+        if path.is_file()
+        and path.suffix in _MODEL_FILE_SUFFIXES
+        and not path.name.startswith(("checkpoints", "."))
+    )
+
+
+def _model_folder(model_id: str) -> Path | None:
+    """Where a model's files are: its folder, or a hub id's snapshot in the local cache (None
+    when it is in neither)."""
+    from llama_index_finetune_embed.embeddings import resolve_model_id
+
+    resolved = Path(resolve_model_id(model_id))
+    if resolved.is_dir():
+        return resolved
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(model_id), local_files_only=True))
+    except Exception:  # not cached, not a hub id: nothing to fingerprint but the id itself
+        return None
