@@ -45,7 +45,13 @@ from llama_index_finetune_embed.generate import (
     parse_questions,
 )
 from llama_index_finetune_embed.pipeline import RunConfig, run_pipeline
-from llama_index_finetune_embed.serving import WindowIndex, build_window_index, load_window_index
+from llama_index_finetune_embed.serving import (
+    WindowIndex,
+    build_window_index,
+    index_nodes,
+    load_window_index,
+    write_window_index,
+)
 
 __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",
@@ -75,6 +81,7 @@ __all__ = [
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",
     "generate_question_context_pairs",
+    "index_nodes",
     "ir_metrics",
     "load_canary",
     "load_documents",
@@ -86,5 +93,6 @@ __all__ = [
     "run_pipeline",
     "sample_chunks",
     "stdlib_documents",
+    "write_window_index",
     "__version__",
 ]

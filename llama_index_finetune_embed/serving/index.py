@@ -41,6 +41,8 @@ from pydantic import PrivateAttr
 from llama_index_finetune_embed._io import atomic_write_json
 from llama_index_finetune_embed.serving.windows import (
     WINDOW_OF,
+    carried,
+    chunk_of,
     parent_id,
     window_id,
     window_splitter,
@@ -382,40 +384,11 @@ def _entries(chunk: BaseNode, texts: list[str]) -> list[BaseNode]:
             metadata={**chunk.metadata, WINDOW_OF: chunk.node_id},
             excluded_embed_metadata_keys=[*chunk.excluded_embed_metadata_keys, WINDOW_OF],
             excluded_llm_metadata_keys=[*chunk.excluded_llm_metadata_keys, WINDOW_OF],
-            **_carried(chunk),
+            **carried(chunk),
         )
         entry._embed_text = text
         out.append(entry)
     return out
-
-
-def _chunk_of(entry: BaseNode) -> BaseNode:
-    """The chunk a window's entry carries, under the chunk's own id."""
-    return TextNode(
-        id_=parent_id(entry),
-        metadata={k: v for k, v in entry.metadata.items() if k != WINDOW_OF},
-        excluded_embed_metadata_keys=_without_window_of(entry.excluded_embed_metadata_keys),
-        excluded_llm_metadata_keys=_without_window_of(entry.excluded_llm_metadata_keys),
-        **_carried(entry),
-    )
-
-
-def _without_window_of(keys: list[str]) -> list[str]:
-    return [k for k in keys if k != WINDOW_OF]
-
-
-def _carried(node: BaseNode) -> dict[str, Any]:
-    """The fields a chunk and its windows' entries share as they are: text, templates,
-    relationships, character span."""
-    return {
-        "text": node.get_content(metadata_mode=MetadataMode.NONE),
-        "metadata_template": node.metadata_template,
-        "metadata_separator": node.metadata_separator,
-        "text_template": getattr(node, "text_template", TextNode().text_template),
-        "relationships": dict(node.relationships),
-        "start_char_idx": getattr(node, "start_char_idx", None),
-        "end_char_idx": getattr(node, "end_char_idx", None),
-    }
 
 
 class WindowRetriever(BaseRetriever):
@@ -468,7 +441,7 @@ class WindowRetriever(BaseRetriever):
                 out.append(hit)  # a chunk stored as itself, or mapped to it by the index struct
                 continue
             node = self._index.docstore.get_node(pid, raise_error=False)
-            out.append(NodeWithScore(node=node or _chunk_of(hit.node), score=hit.score))
+            out.append(NodeWithScore(node=node or chunk_of(hit.node), score=hit.score))
         return out
 
 
@@ -553,7 +526,8 @@ def load_window_index(
     ``embed_model`` defaults to the model recorded in ``window_index.json``: the one beside the
     index where it was (a run folder moved or copied whole still loads), else its recorded path
     or hub id. A model other than the one that built the index is refused (its fingerprint
-    differs). With a vector store of its own (Qdrant, Chroma, ...), pass
+    differs). An index written into a store by URL (``write_window_index``, ``finetune-embed run
+    --to-store``) reopens that store by itself; with another vector store of its own, pass
     ``StorageContext.from_defaults(vector_store=store, persist_dir=persist_dir)``.
 
     Raises:
@@ -569,7 +543,9 @@ def load_window_index(
         raise ValueError("pass persist_dir= or storage_context=")
     config = _read_config(persist_dir)
     if storage_context is None:
-        storage_context = _storage_from(Path(persist_dir))  # type: ignore[arg-type]
+        folder = Path(persist_dir)  # type: ignore[arg-type]
+        url = config.get("vector_store")
+        storage_context = _storage_with_store(folder, url) if url else _storage_from(folder)
     if embed_model is None:
         embed_model = _recorded_model(config, persist_dir)
     _check_model(config, embed_model, persist_dir)
@@ -629,6 +605,18 @@ def _storage_from(folder: Path) -> StorageContext:
         for path in sorted(folder.glob("*.json")):
             _read_json(path)  # raises naming the damaged file
         raise
+
+
+def _storage_with_store(folder: Path, url: str) -> StorageContext:
+    """The record's docstore and index store with the vector store it names (opened with no
+    setup: nothing is created; a password comes from the environment)."""
+    from llama_index_finetune_embed.serving.stores import open_store
+
+    for name in STORE_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: restore it or rebuild the index")
+    store = open_store(url)
+    return StorageContext.from_defaults(vector_store=store.vector_store, persist_dir=str(folder))
 
 
 def _index_struct(storage_context: StorageContext, index_id: str | None, where: Any) -> Any:

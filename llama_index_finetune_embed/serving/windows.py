@@ -290,3 +290,36 @@ def _word_offsets(
         return [m.span() for m in words], [max(1, len(count(m.group()))) for m in words]
 
     return offsets
+
+
+def chunk_of(entry: Any) -> Any:
+    """The chunk a window's entry carries, under the chunk's own id."""
+    from llama_index.core.schema import TextNode
+
+    return TextNode(
+        id_=parent_id(entry),
+        metadata={k: v for k, v in entry.metadata.items() if k != WINDOW_OF},
+        excluded_embed_metadata_keys=_without_window_of(entry.excluded_embed_metadata_keys),
+        excluded_llm_metadata_keys=_without_window_of(entry.excluded_llm_metadata_keys),
+        **carried(entry),
+    )
+
+
+def _without_window_of(keys: list[str]) -> list[str]:
+    return [k for k in keys if k != WINDOW_OF]
+
+
+def carried(node: Any) -> dict[str, Any]:
+    """The fields a chunk and its windows' entries share as they are: text, templates,
+    relationships, character span."""
+    from llama_index.core.schema import MetadataMode, TextNode
+
+    return {
+        "text": node.get_content(metadata_mode=MetadataMode.NONE),
+        "metadata_template": node.metadata_template,
+        "metadata_separator": node.metadata_separator,
+        "text_template": getattr(node, "text_template", TextNode().text_template),
+        "relationships": dict(node.relationships),
+        "start_char_idx": getattr(node, "start_char_idx", None),
+        "end_char_idx": getattr(node, "end_char_idx", None),
+    }
