@@ -66,7 +66,11 @@ _PAIR_OPTIONS = (
     "chunk_size", "chunk_overlap", "max_chunks", "max_train_chunks", "offline_train", "seed"
 )
 _MODEL_OPTIONS = ("base_model", "epochs", "batch_size", "max_seq_length", "base_weight", "guard")
-_RUN_OPTIONS = _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS + ("val_ratio", "top_k", "embed_on")
+_INDEX_OPTIONS = ("from_index", "from_store", "current_model", "to_store")
+_RUN_OPTIONS = (
+    _INDEX_OPTIONS + _LLM_OPTIONS + _MODEL_OPTIONS + _PAIR_OPTIONS
+    + ("val_ratio", "top_k", "embed_on")
+)  # fmt: skip
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -202,7 +206,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print()
     print(result.table_markdown)
     print(f"\nreport: {result.report_path}\nmodel:  {result.model_path}")
-    print(f"index:  {result.index_path}  (load_window_index, see docs/main-job.md)")
+    where = ""
+    if config.to_store:
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        where = f" -> {parse_store_url(config.to_store).redacted}"
+    print(f"index:  {result.index_path}{where}  (load_window_index, see docs/main-job.md)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:

@@ -321,3 +321,33 @@ def _torch_modules(model: Any) -> list[Any]:
             if module is not None and hasattr(module, "state_dict") and module not in out:
                 out.append(module)
     return out
+
+
+#: USD per million input tokens of OpenAI's embedding models (openai.com/api/pricing, 2026-12).
+OPENAI_EMBEDDING_PRICES = {
+    "text-embedding-3-small": 0.02,
+    "text-embedding-3-large": 0.13,
+    "text-embedding-ada-002": 0.10,
+}
+
+
+def load_any_embed_model(spec: str | os.PathLike[str]) -> Any:
+    """The embed model a spec names, built as a LlamaIndex user builds it: ``openai:NAME`` is
+    ``OpenAIEmbedding(model=NAME)`` (the ``openai`` extra; key and base URL from the
+    environment), anything else :func:`load_embed_model` (a Hugging Face id or path, ``local:``).
+
+    Example:
+        >>> load_any_embed_model("openai:text-embedding-3-small").model_name  # doctest: +SKIP
+        'text-embedding-3-small'
+    """
+    text = str(spec)
+    if not text.startswith("openai:"):
+        return load_embed_model(text)
+    try:
+        from llama_index.embeddings.openai import OpenAIEmbedding
+    except ImportError:
+        raise ImportError(
+            f"{text} needs llama-index-embeddings-openai: "
+            "pip install 'llama-index-finetune-embed[openai]'"
+        ) from None
+    return OpenAIEmbedding(model=text.split(":", 1)[1])

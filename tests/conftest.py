@@ -129,3 +129,29 @@ def server(monkeypatch):
         monkeypatch.setenv("OPENAI_API_KEY", "test")
         monkeypatch.setenv("OPENAI_API_BASE", srv.url)
         yield srv
+
+
+# -- real vector stores: PostgreSQL + pgvector (pgserver), Qdrant local, Chroma ---------------
+
+
+@pytest.fixture(scope="session")
+def pg_socket(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL server with pgvector for the session (the pgserver wheel, in a temp dir);
+    its socket folder, for ``postgresql://postgres@/postgres?host=<it>&table=NAME``."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    uri = server.get_uri()
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield uri.split("host=", 1)[1]
+
+
+@pytest.fixture
+def pg_url(pg_socket: str, request: pytest.FixtureRequest):
+    """``pg_url(table)``: a store URL of a table in the session's server, unique to the test."""
+    prefix = "t" + str(abs(hash(request.node.nodeid)))[:10]
+
+    def url(table: str, **options: str) -> str:
+        extra = "".join(f"&{k}={v}" for k, v in options.items())
+        return f"postgresql://postgres@/postgres?host={pg_socket}&table={prefix}_{table}{extra}"
+
+    return url

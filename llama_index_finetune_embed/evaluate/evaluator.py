@@ -175,6 +175,46 @@ class RetrievalEvaluator:
         rows = fast.rank_rows(self.dataset, embeddings, self.top_k)
         return self._result(name, "fast", rows)
 
+    def score_stored(
+        self,
+        embed_model: BaseEmbedding | str | os.PathLike[str],
+        corpus_vectors: Mapping[str, Sequence[Sequence[float]]],
+        *,
+        name: str,
+    ) -> RetrievalResult:
+        """Metrics of vectors an index already holds: ``corpus_vectors`` maps each corpus id to
+        its stored vectors (one for a plain index; several, one per window, for a window index:
+        a chunk scores its best); only the queries are embedded, by ``embed_model``.
+
+        Raises:
+            ValueError: a corpus id has no stored vector.
+
+        Example:
+            >>> vectors = stored_vectors("postgresql://me@db:5432/rag?table=chunks", val.corpus)
+            ... # doctest: +SKIP
+            >>> evaluator.score_stored(OpenAIEmbedding(), vectors, name="today")  # doctest: +SKIP
+        """
+        missing = [cid for cid in self.dataset.corpus if not corpus_vectors.get(cid)]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(self.dataset.corpus)} chunks have no stored vector "
+                f"(e.g. {missing[0]!r})"
+            )
+        model = resolve_embed_model(embed_model, max_seq_length=self.max_seq_length)
+        rows, starts = [], []
+        for cid in self.dataset.corpus:
+            starts.append(len(rows))
+            rows += [list(v) for v in corpus_vectors[cid]]
+        progress = progress_enabled(self.show_progress, logger)
+        queries = fast.embed_query_texts(
+            model, list(self.dataset.queries.values()), self.num_workers, progress
+        )
+        grouped = None if len(rows) == len(starts) else np.asarray(starts, dtype=np.int64)
+        embeddings = DatasetEmbeddings(
+            np.asarray(queries, np.float64), np.asarray(rows, np.float64), grouped
+        )
+        return self.score_embeddings(embeddings, name=name)
+
     def _retrieve(self, retriever: Any, name: str) -> RetrievalResult:
         retriever = as_retriever(retriever, self.top_k)
         rows = run_retriever(

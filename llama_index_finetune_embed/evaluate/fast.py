@@ -100,7 +100,7 @@ def embed(
         vectors = model.get_text_embedding_batch(longest_first, show_progress=progress)
     corpus = np.empty_like(np.asarray(vectors, np.float64))
     corpus[order] = vectors
-    queries = _embed_queries(model, list(ds.queries.values()), num_workers, progress)
+    queries = embed_query_texts(model, list(ds.queries.values()), num_workers, progress)
     return DatasetEmbeddings(np.asarray(queries, np.float64), corpus, starts)
 
 
@@ -123,7 +123,11 @@ def corpus_windows(
 
 
 
-def _embed_queries(model: Any, queries: list[str], num_workers: int, progress: bool) -> list[Any]:
+def embed_query_texts(
+    model: Any, queries: list[str], num_workers: int, progress: bool
+) -> list[Any]:
+    """Queries through the model's query path: batched for ``HuggingFaceEmbedding``, else
+    ``num_workers`` concurrent ``aget_query_embedding`` calls."""
     if is_hf_embedding(model):
         return embed_queries(model, queries)
     from llama_index.core.async_utils import asyncio_run

@@ -28,6 +28,28 @@ class RunConfig(BaseModel):
         default_factory=list, description="files/folders; empty = stdlib topics"
     )
     out: str = Field(description="output directory; reruns resume from what is there")
+    from_index: str | None = Field(
+        default=None,
+        description="finetune on an existing index's chunks as they are (no re-chunking): a "
+        "LlamaIndex persist dir whose docstore holds the nodes",
+    )
+    from_store: str | None = Field(
+        default=None,
+        description="finetune on the chunks a vector store holds: postgresql://USER@HOST:PORT/DB"
+        "?table=NAME, qdrant:PATH?collection=NAME, qdrant+http://HOST:PORT?collection=NAME or "
+        "chroma:PATH?collection=NAME (a password from the environment, e.g. PGPASSWORD)",
+    )
+    current_model: str | None = Field(
+        default=None,
+        description="the embed model your index uses today (model id or path, local:..., "
+        "openai:text-embedding-3-small): the report's first row, the one to beat; scored on the "
+        "source's own vectors where it holds that model's (unset: the base as LlamaIndex loads it)",
+    )
+    to_store: str | None = Field(
+        default=None,
+        description="write the index the report chose into this new table or collection (same "
+        "URL forms as --from-store; never one that exists and was not written by this --out)",
+    )
     llm: str = Field(
         default="auto",
         description="auto (OpenAI if OPENAI_API_KEY is set, else local), local, none, openai:MODEL",

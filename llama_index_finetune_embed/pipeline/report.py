@@ -34,7 +34,7 @@ def render_run_report(
     ``served`` the row the job serves (``pipeline.serve.pick_served``).
     """
     state = ledger
-    docs = ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
+    docs = _source_label(config)
     skipped = state["chunks"].get("skipped_files", 0)
     if skipped:
         docs += f" ({skipped} binary file(s) skipped, see the log)"
@@ -49,8 +49,7 @@ def render_run_report(
         f"- held-out questions: {len(val)} ({_source_counts(val)}) over {len(val.corpus)} chunks",
         f"- base model: {config.base_model} ({choices.base_model_reason})",
         f"- finetuned model: {out / 'model'}",
-        "- first row: the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its "
-        "configured length, long chunks truncated); every difference is against it",
+        *_first_row_lines(config, served),
         "- rows `+ windows`: the same model in `build_window_index` (each chunk longer than the "
         "model's window read as windows, scored by its best window)",
         *_position_lines(train, val),
@@ -63,8 +62,74 @@ def render_run_report(
         "![base vs finetuned](report.png)",
         "",
         *_canary_lines(served),
+        *_switch_lines(config, served, out),
     ]
     return "\n".join(lines)
+
+
+def _first_row_lines(config: Any, served: dict[str, Any] | None) -> list[str]:
+    """What the first row (the status quo every difference is against) is."""
+    base = (
+        "the base model as LlamaIndex loads it (`HuggingFaceEmbedding`, its configured length, "
+        "long chunks truncated)"
+    )
+    if not getattr(config, "current_model", None):
+        return [f"- first row: {base}; every difference is against it"]
+    how = (served or {}).get("current_how") or "embedded as LlamaIndex embeds with it"
+    return [
+        f"- first row: `{config.current_model}`, the model your index uses today ({how}); "
+        f"every difference is against it. The row `base (as LlamaIndex loads it)` is {base}"
+    ]
+
+
+def _switch_lines(config: Any, served: dict[str, Any] | None, out: Path) -> list[str]:
+    """How to load what the job serves, and the one line of the user's code that changes."""
+    index_dir = out / "index"
+    if served and served.get("model") == "current":
+        return [
+            "## What to do",
+            "",
+            "Nothing beat the model your index uses today on these questions without a real loss:"
+            " keep your index as it is.",
+            "",
+        ]
+    store = getattr(config, "to_store", None)
+    if store:
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        where = f"its vectors in `{parse_store_url(store).redacted}`"
+    else:
+        where = f"its vectors in `{index_dir}`"
+    return [
+        "## Switch to it",
+        "",
+        f"The new index ({where}, the model beside it) loads with:",
+        "",
+        "```python",
+        "from llama_index_finetune_embed import load_window_index",
+        "",
+        f'index = load_window_index("{index_dir}")  # the served model comes back with it',
+        "retriever = index.as_retriever(similarity_top_k=5)  # or index.as_query_engine(llm=...)",
+        "```",
+        "",
+        "In your code the one line that changes is where the index is made: "
+        f'`index = load_window_index("{index_dir}")` instead of '
+        "`index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)` (or "
+        "`load_index_from_storage(...)`); retrievers, query engines and filters stay as they are,"
+        " and your own index is untouched (switch back by restoring that line).",
+        "",
+    ]
+
+
+def _source_label(config: Any) -> str:
+    """The job's source in words, for the report."""
+    if getattr(config, "from_store", None):
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        return f"the chunks of {parse_store_url(config.from_store).redacted}"
+    if getattr(config, "from_index", None):
+        return f"the chunks of the index in {config.from_index}"
+    return ", ".join(config.docs) if config.docs else "Python's language reference (pydoc_data)"
 
 
 def _served_lines(served: dict[str, Any] | None, out: Path) -> list[str]:

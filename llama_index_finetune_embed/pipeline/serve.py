@@ -18,8 +18,11 @@ METRIC = "ndcg@10"
 _WINDOWS = " + windows"
 
 
-def served_form(row: str, base_row: str) -> dict[str, str]:
-    """Which model (``"base"``/``"finetuned"``) and how (``"window"``/``"truncate"``) a row is."""
+def served_form(row: str, base_row: str, current_row: str | None = None) -> dict[str, str]:
+    """Which model (``"current"``: the one the user's index uses today, ``"base"``,
+    ``"finetuned"``) and how (``"window"``/``"truncate"``) a row is."""
+    if current_row is not None and row == current_row:
+        return {"model": "current", "long_chunks": "truncate"}
     plain = row.removesuffix(_WINDOWS)
     return {
         "model": "base" if plain == base_row else "finetuned",
@@ -27,11 +30,12 @@ def served_form(row: str, base_row: str) -> dict[str, str]:
     }
 
 
-def pick_served(held_out: Any, canary: Any) -> dict[str, Any]:
+def pick_served(held_out: Any, canary: Any, *, base_row: str | None = None) -> dict[str, Any]:
     """The row to serve, with its form, the reason in one sentence, and every row's numbers.
 
     ``held_out`` and ``canary`` are :class:`~llama_index_finetune_embed.evaluate.ComparisonTable`
-    objects with the same row names, the status quo first.
+    objects with the same row names, the status quo first. ``base_row`` names the base model's
+    plain row when the status quo is another model (the one the user's index uses today).
 
     Example:
         >>> served = pick_served(held_out_table, canary_table)  # doctest: +SKIP
@@ -56,7 +60,9 @@ def pick_served(held_out: Any, canary: Any) -> dict[str, Any]:
     )
     if excluded:
         reason += "; left out: " + ", ".join(excluded)
-    return {"row": best, **served_form(best, base), "reason": reason, "metric": METRIC,
+    current = base if base_row is not None and base_row != base else None
+    form = served_form(best, base_row or base, current)
+    return {"row": best, **form, "reason": reason, "metric": METRIC,
             "rows": rows}  # fmt: skip
 
 

@@ -30,7 +30,11 @@ from llama_index_finetune_embed.serving.windows import (
     tokenizer_splitter,
     window_splitter,
 )
-from llama_index_finetune_embed.serving.writing import WriteStats, write_window_index
+from llama_index_finetune_embed.serving.writing import (
+    WriteStats,
+    recorded_store,
+    write_window_index,
+)
 
 __all__ = [
     "CONFIG_NAME",
@@ -48,6 +52,7 @@ __all__ = [
     "load_window_index",
     "open_store",
     "parse_store_url",
+    "recorded_store",
     "stored_vectors",
     "tokenizer_splitter",
     "window_splitter",

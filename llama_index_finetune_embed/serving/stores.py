@@ -24,6 +24,7 @@ interrupted write resumes with no duplicate and no gap (:func:`write_window_inde
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ StoreKind = Literal["postgres", "qdrant", "chroma"]
 #: search ``ef_search`` candidates (recall@10 >= 0.99 against exact search, tests/test_stores.py).
 HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 100,
         "hnsw_dist_method": "vector_cosine_ops"}  # fmt: skip
-#: Entries per ``add`` call (one transaction in PostgreSQL).
+#: Chunks per write step: their windows are one ``add`` call (one transaction in PostgreSQL).
 WRITE_BATCH = 256
 _FORMS = (
     "postgresql://USER@HOST:PORT/DB?table=NAME, qdrant:PATH?collection=NAME, "
@@ -81,8 +82,8 @@ class StoreURL:
             query += f"&host={self.socket_dir}" if self.socket_dir else ""
             query += "" if self.hnsw else "&hnsw=off"
             return f"postgresql://{user}{self.location}/{self.database or ''}{query}"
-        if self.kind == "qdrant" and not self.is_local:
-            return f"qdrant+http://{self.location}?collection={self.name}"
+        if self.kind == "qdrant" and not self.is_local:  # location: http(s)://HOST:PORT
+            return f"qdrant+{self.location}?collection={self.name}"
         return f"{self.kind}:{self.location}?collection={self.name}"
 
     @property
@@ -363,10 +364,19 @@ def _qdrant_store(url: StoreURL) -> Store:
         key = str(Path(url.location).resolve())
         client = _QDRANT_CLIENTS.get(key)
         if client is None:
+            if not _QDRANT_CLIENTS:
+                atexit.register(_close_qdrant_clients)
             client = _QDRANT_CLIENTS[key] = QdrantClient(path=key)
     else:
         client = QdrantClient(url=url.location, api_key=os.environ.get("QDRANT_API_KEY"))
     return Store(url, QdrantVectorStore(client=client, collection_name=url.name), client)
+
+
+def _close_qdrant_clients() -> None:
+    """Close local clients before the interpreter tears down (their ``__del__`` fails then)."""
+    for client in _QDRANT_CLIENTS.values():
+        client.close()
+    _QDRANT_CLIENTS.clear()
 
 
 def _chroma_store(url: StoreURL, *, write: bool) -> Store:

@@ -2,8 +2,9 @@
 
 :func:`write_window_index` cuts each chunk into the windows ``build_window_index`` stores for it,
 asks the store which of those ids it holds already, embeds only the others and adds them
-(``BasePydanticVectorStore.add``, :data:`~.stores.WRITE_BATCH` entries a call). Memory stays flat
-in the corpus size: chunks are read from an iterable one batch at a time and nothing is kept.
+(``BasePydanticVectorStore.add``, the windows of :data:`~.stores.WRITE_BATCH` chunks a call).
+Memory stays flat in the corpus size: chunks are read from an iterable one batch at a time and
+nothing is kept.
 An interrupted write, run again, embeds and adds exactly what is missing (no duplicate, no gap);
 a table or collection that exists and was not started from the same ``persist_dir`` is refused,
 so another index (the user's own, the source of a run) is never written to.
@@ -27,8 +28,9 @@ from typing import Any
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from llama_index_finetune_embed._io import atomic_write_json, progress_enabled
+from llama_index_finetune_embed.serving import stores
 from llama_index_finetune_embed.serving.index import CONFIG_NAME, LongChunks, WindowIndex
-from llama_index_finetune_embed.serving.stores import WRITE_BATCH, Store, StoreURL, open_store
+from llama_index_finetune_embed.serving.stores import Store, StoreURL, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def write_window_index(
     long_chunks: LongChunks = "window",
     window_tokens: int | None = None,
     overlap: int | None = None,
-    batch_size: int = WRITE_BATCH,
+    batch_size: int | None = None,
     total: int | None = None,
     show_progress: bool | None = None,
     embed_with: Callable[[list[str]], Any] | None = None,
@@ -71,7 +73,8 @@ def write_window_index(
             write. One that exists and was not started from ``persist_dir`` is refused.
         persist_dir: where the record goes.
         long_chunks, window_tokens, overlap: as :func:`~.index.build_window_index`.
-        batch_size: chunks per step (their windows are one ``add`` call each).
+        batch_size: chunks per step, their windows one ``add`` call (default
+            :data:`~.stores.WRITE_BATCH`).
         total: how many chunks ``nodes`` holds (for the progress bar).
         embed_with: texts -> vectors instead of ``embed_model`` (e.g. a ``RayEmbedder``).
 
@@ -98,7 +101,7 @@ def write_window_index(
         )  # fmt: skip
         chunks = entries = written = 0
         bar = _bar(total, show_progress)
-        for batch in _batched(nodes, batch_size):
+        for batch in _batched(nodes, batch_size or stores.WRITE_BATCH):
             cut = index._cut(batch)
             written += _add_missing(store, cut, embed_model, embed_with)
             chunks, entries = chunks + len(batch), entries + len(cut)
@@ -133,6 +136,11 @@ def _claim(store: Store, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not mine:
         atomic_write_json(folder / WRITING_NAME, {"vector_store": store.url.redacted})
+
+
+def recorded_store(folder: str | os.PathLike[str]) -> str | None:
+    """The store (URL without password) that ``folder`` started writing, or None."""
+    return _recorded_url(Path(folder))
 
 
 def _recorded_url(folder: Path) -> str | None:

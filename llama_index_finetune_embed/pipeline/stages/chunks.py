@@ -1,9 +1,12 @@
-"""Stage 1, chunks: documents -> chunks, sampled down to ``max_chunks``.
+"""Stage 1, chunks: the job's source (files, an existing index, a vector store) -> chunks.
 
-Reads every file under ``--docs`` (or, without any, the stdlib's pydoc topics), parses each once
-(kept in ``DIR/parsed``, so other chunk settings do not parse again), chunks and samples them with
-the run's seed, writes ``DIR/chunks.json`` and fills ``job.nodes``; its fingerprint includes each
-file's size and modification time and the package version.
+Files (``--docs``, or without any the stdlib's pydoc topics) are parsed once each (kept in
+``DIR/parsed``, so other chunk settings do not parse again), chunked and sampled with the run's
+seed. An existing index (``--from-index`` persist dir, ``--from-store`` URL) gives its own chunks
+as they are (``serving.index_nodes``: ids, text, metadata, relationships; never re-chunked),
+sampled only with ``--max-chunks``. Writes ``DIR/chunks.json`` (no vectors) and fills
+``job.nodes``; its fingerprint holds each file's size and modification time (the persist dir's
+files; a store's URL) and the package version.
 """
 
 from __future__ import annotations
@@ -24,11 +27,53 @@ if TYPE_CHECKING:
 
 
 def chunks_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
-    return {
-        "documents": documents_inputs(list(config.docs)),
-        **_pick(config, "chunk_size", "chunk_overlap", "max_chunks", "seed"),
-        "package version": __version__,
-    }
+    source = check_source(config)
+    if source is None:
+        return {
+            "documents": documents_inputs(list(config.docs)),
+            **_pick(config, "chunk_size", "chunk_overlap", "max_chunks", "seed"),
+            "package version": __version__,
+        }
+    return {"index": source_inputs(config), **_pick(config, "max_chunks", "seed"),
+            "package version": __version__}  # fmt: skip
+
+
+def check_source(config: RunConfig) -> str | None:
+    """The existing index the job reads (``--from-index`` path or ``--from-store`` URL; None for
+    files), or one ValueError for a combination that cannot be meant."""
+    given = [f for f in ("from_index", "from_store") if getattr(config, f)]
+    if len(given) == 2:
+        raise ValueError("give --from-index or --from-store, not both")
+    if given and config.docs:
+        raise ValueError(
+            f"--{given[0].replace('_', '-')} reads the chunks of an existing index: give no "
+            "documents with it (their chunks are the index's)"
+        )
+    if config.to_store and config.from_store:
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        if parse_store_url(config.to_store).redacted == parse_store_url(config.from_store).redacted:
+            raise ValueError(
+                "--to-store names the source store: the job never writes into its source; "
+                "name a new table or collection"
+            )
+    if config.from_index:
+        return str(Path(config.from_index).expanduser().resolve())
+    return config.from_store
+
+
+def source_inputs(config: RunConfig) -> dict[str, Any]:
+    """What an index source is: a persist dir's files (path -> [size, mtime_ns]) or a store's
+    URL without password (a store changed in place is read again with ``--restart chunks``)."""
+    if config.from_store:
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        return {"store": parse_store_url(config.from_store).redacted}
+    folder = Path(config.from_index or "").expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--from-index {folder}: no such folder (a LlamaIndex persist dir)")
+    return {str(f): [f.stat().st_size, f.stat().st_mtime_ns]
+            for f in sorted(folder.glob("*.json"))}  # fmt: skip
 
 
 def documents_inputs(paths: list[str]) -> dict[str, Any]:
@@ -70,6 +115,9 @@ def read_chunks(
         stdlib_documents,
     )
 
+    source = check_source(config)
+    if source is not None:
+        return _index_chunks(source, config)
     skipped = find_documents(config.docs)[1] if config.docs else []
     docs = load_documents(config.docs, cache_dir=parsed) if config.docs else stdlib_documents()
     nodes = chunk_documents(docs, chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap)
@@ -77,6 +125,20 @@ def read_chunks(
     if len(nodes) < 2:
         raise ValueError(f"only {len(nodes)} chunk(s) of text found; need at least 2 to split")
     return nodes, {"documents": len(docs), "chunks": len(nodes), "skipped_files": len(skipped)}
+
+
+def _index_chunks(source: str, config: RunConfig) -> tuple[list[TextNode], dict[str, Any]]:
+    """An existing index's chunks as it holds them, sampled only with ``max_chunks``."""
+    from llama_index_finetune_embed.documents import sample_chunks
+    from llama_index_finetune_embed.serving import index_nodes
+
+    nodes = index_nodes(source)
+    total = len(nodes)
+    nodes = sample_chunks(nodes, config.max_chunks, seed=config.seed)
+    if len(nodes) < 2:
+        raise ValueError(f"the index holds {len(nodes)} chunk(s); need at least 2 to split")
+    return nodes, {"documents": len({n.ref_doc_id for n in nodes}), "chunks": len(nodes),
+                   "index chunks": total, "skipped_files": 0}  # fmt: skip
 
 
 def load_chunks(job: Job, record: dict[str, Any]) -> None:

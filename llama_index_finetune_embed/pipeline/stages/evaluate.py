@@ -14,11 +14,17 @@ from typing import Any
 from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
 from llama_index_finetune_embed.pipeline.choices import Choices
 from llama_index_finetune_embed.pipeline.config import RunConfig
+from llama_index_finetune_embed.pipeline.stages.current import current_results
 from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, _pick
 
 
 def evaluate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
-    return {"base_model": choices.base_model, **_pick(config, "top_k", "seed")}
+    inputs = {"base_model": choices.base_model, **_pick(config, "top_k", "seed")}
+    if config.current_model:  # its row may read the source's vectors
+        inputs.update(_pick(config, "current_model", "from_index", "from_store"))
+    if config.to_store:  # the report's last lines load it
+        inputs["to_store"] = config.to_store
+    return inputs
 
 
 def evaluate_outputs(out: Path) -> tuple[Path, ...]:
@@ -28,15 +34,16 @@ def evaluate_outputs(out: Path) -> tuple[Path, ...]:
 def make_report(job: Job) -> dict[str, Any]:
     """Base vs finetuned on the held-out questions and the canary, and the row to serve.
 
-    The first row, which every difference is measured against, is the base model exactly as
-    LlamaIndex loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long
-    chunks truncated): what the user has before finetuning. The finetuned model is served as
+    The first row, which every difference is measured against, is the model the user's index
+    uses today (``--current-model``, :mod:`.current`), else the base model exactly as LlamaIndex
+    loads it (``HuggingFaceEmbedding(model_name=...)``: its configured length, long chunks
+    truncated): what the user has before finetuning. The finetuned model is served as
     ``get_finetuned_model()`` serves it. Each model is also scored in ``build_window_index``
     (rows ``... + windows``): four rows in all, on the held-out questions and on the packaged
     canary of questions people wrote; :func:`~.serve.pick_served` picks the row the index stage
     serves (the best held-out row that really loses on neither).
     """
-    from llama_index_finetune_embed.evaluate import compare_embed_models
+    from llama_index_finetune_embed.evaluate import ComparisonTable, compare_embed_models
     from llama_index_finetune_embed.finetune import load_canary
     from llama_index_finetune_embed.pipeline.report import render_run_report
     from llama_index_finetune_embed.pipeline.serve import pick_served
@@ -48,7 +55,13 @@ def make_report(job: Job) -> dict[str, Any]:
         val, models, show_progress=True, embed_on=job.config.embed_on, **options
     )
     canary = compare_embed_models(load_canary(), models, **options)  # 171 questions: here
-    served = pick_served(table, canary)
+    current_how = None
+    if job.config.current_model:  # what the user's index uses today goes first
+        first, first_canary, current_how = current_results(job, val, load_canary())
+        table = ComparisonTable.from_results([first, *table.results])
+        canary = ComparisonTable.from_results([first_canary, *canary.results])
+    served = pick_served(table, canary, base_row=BASE_ROW)
+    served["current_how"] = current_how
     table.plot(out / "report.png")
     atomic_write_json(out / "report.json", {**table.to_dict(), "served": served,
                                             "canary": canary.to_dict()})  # fmt: skip

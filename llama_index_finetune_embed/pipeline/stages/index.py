@@ -22,14 +22,24 @@ from llama_index_finetune_embed.pipeline.state import file_stamps
 
 
 def index_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
-    return {"index": "the row the report chose", "base_model": choices.base_model}
+    inputs = {"index": "the row the report chose", "base_model": choices.base_model}
+    if config.to_store:
+        from llama_index_finetune_embed.serving import parse_store_url
+
+        inputs["to_store"] = parse_store_url(config.to_store).redacted
+    if config.current_model:
+        inputs["current_model"] = config.current_model
+    return inputs
 
 
 def index_reads(job: Job) -> dict[str, Any]:
     """The served model's content (:func:`model_files_digest`): a model replaced in ``DIR/model``
     (or a base model updated in place) rebuilds the index instead of serving old vectors."""
     which = _served(job)["model"]
-    folder = _model_folder(str(job.model_dir) if which == "finetuned" else job.choices.base_model)
+    spec = {"finetuned": str(job.model_dir), "current": job.config.current_model}.get(
+        which, job.choices.base_model
+    )
+    folder = None if str(spec).startswith("openai:") else _model_folder(str(spec))
     return {"model": which, "model files": model_files_digest(folder) if folder else None}
 
 
@@ -52,6 +62,8 @@ def make_index(job: Job) -> dict[str, Any]:
     served = _served(job)
     model = served_model(job, served["model"])
     nodes = job.nodes
+    if job.config.to_store:
+        return _write_to_store(job, served, model)
     index = build_window_index(
         nodes, model, long_chunks=served["long_chunks"], show_progress=True,
         embed_with=ray_embedder(model, job.config.embed_on),
@@ -66,6 +78,31 @@ def make_index(job: Job) -> dict[str, Any]:
             "served": served["row"], "outputs": file_stamps(job.out, written)}  # fmt: skip
 
 
+def _write_to_store(job: Job, served: dict[str, Any], model: Any) -> dict[str, Any]:
+    """The index into ``--to-store`` (batched; an interrupted write resumes where it stopped),
+    recorded in ``DIR/index``: an earlier record of another store (or a JSON index) is removed
+    first, never the store it names."""
+    from llama_index_finetune_embed.serving import (
+        parse_store_url,
+        ray_embedder,
+        recorded_store,
+        write_window_index,
+    )
+
+    url = parse_store_url(job.config.to_store or "")
+    if job.index_dir.exists() and recorded_store(job.index_dir) != url.redacted:
+        shutil.rmtree(job.index_dir)
+    stats = write_window_index(
+        job.nodes, model, url, job.index_dir, long_chunks=served["long_chunks"],
+        total=len(job.nodes), show_progress=True,
+        embed_with=ray_embedder(model, job.config.embed_on),
+    )  # fmt: skip
+    written = sorted(p for p in job.index_dir.rglob("*") if p.is_file())
+    return {"chunks": stats.chunks, "vectors": stats.entries, "written": stats.written,
+            "store": stats.url, "served": served["row"],
+            "outputs": file_stamps(job.out, written)}  # fmt: skip
+
+
 def _served(job: Job) -> dict[str, Any]:
     """The row the report chose (``job.served``); without one, the finetuned model in windows."""
     from llama_index_finetune_embed.pipeline.serve import served_form
@@ -75,12 +112,16 @@ def _served(job: Job) -> dict[str, Any]:
 
 
 def served_model(job: Job, which: str) -> Any:
-    """The finetuned model as ``get_finetuned_model`` serves it, or the base as LlamaIndex
-    loads it (the status quo)."""
+    """The finetuned model as ``get_finetuned_model`` serves it, the model the user's index
+    uses today (nothing beat it), or the base as LlamaIndex loads it (the status quo)."""
     if which == "finetuned":
         from llama_index_finetune_embed.finetune import load_finetuned_model
 
         return load_finetuned_model(job.model_dir)
+    if which == "current" and job.config.current_model:
+        from llama_index_finetune_embed.embeddings import load_any_embed_model
+
+        return load_any_embed_model(job.config.current_model)
     from llama_index_finetune_embed.embeddings import load_embed_model
 
     return load_embed_model(job.choices.base_model)
