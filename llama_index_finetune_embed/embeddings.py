@@ -323,14 +323,6 @@ def _torch_modules(model: Any) -> list[Any]:
     return out
 
 
-#: USD per million input tokens of OpenAI's embedding models (openai.com/api/pricing, 2026-12).
-OPENAI_EMBEDDING_PRICES = {
-    "text-embedding-3-small": 0.02,
-    "text-embedding-3-large": 0.13,
-    "text-embedding-ada-002": 0.10,
-}
-
-
 def load_any_embed_model(spec: str | os.PathLike[str]) -> Any:
     """The embed model a spec names, built as a LlamaIndex user builds it: ``openai:NAME`` is
     ``OpenAIEmbedding(model=NAME)`` (the ``openai`` extra; key and base URL from the

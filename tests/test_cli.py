@@ -102,8 +102,8 @@ def test_run_serves_the_base_in_windows_when_the_report_chose_it(
 
     real = serve.pick_served
 
-    def base_in_windows(held_out, canary):
-        chosen = real(held_out, canary)
+    def base_in_windows(held_out, canary, **kwargs):
+        chosen = real(held_out, canary, **kwargs)
         row = f"{held_out.baseline} + windows"
         return {**chosen, "row": row, **serve.served_form(row, held_out.baseline)}
 

@@ -38,7 +38,8 @@ def test_load_embed_model_keeps_saved_prompts(tiny_model_path):
     data = json.loads(cfg.read_text())
     data["prompts"] = {"query": "query: ", "document": "passage: "}
     cfg.write_text(json.dumps(data))
-    embed = _models.load_embed_model(tiny_model_path)
+    # fp32: "auto" is bf16 on a CPU with AVX512-BF16, and the reference below runs in fp32
+    embed = _models.load_embed_model(tiny_model_path, precision="fp32")
     assert (embed.query_instruction, embed.text_instruction) == ("query: ", "passage: ")
     st = _models.load_sentence_transformer(tiny_model_path, device="cpu")
     want = st.encode(["query: who?"], normalize_embeddings=True)[0]

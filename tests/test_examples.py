@@ -92,29 +92,34 @@ def test_tutorial_needs_both_json_files_or_neither(capsys):
 
 
 @pytest.mark.slow
-def test_existing_index_is_finetuned_reembedded_and_persisted(tmp_path, tiny_model_path, capsys):
+def test_existing_index_runs_the_main_job_on_its_chunks(tmp_path, tiny_model_path, capsys):
+    """The example calls what ``finetune-embed run --from-index`` calls: the report's first row
+    is the index's own model, scored on its stored vectors; the user's index is left as it was."""
+    import json
+
     docs = write_docs(tmp_path / "docs", TOPICS, notes=5)
     storage, out = tmp_path / "storage", tmp_path / "out"
     common = [
-        "--persist-dir", str(storage), "--base-model", str(tiny_model_path), "--llm", "none",
+        "--persist-dir", str(storage), "--current-model", str(tiny_model_path), "--llm", "none",
         "--epochs", "1", "--batch-size", "2", "--val-ratio", "0.34", "--out", str(out),
     ]  # fmt: skip
     module = _load("existing_index")
     assert module.main(["--docs", str(docs), *common]) == 0
     printed = capsys.readouterr().out
     assert "no index in" in printed  # the first run had to build the "existing" index
-    rows = _table_rows(printed)
-    before, after = rows["before (base model)"][0], rows["after (finetuned)"][0]
-    assert all(0.0 <= v <= 1.0 for v in before + after)
+    assert f"| today: {tiny_model_path} |" in printed
+    report = (out / "report.md").read_text()
+    assert "scored on the vectors the source index holds" in report
     assert "Q: " in printed and re.search(r"\[\d\.\d{3}\] ", printed)  # sources listed
+    chunks = {c["id_"] for c in json.loads((out / "chunks.json").read_text())}
+    persisted = json.loads((storage / "docstore.json").read_text())
+    assert chunks == set(persisted["docstore/data"])  # its chunks, not re-chunked
     old_vectors = (storage / "default__vector_store.json").read_text()
-    new_dir = Path(f"{storage}_finetuned")
-    assert (new_dir / "docstore.json").read_text() == (storage / "docstore.json").read_text()
-    assert (new_dir / "default__vector_store.json").read_text() != old_vectors  # re-embedded
 
-    # a second run loads the persisted index as it is (no --docs needed, nothing rebuilt)
+    # a second run loads the persisted index as it is and reuses every stage
     assert module.main([*common, "--docs", str(tmp_path / "missing")]) == 0
-    assert "no index in" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no index in" not in printed and "index: reused (inputs unchanged)" in printed
     assert (storage / "default__vector_store.json").read_text() == old_vectors
 
 

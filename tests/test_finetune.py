@@ -65,7 +65,12 @@ def test_finetune_saves_model_card_metrics_and_prompts(toy_dataset, tiny_model_p
     # served exactly as trained: the LlamaIndex embedding equals encode() with the prompts
     from sentence_transformers import SentenceTransformer
 
-    embed = engine.get_finetuned_model()
+    from llama_index_finetune_embed.finetune import load_finetuned_model
+
+    assert engine.get_finetuned_model().model_name == str(out)
+    # what get_finetuned_model() loads, in fp32 ("auto" is bf16 on an AVX512-BF16 CPU; encode()
+    # below runs in fp32)
+    embed = load_finetuned_model(out, precision="fp32")
     st = SentenceTransformer(str(out), device="cpu")
     query, chunk = QUESTIONS[0][0], TOY_TEXTS[0]
     want_q = st.encode(query, prompt="query: ", normalize_embeddings=True)
@@ -78,7 +83,7 @@ def test_finetune_saves_model_card_metrics_and_prompts(toy_dataset, tiny_model_p
     # and in a fresh process, from the directory alone
     code = (
         "import sys, json; from llama_index_finetune_embed.finetune import load_finetuned_model;"
-        "e = load_finetuned_model(sys.argv[1]);"
+        "e = load_finetuned_model(sys.argv[1], precision='fp32');"
         "print(json.dumps(e.get_query_embedding(sys.argv[2])))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}

@@ -329,12 +329,14 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
         "chunk_size": 256, "chunk_overlap": 8, "max_chunks": 50, "questions_per_chunk": 3,
         "val_ratio": 0.3, "epochs": 3, "batch_size": 8, "max_seq_length": 128,
         "base_weight": 0.0, "guard": False, "top_k": 10, "offline_train": "mix", "seed": 1,
-        "max_train_chunks": 20, "max_val_chunks": 5,
+        "max_train_chunks": 20, "max_val_chunks": 5, "current_model": "openai:x",
+        "to_store": "qdrant:/tmp/q?collection=new",
     }  # fmt: skip
     not_results = {"out", "docs", "llm", "base_model", "num_workers"}  # docs/llm/model: below
     not_results |= {"max_rpm", "max_tpm", "max_calls", "budget_tokens"}  # pace or stop; a budget
     # stop raises before the generate stage is recorded, so nothing partial is ever reused
     not_results |= {"embed_on"}  # where vectors are computed, not which (tests/test_serving_ray.py)
+    not_results |= {"from_index", "from_store"}  # the source, like docs: below
     assert set(changed) | not_results == set(RunConfig.model_fields)
     for name, value in changed.items():
         after = stage_inputs(base.model_copy(update={name: value}), choices)
@@ -344,3 +346,6 @@ def test_every_setting_that_changes_results_feeds_a_stage_fingerprint(tmp_path):
     capped = base.model_copy(update={"max_train_chunks": 20})  # the offline cap: API runs ignore it
     assert stage_inputs(capped, other)["generate"] == stage_inputs(base, other)["generate"]
     assert stage_inputs(base, other)["finetune"] != before["finetune"]
+    one = RunConfig(out=str(tmp_path / "o"), from_store="qdrant:/tmp/q?collection=one")
+    two = one.model_copy(update={"from_store": "qdrant:/tmp/q?collection=two"})
+    assert stage_inputs(one, choices)["chunks"] != stage_inputs(two, choices)["chunks"]

@@ -11,8 +11,11 @@ MAX = 16  # tokens the model reads at once: [CLS] + 14 content tokens + [SEP]
 
 @pytest.fixture
 def models(tiny_model_path):
-    window = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="window")
-    truncate = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="truncate")
+    # fp32: "auto" is bf16 on a CPU with AVX512-BF16; the references here compute in fp32
+    window = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="window",
+                                      precision="fp32")  # fmt: skip
+    truncate = _models.load_embed_model(tiny_model_path, max_length=MAX, long_texts="truncate",
+                                        precision="fp32")  # fmt: skip
     return window, truncate
 
 
@@ -91,7 +94,7 @@ def test_document_prompt_leaves_room_in_every_window(tiny_model_path):
     data = json.loads(cfg.read_text())
     data["prompts"] = {"query": "query: ", "document": "passage of text: "}
     cfg.write_text(json.dumps(data))
-    embed = _models.load_embed_model(tiny_model_path, max_length=MAX)
+    embed = _models.load_embed_model(tiny_model_path, max_length=MAX, precision="fp32")
     tokenizer = embed._model.tokenizer
     prompt_tokens = len(tokenizer("passage of text: ", add_special_tokens=False)["input_ids"])
     room = embed._window_tokens()

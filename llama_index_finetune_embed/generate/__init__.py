@@ -12,7 +12,9 @@ splitting). Imports no torch.
 from llama_index_finetune_embed.generate.cache import carry_over
 from llama_index_finetune_embed.generate.estimate import (
     PRICES,
+    EmbeddingEstimate,
     GenerationEstimate,
+    estimate_embeddings,
     estimate_qa_generation,
 )
 from llama_index_finetune_embed.generate.llms import LocalLLM
@@ -41,6 +43,8 @@ __all__ = [
     "agenerate_qa_embedding_pairs",
     "carry_over",
     "estimate_qa_generation",
+    "estimate_embeddings",
+    "EmbeddingEstimate",
     "generate_offline_pairs",
     "generate_pseudo_queries",
     "generate_qa_embedding_pairs",

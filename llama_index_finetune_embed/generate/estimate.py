@@ -181,3 +181,50 @@ def _hms(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+#: USD per million input tokens of OpenAI's embedding models (openai.com/api/pricing, 2026-12).
+EMBEDDING_PRICES: dict[str, float] = {
+    "text-embedding-3-small": 0.02,
+    "text-embedding-3-large": 0.13,
+    "text-embedding-ada-002": 0.10,
+}
+
+
+@dataclass(frozen=True)
+class EmbeddingEstimate:
+    """What embedding texts with an API model would send: ``calls`` first tries."""
+
+    model: str
+    texts: int
+    calls: int
+    tokens: int
+    cost_usd: float | None
+
+    def lines(self) -> list[str]:
+        cost = "unknown: no price for this model" if self.cost_usd is None else (
+            f"${self.cost_usd:,.4f} (prices of 2026-12; retries extra)"
+        )  # fmt: skip
+        return [f"model: {self.model}", f"texts: {self.texts:,} in {self.calls:,} calls",
+                f"tokens: {self.tokens:,} (cl100k_base)", f"cost: {cost}"]  # fmt: skip
+
+
+def estimate_embeddings(
+    model: str, documents: Sequence[str], queries: Sequence[str] = (), *, batch_size: int = 100
+) -> EmbeddingEstimate:
+    """The calls, tokens and cost of embedding ``documents`` (``batch_size`` a call, as
+    ``OpenAIEmbedding`` batches them) and ``queries`` (one call each) with an OpenAI model.
+
+    Example:
+        >>> estimate_embeddings("text-embedding-3-small", ["a chunk"], ["a question?"]).calls
+        2
+    """
+    encoding = _tiktoken_encoding("cl100k_base")
+    count = (lambda t: len(encoding.encode(t, disallowed_special=()))) if encoding else (
+        lambda t: -(-len(t) // _CHARS_PER_TOKEN)
+    )  # fmt: skip
+    tokens = sum(count(t) for t in documents) + sum(count(t) for t in queries)
+    calls = -(-len(documents) // batch_size) + len(queries)
+    price = EMBEDDING_PRICES.get(model)
+    cost = None if price is None else tokens * price / 1e6
+    return EmbeddingEstimate(model, len(documents) + len(queries), calls, tokens, cost)

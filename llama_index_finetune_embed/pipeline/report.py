@@ -85,26 +85,17 @@ def _first_row_lines(config: Any, served: dict[str, Any] | None) -> list[str]:
 def _switch_lines(config: Any, served: dict[str, Any] | None, out: Path) -> list[str]:
     """How to load what the job serves, and the one line of the user's code that changes."""
     index_dir = out / "index"
-    if served and served.get("model") == "current":
-        return [
-            "## What to do",
-            "",
-            "Nothing beat the model your index uses today on these questions without a real loss:"
-            " keep your index as it is.",
-            "",
-        ]
     store = getattr(config, "to_store", None)
     if store:
         from llama_index_finetune_embed.serving import parse_store_url
 
-        where = f"its vectors in `{parse_store_url(store).redacted}`"
+        url = parse_store_url(store)
+        where = f"its vectors in `{url.redacted}`"
+        if url.kind == "postgres":
+            where += "; a password comes from `PGPASSWORD`"
     else:
         where = f"its vectors in `{index_dir}`"
-    return [
-        "## Switch to it",
-        "",
-        f"The new index ({where}, the model beside it) loads with:",
-        "",
+    load = [
         "```python",
         "from llama_index_finetune_embed import load_window_index",
         "",
@@ -112,6 +103,23 @@ def _switch_lines(config: Any, served: dict[str, Any] | None, out: Path) -> list
         "retriever = index.as_retriever(similarity_top_k=5)  # or index.as_query_engine(llm=...)",
         "```",
         "",
+    ]
+    if served and served.get("model") == "current":
+        return [
+            "## What to do",
+            "",
+            "Nothing beat the model your index uses today on these questions without a real loss:"
+            f" keep your index as it is. The index written for comparison ({where}) holds that "
+            "same model's vectors and loads with:",
+            "",
+            *load,
+        ]
+    return [
+        "## Switch to it",
+        "",
+        f"The new index ({where}, the model beside it) loads with:",
+        "",
+        *load,
         "In your code the one line that changes is where the index is made: "
         f'`index = load_window_index("{index_dir}")` instead of '
         "`index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)` (or "

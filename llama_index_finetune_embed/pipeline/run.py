@@ -113,13 +113,16 @@ def dry_run(config: RunConfig) -> list[str]:
     if len(asked) < len(val):
         lines.append(f"held-out questions for {len(asked)} of the {len(val)} held-out chunks "
                      "(max_val_chunks); every held-out chunk is ranked")  # fmt: skip
+    current = st.current_model_bill(config, val, asked)
     for side, side_nodes in (("train", train), ("val", asked)):
         path = st.cache_path(side, st.embed_texts(side_nodes), Path(config.out), inputs)
         estimate = st.question_bill(side_nodes, choices.llm, config, path)
         if estimate is None:
-            return [*lines, st.NO_API_CALLS]
+            return [*lines, st.NO_API_CALLS, *current[0]]
         lines += [f"{side} questions:", *(f"  {line}" for line in estimate.lines())]
         costs.append(estimate.cost_usd)
+    lines += current[0]
+    costs.append(current[1])
     if None not in costs:
         lines.append(f"total cost: ${sum(costs):,.2f}")
     return lines

@@ -8,11 +8,14 @@ the earlier stages are done. They read and fill one :class:`Job`; none of them c
 ledger: ``run.py`` decides which to make and which to load.
 
 Modules: ``job`` (:class:`Job`, the report's first row :data:`BASE_ROW`, what several stages
-share), then one per stage in run order: ``chunks`` (documents -> ``chunks.json``), ``split``
+share), then one per stage in run order: ``chunks`` (documents, or an existing index's chunks
+read from its persist dir or vector store -> ``chunks.json``), ``split``
 (train and held-out chunk ids -> ``split.json``), ``generate`` (questions ->
 ``{train,val}_dataset.json``; the question cache, a dry run's bill), ``finetune`` (``model/``,
-resumable), ``evaluate`` (``report.{md,json,png}`` and the row to serve) and ``index``
-(``index/`` with the served model; the model-files digest). No stage module imports another.
+resumable), ``evaluate`` (``report.{md,json,png}`` and the row to serve; ``current``: the
+first row, the model the user's index uses today) and ``index`` (``index/`` with the served
+model, or ``--to-store``'s table written in batches; the model-files digest). Stage modules
+import one another one way only (``current`` reads ``chunks``' source check).
 """
 
 from llama_index_finetune_embed.pipeline.stages.chunks import (
@@ -23,6 +26,7 @@ from llama_index_finetune_embed.pipeline.stages.chunks import (
     make_chunks,
     read_chunks,
 )
+from llama_index_finetune_embed.pipeline.stages.current import current_model_bill, current_row
 from llama_index_finetune_embed.pipeline.stages.evaluate import (
     evaluate_inputs,
     evaluate_outputs,
@@ -76,6 +80,8 @@ __all__ = [
     "cache_path",
     "chunks_inputs",
     "chunks_outputs",
+    "current_model_bill",
+    "current_row",
     "documents_inputs",
     "embed_texts",
     "evaluate_inputs",

@@ -87,3 +87,32 @@ def _agreement(vectors: dict[str, Any], corpus: dict[str, str], model: Any) -> f
     stored = np.asarray([vectors[i][0] for i in ids], np.float64)
     norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1)
     return float(np.min(np.sum(fresh * stored, axis=1) / np.maximum(norms, 1e-12)))
+
+
+def current_model_bill(config: Any, val_nodes: Any, asked: Any) -> tuple[list[str], float]:
+    """The dry run's lines for an API ``--current-model`` and their cost (0.0 when it is not
+    an API model): the held-out questions (at most ``questions_per_chunk`` per asked chunk),
+    the canary, and the held-out chunks unless the source holds their vectors."""
+    spec = str(config.current_model or "")
+    if not spec.startswith("openai:"):
+        return [], 0.0
+    from llama_index.core.schema import MetadataMode
+
+    from llama_index_finetune_embed.finetune import load_canary
+    from llama_index_finetune_embed.generate import estimate_embeddings
+
+    canary = load_canary()
+    documents = list(canary.corpus.values())
+    stored = check_source(config) is not None
+    if not stored:
+        documents += [n.get_content(metadata_mode=MetadataMode.EMBED) for n in val_nodes]
+    queries = ["?" * 60] * (config.questions_per_chunk * len(asked)) + list(canary.queries.values())
+    estimate = estimate_embeddings(spec.split(":", 1)[1], documents, queries)
+    where = ("the held-out chunks' vectors read from the source, if they are this model's"
+             if stored else f"{len(val_nodes)} held-out chunks embedded")  # fmt: skip
+    lines = [
+        f"current model (the report's first row; {where}; the held-out questions at most "
+        f"{config.questions_per_chunk} per asked chunk; the canary):",
+        *(f"  {line}" for line in estimate.lines()),
+    ]
+    return lines, estimate.cost_usd or 0.0
