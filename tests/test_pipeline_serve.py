@@ -74,8 +74,11 @@ def test_served_form_of_each_row():
 def test_the_report_says_what_it_serves_and_where_questions_point(tmp_path):
     served = pick_served(_table({ROWS[1]: 0.1, ROWS[2]: 0.0, ROWS[3]: 0.0}),
                          _table(dict.fromkeys(ROWS[1:], 0.0), seed=1))  # fmt: skip
-    first = _served_lines(served, tmp_path)[0]
+    lines = _served_lines(served, tmp_path, "171 held-out questions (171 llm)")
+    first = lines[0]
     assert first.startswith(f"**Served: {BASE} + windows**") and "load_window_index" in first
+    assert first.endswith("Yardstick: 171 held-out questions (171 llm).")  # every verdict names it
+    assert "questions analysts wrote" in lines[2]  # and what such verdicts carried over to
     spots = {"q0": {"passage": 0, "passages": 2, "start": 0, "end": 5},
              "q1": {"passage": 1, "passages": 2, "start": 6, "end": 9}}  # fmt: skip
     ds = EmbeddingQAFinetuneDataset(

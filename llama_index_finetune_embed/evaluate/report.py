@@ -146,7 +146,8 @@ def _paired_section(table: ComparisonTable, name: str, keys: list[str], examples
         d = table.paired_diff(name, m)
         interval = f"[{_signed(d.ci[0])}, {_signed(d.ci[1])}]"
         p_value = _p(d.p_value, table.results[0].n_resamples)
-        cells = (metric_label(m, k), _signed(d.delta), interval, p_value, _verdict(d))
+        cells = (metric_label(m, k), _signed(d.delta), interval, p_value,
+                 _verdict(d, table.results[0].num_queries))  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     primary = table.result(name).primary_metric
     counts = table.win_loss_counts(name, metric=primary)
@@ -171,10 +172,11 @@ def _paired_section(table: ComparisonTable, name: str, keys: list[str], examples
     return out
 
 
-def _verdict(d: PairedDiff) -> str:
+def _verdict(d: PairedDiff, queries: int) -> str:
+    """The verdict with its yardstick: how many queries it rests on."""
     if not d.significant:
-        return "no clear difference"
-    return "real gain" if d.delta > 0 else "real loss"
+        return f"no clear difference on {queries} queries"
+    return f"real {'gain' if d.delta > 0 else 'loss'} on {queries} queries"
 
 
 def _pts(x: float) -> str:

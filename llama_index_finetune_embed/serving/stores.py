@@ -283,6 +283,21 @@ class Store:
         """Entries in the table or collection (0 when it is not there)."""
         return sum(len(page) for page in self.pages()) if self.exists() else 0
 
+    def prepare_write(self) -> None:
+        """Before a write: in PostgreSQL, the table (the integration's own setup) and a unique
+        index on ``node_id``, which ``PGVectorStore`` does not make: asking which ids are in
+        already stays fast at a million rows, and no id can be stored twice."""
+        if self.url.kind != "postgres":
+            return
+        from sqlalchemy import Index
+
+        store = self.vector_store
+        store._initialize()  # CREATE TABLE IF NOT EXISTS (no HNSW yet: see finish)
+        table = store._table_class.__table__
+        Index(f"{table.name}_node_id_key", table.c.node_id, unique=True).create(
+            self._handle, checkfirst=True
+        )
+
     def finish(self) -> None:
         """After a write: build what makes queries fast (pgvector's HNSW index, by the
         integration's own setup call; built once after the rows, not row by row)."""
@@ -310,7 +325,8 @@ def open_store(url: str | StoreURL, *, write: bool = False, dim: int | None = No
     """
     url = url if isinstance(url, StoreURL) else parse_store_url(url)
     if url.kind == "postgres":
-        vector_store = _pg_store(url, dim=dim or 1, hnsw=url.hnsw, setup=write)
+        # a write builds its HNSW index once, after the rows (Store.finish)
+        vector_store = _pg_store(url, dim=dim or 1, hnsw=url.hnsw and not write, setup=write)
         vector_store._connect()
         store = Store(url, vector_store, vector_store._engine)
     elif url.kind == "qdrant":
