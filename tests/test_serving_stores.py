@@ -243,3 +243,20 @@ def test_an_interrupted_write_resumes_without_duplicates(tiny_embed, tmp_path, p
     count, _ = _pg_checksum(url)
     ids = [n.node_id for page in open_store(url).pages() for n in page]
     assert count == stats.entries == len(set(ids))
+
+
+@pytest.mark.parametrize("kind", ["postgres", "qdrant", "chroma"])
+def test_a_written_index_deletes_every_window_of_a_chunk(kind, tiny_embed, tmp_path, pg_url):
+    """Its docstore is empty (the store keeps the chunks): the windows are found in the store."""
+    long_nodes = SentenceSplitter(chunk_size=400, chunk_overlap=0).get_nodes_from_documents(_docs())
+    url = _store_urls(tmp_path, pg_url, "del")[kind]
+    stats = write_window_index(long_nodes, tiny_embed, url, tmp_path / "index", window_tokens=24)
+    index = load_window_index(tmp_path / "index")
+    victim = max(long_nodes, key=lambda n: len(n.get_content()))
+    windows = stored_vectors(url, [victim.node_id])[victim.node_id]
+    assert len(windows) > 1
+    index.delete_nodes([victim.node_id])
+    assert victim.node_id not in stored_vectors(url, [victim.node_id])
+    assert open_store(url).count() == stats.entries - len(windows)
+    hits = index.as_retriever(similarity_top_k=20).retrieve(victim.get_content()[:200])
+    assert victim.node_id not in {h.node.node_id for h in hits}

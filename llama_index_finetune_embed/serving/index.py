@@ -198,14 +198,29 @@ class WindowIndex(VectorStoreIndex):
 
     def _vector_ids(self, ids: Iterable[str]) -> list[str]:
         """The ids of the vectors of chunks ``ids``: each one's windows (laid out again from the
-        chunk in the docstore) and the ids themselves."""
+        chunk in the docstore, else asked of a vector store that keeps them, by ``window_of``)
+        and the ids themselves."""
         out = list(dict.fromkeys(ids))
         for chunk_id in list(out):
             node = self.docstore.get_node(chunk_id, raise_error=False)
+            if node is None and self._vector_store.stores_text:
+                out += self._stored_window_ids(chunk_id)
+                continue
             layout = self._windows_of(node) if node is not None else None
             if layout is not None:
                 out += [window_id(chunk_id, i) for i in range(len(layout[0]))]
         return list(dict.fromkeys(out))
+
+    def _stored_window_ids(self, chunk_id: str) -> list[str]:
+        """The ids of a chunk's windows in a vector store that keeps them (an index written by
+        ``write_window_index``: its docstore is empty), by their ``window_of`` metadata."""
+        from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
+        filters = MetadataFilters(filters=[MetadataFilter(key=WINDOW_OF, value=chunk_id)])
+        try:
+            return [n.node_id for n in self._vector_store.get_nodes(None, filters=filters)]
+        except NotImplementedError:  # a store that cannot be asked: only the id itself
+            return []
 
     def _drop_vectors(
         self, vector_ids: list[str], chunk_ids: Iterable[str], **delete_kwargs: Any
