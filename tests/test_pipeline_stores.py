@@ -91,7 +91,7 @@ def test_finetune_a_pgvector_index_and_write_the_better_one_beside_it(
     report = (out / "report.md").read_text()
     rows = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
     assert rows[1] == f"today: {tiny_model_path}"  # the model the index uses today comes first
-    assert "scored on the vectors the source index holds (only the questions embedded)" in report
+    assert "scored on the vectors the source index holds, only the questions embedded" in report
     assert f'index = load_window_index("{out / "index"}")' in report
     assert "## Switch to it" in report or "keep your index as it is" in report
     redacted = parse_store_url(target).redacted

@@ -43,7 +43,7 @@ def current_results(job: Job, val: Any, canary: Any) -> tuple[Any, Any, str]:
     vectors, why = _stored_vectors(job, val, model)
     if vectors is not None:
         held_out = evaluator.score_stored(model, vectors, name=name)
-        how = "scored on the vectors the source index holds (only the questions embedded)"
+        how = "scored on the vectors the source index holds, only the questions embedded"
     else:
         held_out = evaluator(model, name=name)
         how = f"the held-out chunks embedded as LlamaIndex embeds with it{why}"
