@@ -1,11 +1,12 @@
-"""Bytes per chunk in each store, windows against one vector per chunk (issue #34).
+"""Bytes per chunk in each store: one vector per chunk, windows, windows with ``&text=once``.
 
 Writes the chunks of a run (``--chunks DIR/chunks.json``) with ``write_window_index`` into
 PostgreSQL + pgvector (``pg_total_relation_size``: rows, TOAST, the node_id and HNSW indexes),
 Qdrant local mode and Chroma (the size of their folders), once in windows of ``--window`` tokens
-and once as one entry per chunk (``long_chunks="truncate"``), and prints bytes per chunk and
-the ratio. A window's entry holds its chunk's text and metadata (so any reader of the store gets
-chunks back), so windows multiply the text by the windows per chunk. The embed model is a fast
+once as one entry per chunk (``long_chunks="truncate"``) and once in windows with the text
+stored with each chunk's first window only (``&text=once``), and prints bytes per chunk and the
+ratio to one entry per chunk. A window's entry holds its chunk's text and metadata (so any
+reader of the store gets chunks back), so windows multiply the text by the windows per chunk. The embed model is a fast
 stand-in of all-MiniLM-L6-v2's dimension (384): the vectors' size is what matters here.
 
 Usage::
@@ -52,15 +53,16 @@ def main() -> int:
     print("|:--|:--|--:|--:|--:|")
     for kind in ("postgres", "qdrant", "chroma"):
         sizes = {}
-        for layout in ("truncate", "window"):
+        for layout in ("truncate", "window", "window_once"):
             name = f"s_{layout}"
             url = {
                 "postgres": f"postgresql://postgres@/postgres?host={socket}&table={name}",
                 "qdrant": f"qdrant:{work / ('qdrant_' + layout)}?collection={name}",
                 "chroma": f"chroma:{work / ('chroma_' + layout)}?collection={name}",
-            }[kind]
+            }[kind] + ("&text=once" if layout == "window_once" else "")
             stats = write_window_index(nodes, model, url, work / f"idx_{kind}_{layout}",
-                                       long_chunks=layout, window_tokens=args.window)  # fmt: skip
+                                       long_chunks=layout.split("_")[0],
+                                       window_tokens=args.window)  # fmt: skip
             if kind == "postgres":
                 size = int(server.psql(f"SELECT pg_total_relation_size('data_{name}');").split()[2])
             else:

@@ -260,3 +260,34 @@ def test_a_written_index_deletes_every_window_of_a_chunk(kind, tiny_embed, tmp_p
     assert open_store(url).count() == stats.entries - len(windows)
     hits = index.as_retriever(similarity_top_k=20).retrieve(victim.get_content()[:200])
     assert victim.node_id not in {h.node.node_id for h in hits}
+
+
+@pytest.mark.parametrize("kind", ["postgres", "qdrant", "chroma"])
+def test_text_once_stores_a_chunk_text_with_its_first_window_only(
+    kind, tiny_embed, tmp_path, pg_url
+):
+    """``&text=once``: smaller, and this package's readers still get whole chunks back; what a
+    plain ``from_vector_store`` retriever returns is said in writing.py's docstring."""
+    long_nodes = SentenceSplitter(chunk_size=400, chunk_overlap=0).get_nodes_from_documents(_docs())
+    reference = build_window_index(long_nodes, tiny_embed, window_tokens=24)
+    url = _store_urls(tmp_path, pg_url, "once")[kind] + "&text=once"
+    assert parse_store_url(url).text_once and parse_store_url(url).redacted.endswith("&text=once")
+    write_window_index(long_nodes, tiny_embed, url, tmp_path / "index", window_tokens=24)
+    stored = [n for page in open_store(url).pages() for n in page]
+    with_text = [n for n in stored if n.get_content()]
+    assert len(with_text) == len(long_nodes) < len(stored)  # one copy of each chunk's text
+    index = load_window_index(tmp_path / "index")
+    retriever, want = index.as_retriever(similarity_top_k=10), reference.as_retriever(
+        similarity_top_k=10)  # fmt: skip
+    for question in _questions(10):
+        got = retriever.retrieve(question)
+        assert [h.node.node_id for h in got] == [h.node.node_id for h in want.retrieve(question)]
+        by_id = {n.node_id: n.get_content() for n in long_nodes}
+        assert all(h.node.get_content() == by_id[h.node.node_id] for h in got)  # whole chunks
+    assert [_fields(n) for n in index_nodes(url)] == [
+        _fields(n) for n in sorted(long_nodes, key=lambda n: n.id_)
+    ]
+    # LlamaIndex's own reader: the first window's hit has the text, the others an empty one
+    plain = VectorStoreIndex.from_vector_store(open_store(url).vector_store, embed_model=tiny_embed)
+    hits = plain.as_retriever(similarity_top_k=len(stored)).retrieve(_questions(1)[0])
+    assert any(h.node.get_content() for h in hits) and any(not h.node.get_content() for h in hits)

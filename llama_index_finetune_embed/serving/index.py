@@ -211,6 +211,16 @@ class WindowIndex(VectorStoreIndex):
                 out += [window_id(chunk_id, i) for i in range(len(layout[0]))]
         return list(dict.fromkeys(out))
 
+    def _first_window_texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        """chunk id -> its text, from its first window's entry in the vector store (where a
+        store written with ``&text=once`` keeps it)."""
+        ids = [window_id(c, 0) for c in chunk_ids]
+        try:
+            found = self._vector_store.get_nodes(ids)
+        except NotImplementedError:
+            return {}
+        return {parent_id(n): n.get_content() for n in found if n.get_content()}
+
     def _stored_window_ids(self, chunk_id: str) -> list[str]:
         """The ids of a chunk's windows in a vector store that keeps them (an index written by
         ``write_window_index``: its docstore is empty), by their ``window_of`` metadata."""
@@ -449,7 +459,8 @@ class WindowRetriever(BaseRetriever):
         return self._parents(best[: self.similarity_top_k])
 
     def _parents(self, best: list[tuple[str, NodeWithScore]]) -> list[NodeWithScore]:
-        """Each chunk as the docstore holds it (else as its window's entry carries it)."""
+        """Each chunk as the docstore holds it (else as its window's entry carries it; a store
+        written with ``&text=once`` keeps the text with the chunk's first window only)."""
         out = []
         for pid, hit in best:
             if WINDOW_OF not in (hit.node.metadata or {}):
@@ -457,6 +468,12 @@ class WindowRetriever(BaseRetriever):
                 continue
             node = self._index.docstore.get_node(pid, raise_error=False)
             out.append(NodeWithScore(node=node or chunk_of(hit.node), score=hit.score))
+        textless = [h.node.node_id for h in out if not h.node.get_content()]
+        if textless:
+            texts = self._index._first_window_texts(textless)
+            for hit in out:
+                if hit.node.node_id in texts:
+                    hit.node.set_content(texts[hit.node.node_id])
         return out
 
 

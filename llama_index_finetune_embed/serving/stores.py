@@ -72,19 +72,22 @@ class StoreURL:
     database: str | None = None
     socket_dir: str | None = None
     hnsw: bool = True
+    #: ``&text=once``: a chunk's text is stored with its first window only (see writing.py)
+    text_once: bool = False
 
     @property
     def redacted(self) -> str:
         """The URL without any password: what records and reports hold."""
+        once = "&text=once" if self.text_once else ""
         if self.kind == "postgres":
             user = f"{self.user}@" if self.user else ""
             query = f"?table={self.name}"
             query += f"&host={self.socket_dir}" if self.socket_dir else ""
             query += "" if self.hnsw else "&hnsw=off"
-            return f"postgresql://{user}{self.location}/{self.database or ''}{query}"
+            return f"postgresql://{user}{self.location}/{self.database or ''}{query}{once}"
         if self.kind == "qdrant" and not self.is_local:  # location: http(s)://HOST:PORT
-            return f"qdrant+{self.location}?collection={self.name}"
-        return f"{self.kind}:{self.location}?collection={self.name}"
+            return f"qdrant+{self.location}?collection={self.name}{once}"
+        return f"{self.kind}:{self.location}?collection={self.name}{once}"
 
     @property
     def is_local(self) -> bool:
@@ -100,14 +103,16 @@ def parse_store_url(url: str) -> StoreURL:
         if scheme in ("postgresql", "postgres"):
             return _postgres(text)
         if scheme in ("qdrant", "chroma"):
-            path, name = _path_and_collection(text, rest)
+            path, name, once = _path_and_collection(text, rest)
             name = _checked_name(scheme, name)
-            return StoreURL(kind=scheme, name=name, location=str(Path(path).expanduser()))
+            return StoreURL(kind=scheme, name=name, location=str(Path(path).expanduser()),
+                            text_once=once)  # fmt: skip
         if scheme == "qdrant+http" or scheme == "qdrant+https":
             parts = urlsplit(text)
-            name = _one(parse_qs(parts.query), "collection", text)
+            query = _options(parts.query, ("collection",))
             where = f"{scheme.split('+')[1]}://{parts.netloc}"
-            return StoreURL(kind="qdrant", name=name, location=where)
+            return StoreURL(kind="qdrant", name=_one(query, "collection", text), location=where,
+                            text_once=_text_once(query))  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"store URL {_safe(text)!r}: {exc}. Forms: {_FORMS}") from None
     raise ValueError(f"store URL {_safe(text)!r}: unknown kind {scheme!r}. Forms: {_FORMS}")
@@ -130,10 +135,7 @@ def _checked_name(kind: str, name: str) -> str:
 
 def _postgres(text: str) -> StoreURL:
     parts = urlsplit(text)
-    query = parse_qs(parts.query)
-    unknown = set(query) - {"table", "host", "hnsw"}
-    if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} (table, host, hnsw)")
+    query = _options(parts.query, ("table", "host", "hnsw"))
     database = parts.path.lstrip("/")
     if not database:
         raise ValueError("no database: put it after the host, e.g. postgresql://me@host:5432/rag")
@@ -146,16 +148,35 @@ def _postgres(text: str) -> StoreURL:
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         database=database, socket_dir=query.get("host", [None])[0], hnsw=hnsw,
+        text_once=_text_once(query),
     )  # fmt: skip
 
 
-def _path_and_collection(text: str, rest: str) -> tuple[str, str]:
+def _path_and_collection(text: str, rest: str) -> tuple[str, str, bool]:
     path, _, query = rest.partition("?")
     if path.startswith("//"):
         path = path[2:]
     if not path:
         raise ValueError("no folder: e.g. qdrant:./qdrant_data?collection=chunks")
-    return path, _one(parse_qs(query), "collection", text)
+    options = _options(query, ("collection",))
+    return path, _one(options, "collection", text), _text_once(options)
+
+
+def _options(query: str, allowed: tuple[str, ...]) -> dict[str, list[str]]:
+    """The URL's query, with one error for an option it does not take."""
+    options = parse_qs(query)
+    unknown = set(options) - {*allowed, "text"}
+    if unknown:
+        takes = ", ".join((*allowed, "text"))
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} ({takes})")
+    return options
+
+
+def _text_once(options: dict[str, list[str]]) -> bool:
+    value = options.get("text", ["every-window"])[0].lower()
+    if value not in ("once", "every-window"):
+        raise ValueError(f"text={value!r}: 'once' (with the first window) or 'every-window'")
+    return value == "once"
 
 
 def _one(query: dict[str, list[str]], key: str, text: str) -> str:
@@ -565,8 +586,10 @@ def _chunks(entries: Iterable[BaseNode]) -> list[BaseNode]:
     for entry in entries:
         if not isinstance(entry, TextNode) or isinstance(entry, Document):
             continue
-        if WINDOW_OF in (entry.metadata or {}):
-            out.setdefault(parent_id(entry), chunk_of(entry))
+        if WINDOW_OF in (entry.metadata or {}):  # the entry with the text wins (&text=once)
+            have = out.get(parent_id(entry))
+            if have is None or (not have.get_content() and entry.get_content()):
+                out[parent_id(entry)] = chunk_of(entry)
         else:
             out[entry.node_id] = entry.model_copy(update={"embedding": None})
     return list(out.values())

@@ -9,6 +9,13 @@ An interrupted write, run again, embeds and adds exactly what is missing (no dup
 a table or collection that exists and was not started from the same ``persist_dir`` is refused,
 so another index (the user's own, the source of a run) is never written to.
 
+A window's entry holds its chunk's text by default, so any reader of the store (LlamaIndex's own
+``VectorStoreIndex.from_vector_store`` included) gets whole chunks back, at the cost of the text
+once per window (2.2x the table in PostgreSQL on 1,024-token chunks, docs/results.md). A URL
+with ``&text=once`` stores the text with each chunk's first window only: this package's
+retriever and ``index_nodes`` fetch it from there; a plain ``from_vector_store`` retriever then
+returns the chunk's text for a hit on its first window and an empty text for a hit on another.
+
 ``persist_dir`` gets the record that :func:`~.index.load_window_index` reopens the index from:
 ``window_index.json`` (the model, the window settings, the store's URL without any password)
 and LlamaIndex's own (empty) docstore and index store.
@@ -31,6 +38,7 @@ from llama_index_finetune_embed._io import atomic_write_json, progress_enabled
 from llama_index_finetune_embed.serving import stores
 from llama_index_finetune_embed.serving.index import CONFIG_NAME, LongChunks, WindowIndex
 from llama_index_finetune_embed.serving.stores import Store, StoreURL, open_store
+from llama_index_finetune_embed.serving.windows import WINDOW_OF, window_id
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +113,8 @@ def write_window_index(
         bar = _bar(total, show_progress)
         for batch in _batched(nodes, batch_size or stores.WRITE_BATCH):
             cut = index._cut(batch)
+            if store.url.text_once:
+                _text_with_first_window_only(cut)
             written += _add_missing(store, cut, embed_model, embed_with)
             chunks, entries = chunks + len(batch), entries + len(cut)
             if bar is not None:
@@ -184,6 +194,15 @@ def _add_missing(
         entry.embedding = [float(x) for x in vector]
     store.vector_store.add(todo)
     return len(todo)
+
+
+def _text_with_first_window_only(entries: list[BaseNode]) -> None:
+    """``&text=once``: a chunk's text goes with its first window's entry only (the others keep
+    their metadata and window text to embed, and store an empty text)."""
+    for entry in entries:
+        chunk_id = (entry.metadata or {}).get(WINDOW_OF)
+        if chunk_id and entry.node_id != window_id(chunk_id, 0):
+            entry.set_content("")
 
 
 def _batched(nodes: Iterable[BaseNode], size: int) -> Iterator[list[BaseNode]]:
