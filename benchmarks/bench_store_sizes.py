@@ -6,8 +6,9 @@ Qdrant local mode and Chroma (the size of their folders), once in windows of ``-
 once as one entry per chunk (``long_chunks="truncate"``) and once in windows with the text
 stored with each chunk's first window only (``&text=once``), and prints bytes per chunk and the
 ratio to one entry per chunk. A window's entry holds its chunk's text and metadata (so any
-reader of the store gets chunks back), so windows multiply the text by the windows per chunk. The embed model is a fast
-stand-in of all-MiniLM-L6-v2's dimension (384): the vectors' size is what matters here.
+reader of the store gets chunks back), so windows multiply the text by the windows per chunk.
+The embed model is a fast stand-in of all-MiniLM-L6-v2's dimension (384): the vectors' size is
+what matters here.
 
 Usage::
 
