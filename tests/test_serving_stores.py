@@ -291,3 +291,22 @@ def test_text_once_stores_a_chunk_text_with_its_first_window_only(
     plain = VectorStoreIndex.from_vector_store(open_store(url).vector_store, embed_model=tiny_embed)
     hits = plain.as_retriever(similarity_top_k=len(stored)).retrieve(_questions(1)[0])
     assert any(h.node.get_content() for h in hits) and any(not h.node.get_content() for h in hits)
+
+
+def test_index_nodes_of_a_docstore_alone_and_of_an_ingestion_pipelines_docstore(nodes, tmp_path):
+    """A persist dir with a docstore and nothing else (no index store, no vectors) is read; an
+    IngestionPipeline's own docstore keeps its input documents: one clear error."""
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    docstore = SimpleDocumentStore()
+    docstore.add_documents(nodes)
+    docstore.persist(str(tmp_path / "nodes" / "docstore.json"))
+    back = index_nodes(tmp_path / "nodes")
+    assert [_fields(n) for n in back] == [_fields(n) for n in sorted(nodes, key=lambda n: n.id_)]
+    pipeline = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=8)],
+                                 docstore=SimpleDocumentStore())  # fmt: skip
+    pipeline.run(documents=_docs(3))
+    pipeline.persist(str(tmp_path / "pipeline"))
+    with pytest.raises(ValueError, match="holds 3 documents and no nodes"):
+        index_nodes(tmp_path / "pipeline")

@@ -451,12 +451,20 @@ def index_nodes(source: Any) -> list[BaseNode]:
         ... # doctest: +SKIP
         >>> nodes = index_nodes("postgresql://me@localhost:5432/rag?table=chunks")  # doctest: +SKIP
     """
-    nodes = _chunks(_entries_of(source))
+    entries = list(_entries_of(source))
+    nodes = _chunks(entries)
     if not nodes:
-        raise ValueError(
-            f"{_describe(source)} holds no text nodes: nothing to finetune on (an index whose "
-            "text lives in a vector store is read from the store: pass its URL)"
+        from llama_index.core.schema import Document
+
+        documents = sum(isinstance(e, Document) for e in entries)
+        why = (
+            f"its docstore holds {documents} documents and no nodes (an IngestionPipeline's "
+            "docstore keeps its input documents): pass the index its nodes went into"
+            if documents
+            else "an index whose text lives in a vector store is read from the store: pass "
+            "its URL"
         )
+        raise ValueError(f"{_describe(source)} holds no text nodes to finetune on: {why}")
     return sorted(nodes, key=lambda n: n.node_id)
 
 
@@ -501,14 +509,21 @@ def _entries_of(source: Any, *, vectors: bool = False) -> Iterator[BaseNode]:
 
 
 def _storage_of(folder: Path) -> Any:
+    """A persist dir's docstore and, where it is there, its default vector store (no index
+    store needed: an IngestionPipeline's ``persist`` writes the docstore alone)."""
     from llama_index.core import StorageContext
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+    from llama_index.core.vector_stores import SimpleVectorStore
 
     if not (folder / "docstore.json").is_file():
         raise FileNotFoundError(
             f"{folder / 'docstore.json'} is missing: {folder} is not a LlamaIndex persist dir "
             "(index.storage_context.persist(folder) writes one)"
         )
-    return StorageContext.from_defaults(persist_dir=str(folder))
+    docstore = SimpleDocumentStore.from_persist_dir(str(folder))
+    vectors = folder / "default__vector_store.json"
+    vector_store = SimpleVectorStore.from_persist_path(str(vectors)) if vectors.is_file() else None
+    return StorageContext.from_defaults(docstore=docstore, vector_store=vector_store)
 
 
 def _storage_entries(storage: Any, vectors: bool) -> Iterator[BaseNode]:
