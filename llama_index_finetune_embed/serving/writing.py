@@ -11,9 +11,9 @@ so another index (the user's own, the source of a run) is never written to.
 
 A window's entry holds its chunk's text by default, so any reader of the store (LlamaIndex's own
 ``VectorStoreIndex.from_vector_store`` included) gets whole chunks back, at the cost of the text
-once per window (``&text=once`` saved 27% of a PostgreSQL table on 1,024-token chunks,
-docs/results.md). A URL with ``&text=once`` stores the text with each chunk's first window only: this package's
-retriever and ``index_nodes`` fetch it from there; a plain ``from_vector_store`` retriever then
+once per window. A URL with ``&text=once`` stores the text with each chunk's first window only
+(27% less PostgreSQL table on 1,024-token chunks, docs/results.md): this package's retriever
+and ``index_nodes`` fetch it from there; a plain ``from_vector_store`` retriever then
 returns the chunk's text for a hit on its first window and an empty text for a hit on another.
 
 ``persist_dir`` gets the record that :func:`~.index.load_window_index` reopens the index from:
