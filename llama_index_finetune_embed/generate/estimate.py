@@ -149,7 +149,7 @@ def estimate_qa_generation(
 def _counter(model: str) -> tuple[Any, str]:
     """(text -> tokens, its description): tiktoken for OpenAI models, else ~4 characters."""
     name = "o200k_base" if model.startswith(("gpt-4o", "gpt-4.1", "o1", "o3", "o4")) else None
-    if name is None and model.startswith(("gpt-4", "gpt-3.5")):
+    if name is None and model.startswith(("gpt-4", "gpt-3.5", "text-embedding-")):
         name = "cl100k_base"
     if name is not None:
         encoding = _tiktoken_encoding(name)
@@ -200,13 +200,14 @@ class EmbeddingEstimate:
     calls: int
     tokens: int
     cost_usd: float | None
+    tokenizer: str = "cl100k_base"
 
     def lines(self) -> list[str]:
         cost = "unknown: no price for this model" if self.cost_usd is None else (
             f"${self.cost_usd:,.4f} (prices of 2026-12; retries extra)"
         )  # fmt: skip
         return [f"model: {self.model}", f"texts: {self.texts:,} in {self.calls:,} calls",
-                f"tokens: {self.tokens:,} (cl100k_base)", f"cost: {cost}"]  # fmt: skip
+                f"tokens: {self.tokens:,} ({self.tokenizer})", f"cost: {cost}"]  # fmt: skip
 
 
 def estimate_embeddings(
@@ -219,12 +220,9 @@ def estimate_embeddings(
         >>> estimate_embeddings("text-embedding-3-small", ["a chunk"], ["a question?"]).calls
         2
     """
-    encoding = _tiktoken_encoding("cl100k_base")
-    count = (lambda t: len(encoding.encode(t, disallowed_special=()))) if encoding else (
-        lambda t: -(-len(t) // _CHARS_PER_TOKEN)
-    )  # fmt: skip
+    count, tokenizer = _counter(model)
     tokens = sum(count(t) for t in documents) + sum(count(t) for t in queries)
     calls = -(-len(documents) // batch_size) + len(queries)
     price = EMBEDDING_PRICES.get(model)
     cost = None if price is None else tokens * price / 1e6
-    return EmbeddingEstimate(model, len(documents) + len(queries), calls, tokens, cost)
+    return EmbeddingEstimate(model, len(documents) + len(queries), calls, tokens, cost, tokenizer)
