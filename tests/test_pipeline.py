@@ -279,3 +279,58 @@ def test_held_out_questions_come_from_a_sample_and_every_held_out_chunk_is_ranke
     config = RunConfig(out=str(out), docs=[str(corpus)], llm="none", chunk_size=128,
                        chunk_overlap=8, val_ratio=0.3, max_val_chunks=2)  # fmt: skip
     assert any(f"for 2 of the {len(held_out)} held-out chunks" in line for line in dry_run(config))
+
+
+def _chunk_nodes(n):
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    return [
+        TextNode(id_=f"c{i}", text=f"chunk {i} – ünïcode, \"quoted\",\nnew line",
+                 metadata={"page": i}, excluded_embed_metadata_keys=["page"],
+                 relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=f"d{i % 2}")})
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_chunk_file_reads_chunks_from_the_file_as_they_are_used(tmp_path):
+    from llama_index_finetune_embed.pipeline.stages.chunks import ChunkFile
+
+    nodes = _chunk_nodes(5)
+    chunks = ChunkFile.write(tmp_path / "chunks.json", nodes)
+    # still one JSON list (json.load reads it whole), one chunk a line
+    data = json.loads((tmp_path / "chunks.json").read_text(encoding="utf-8"))
+    assert data == [n.to_dict() for n in nodes]
+    assert len((tmp_path / "chunks.json").read_text(encoding="utf-8").splitlines()) == 5 + 2
+    assert [n.to_dict() for n in chunks] == data
+    assert chunks[3].to_dict() == data[3] and chunks[-1].node_id == "c4"
+    assert [n.node_id for n in chunks[1:3]] == ["c1", "c2"]
+    side = chunks.select(["c4", "c0", "c2", "absent"])  # file order, not the ids' order
+    assert [n.node_id for n in side] == ["c0", "c2", "c4"] and len(side) == 3
+    assert [n.node_id for n in side.select(["c2"])] == ["c2"]
+    assert not list(ChunkFile.write(tmp_path / "none.json", []))
+
+
+def test_chunk_file_reads_the_older_one_line_layout(tmp_path):
+    from llama_index_finetune_embed.pipeline.stages.chunks import ChunkFile
+
+    nodes = _chunk_nodes(3)
+    path = tmp_path / "chunks.json"
+    path.write_text(json.dumps([n.to_dict() for n in nodes]) + "\n", encoding="utf-8")
+    chunks = ChunkFile(path)
+    assert [n.to_dict() for n in chunks] == [n.to_dict() for n in nodes]
+    assert [n.node_id for n in chunks.select({"c2"})] == ["c2"]
+
+
+def test_a_chunk_file_write_that_fails_leaves_the_old_file(tmp_path):
+    from llama_index_finetune_embed.pipeline.stages.chunks import ChunkFile
+
+    ChunkFile.write(tmp_path / "chunks.json", _chunk_nodes(2))
+
+    def broken():
+        yield from _chunk_nodes(1)
+        raise RuntimeError("parser died")
+
+    with pytest.raises(RuntimeError):
+        ChunkFile.write(tmp_path / "chunks.json", broken())
+    assert [n.node_id for n in ChunkFile(tmp_path / "chunks.json")] == ["c0", "c1"]
+    assert [p.name for p in tmp_path.iterdir()] == ["chunks.json"]

@@ -4,19 +4,23 @@ Files (``--docs``, or without any the stdlib's pydoc topics) are parsed once eac
 ``DIR/parsed``, so other chunk settings do not parse again), chunked and sampled with the run's
 seed. An existing index (``--from-index`` persist dir, ``--from-store`` URL) gives its own chunks
 as they are (``serving.index_nodes``: ids, text, metadata, relationships; never re-chunked),
-sampled only with ``--max-chunks``. Writes ``DIR/chunks.json`` (no vectors) and fills
-``job.nodes``; its fingerprint holds each file's size and modification time (the persist dir's
-files; a store's URL) and the package version.
+sampled only with ``--max-chunks``. Writes ``DIR/chunks.json`` (no vectors; a JSON list, one
+chunk a line) and fills ``job.nodes`` with a :class:`ChunkFile` over it: later stages read the
+chunks they need from the file, so no stage after this one holds every chunk in memory. Its
+fingerprint holds each file's size and modification time (the persist dir's files; a store's
+URL) and the package version.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
-from llama_index_finetune_embed._io import atomic_write_json
+from llama_index_finetune_embed._io import atomic_open
 from llama_index_finetune_embed._version import __version__
 from llama_index_finetune_embed.pipeline.choices import Choices
 from llama_index_finetune_embed.pipeline.config import RunConfig
@@ -96,8 +100,7 @@ def chunks_outputs(out: Path) -> tuple[Path, ...]:
 
 def make_chunks(job: Job) -> dict[str, Any]:
     nodes, info = read_chunks(job.config, parsed=job.out / "parsed")
-    atomic_write_json(job.out / "chunks.json", [n.to_dict() for n in nodes], indent=None)
-    job.nodes = nodes
+    job.nodes = ChunkFile.write(job.out / "chunks.json", nodes)
     return info
 
 
@@ -142,7 +145,96 @@ def _index_chunks(source: str, config: RunConfig) -> tuple[list[TextNode], dict[
 
 
 def load_chunks(job: Job, record: dict[str, Any]) -> None:
+    job.nodes = ChunkFile(job.out / "chunks.json")
+
+
+class ChunkFile(Sequence["TextNode"]):
+    """The chunks of ``DIR/chunks.json``, read from the file as they are used: in memory it holds
+    one offset per chunk (8 bytes), so a stage that streams the chunks (the index stage's store
+    write) uses the same memory for 10k chunks as for 100k. ``select(ids)`` is a view of some of
+    them (the split's two sides), in file order.
+
+    The file is a JSON list with one chunk a line, so ``json.load`` still reads it whole; a file
+    with the list on one line (by 0.3.0 and earlier) is read into memory once.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from llama_index.core.schema import TextNode
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "chunks.json"
+        >>> chunks = ChunkFile.write(path, [TextNode(id_=str(i), text=f"c{i}") for i in range(3)])
+        >>> len(chunks), chunks[2].text, [n.node_id for n in chunks.select({"0", "2"})]
+        (3, 'c2', ['0', '2'])
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._whole: list[TextNode] | None = None
+        self._offsets = array("q")
+        with open(self.path, "rb") as fh:
+            if fh.readline().strip() != b"[":  # the older layout: the whole list on one line
+                self._whole = [_node(d) for d in json.loads(self.path.read_bytes())]
+                self._offsets.extend(range(len(self._whole)))
+                return
+            while True:
+                at, line = fh.tell(), fh.readline()
+                if not line or line.strip() == b"]":
+                    break
+                self._offsets.append(at)
+
+    @classmethod
+    def write(cls, path: Path, nodes: Iterable[TextNode]) -> ChunkFile:
+        """Write ``nodes`` to ``path`` atomically, one chunk a line; read them back from there."""
+        with atomic_open(path) as fh:
+            fh.write("[")
+            for i, node in enumerate(nodes):
+                fh.write(",\n"[i == 0 :] + json.dumps(node.to_dict(), ensure_ascii=False))
+            fh.write("\n]\n")
+        return cls(path)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> TextNode: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[TextNode]: ...
+    def __getitem__(self, i: int | slice) -> TextNode | list[TextNode]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return next(self._read([self._offsets[i]]))
+
+    def __iter__(self) -> Iterator[TextNode]:
+        return self._read(self._offsets)
+
+    def _read(self, offsets: Iterable[int]) -> Iterator[TextNode]:
+        if self._whole is not None:
+            yield from (self._whole[at] for at in offsets)
+            return
+        with open(self.path, "rb") as fh:
+            for at in offsets:
+                fh.seek(at)
+                yield _node(json.loads(fh.readline().rstrip().rstrip(b",")))
+
+    def select(self, ids: Iterable[str]) -> ChunkFile:
+        """The chunks with these ids, in file order: a view over the same file."""
+        wanted = set(ids)
+        view = ChunkFile.__new__(ChunkFile)
+        view.path, view._whole = self.path, self._whole
+        pairs = zip(self._offsets, self._ids(), strict=True)
+        view._offsets = array("q", (at for at, node_id in pairs if node_id in wanted))
+        return view
+
+    def _ids(self) -> Iterator[str]:
+        if self._whole is not None:
+            yield from (self._whole[at].node_id for at in self._offsets)
+            return
+        with open(self.path, "rb") as fh:
+            for at in self._offsets:
+                fh.seek(at)
+                yield json.loads(fh.readline().rstrip().rstrip(b","))["id_"]
+
+
+def _node(data: dict[str, Any]) -> TextNode:
     from llama_index.core.schema import TextNode
 
-    data = json.loads((job.out / "chunks.json").read_text(encoding="utf-8"))
-    job.nodes = [TextNode.from_dict(d) for d in data]
+    return TextNode.from_dict(data)

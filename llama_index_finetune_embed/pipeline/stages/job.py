@@ -9,6 +9,7 @@ report's first row (:data:`BASE_ROW`), ``_pick`` (a stage's settings by name) an
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +36,10 @@ class Job:
     choices: Choices
     out: Path
     inputs: dict[str, dict[str, Any]]
-    nodes: list[TextNode] = field(default_factory=list)
-    train_nodes: list[TextNode] = field(default_factory=list)
-    val_nodes: list[TextNode] = field(default_factory=list)
+    # chunks (a ChunkFile once the chunks stage ran: read from DIR/chunks.json as used)
+    nodes: Sequence[TextNode] = field(default_factory=list)
+    train_nodes: Sequence[TextNode] = field(default_factory=list)
+    val_nodes: Sequence[TextNode] = field(default_factory=list)
     train: EmbeddingQAFinetuneDataset | None = None
     val: EmbeddingQAFinetuneDataset | None = None
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished stages recorded

@@ -50,7 +50,11 @@ def load_split(job: Job, record: dict[str, Any]) -> None:
 
 
 def _apply_split(job: Job, ids: dict[str, list[str]]) -> None:
-    job.train_nodes, job.val_nodes = split_nodes(job.nodes, ids)
+    select = getattr(job.nodes, "select", None)  # a ChunkFile: views, read as they are used
+    if select is not None:
+        job.train_nodes, job.val_nodes = select(ids["train"]), select(ids["val"])
+    else:
+        job.train_nodes, job.val_nodes = split_nodes(job.nodes, ids)
 
 
 def split_nodes(
