@@ -52,6 +52,7 @@ from llama_index_finetune_embed.serving import (
     load_window_index,
     write_window_index,
 )
+from llama_index_finetune_embed.vectors import VectorCache
 
 __all__ = [
     "DEFAULT_QA_GENERATE_PROMPT_TMPL",
@@ -70,6 +71,7 @@ __all__ = [
     "RetrievalResult",
     "RunConfig",
     "SentenceTransformersFinetuneEngine",
+    "VectorCache",
     "WindowIndex",
     "agenerate_qa_embedding_pairs",
     "build_window_index",

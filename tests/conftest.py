@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from _fake_openai import FakeOpenAIServer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# vectors runs share (the canary's): one folder for the session, never the user's own cache
+os.environ["LLAMA_INDEX_FINETUNE_EMBED_CACHE"] = tempfile.mkdtemp(prefix="vectors-")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED_DIR = SHARED / "data" / "seed10k"

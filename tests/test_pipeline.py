@@ -334,3 +334,66 @@ def test_a_chunk_file_write_that_fails_leaves_the_old_file(tmp_path):
         ChunkFile.write(tmp_path / "chunks.json", broken())
     assert [n.node_id for n in ChunkFile(tmp_path / "chunks.json")] == ["c0", "c1"]
     assert [p.name for p in tmp_path.iterdir()] == ["chunks.json"]
+
+
+# -- one embedding per (model, text) per run (issue #35) ----------------------------------------
+
+
+def test_evaluate_and_index_embed_no_text_twice_and_a_redo_embeds_nothing(
+    corpus, tiny_model_path, tmp_path, monkeypatch
+):
+    """The real evaluate and index stages (finetune: the base's weights nudged), every text
+    embedded counted by (model, side, text) at HuggingFaceEmbedding's one embedding call."""
+    import dataclasses
+    import shutil
+    from collections import Counter
+
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from safetensors.torch import load_file, save_file
+
+    from llama_index_finetune_embed.pipeline import RunConfig, run, run_pipeline
+    from llama_index_finetune_embed.vectors import model_key
+
+    def finetune(job):
+        shutil.copytree(tiny_model_path, job.model_dir, dirs_exist_ok=True)
+        weights = load_file(job.model_dir / "model.safetensors")
+        save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()},
+                  job.model_dir / "model.safetensors")  # fmt: skip
+        return {}
+
+    table = tuple(dataclasses.replace(s, make=finetune) if s.name == "finetune" else s
+                  for s in run.STAGE_TABLE)  # fmt: skip
+    monkeypatch.setattr(run, "STAGE_TABLE", table)
+    monkeypatch.setenv("LLAMA_INDEX_FINETUNE_EMBED_CACHE", str(tmp_path / "shared"))
+    seen: Counter = Counter()
+    real = HuggingFaceEmbedding._embed
+
+    def counted(self, inputs, prompt_name=None):
+        key = model_key(self)
+        seen.update((key, prompt_name, text) for text in inputs)
+        return real(self, inputs, prompt_name)
+
+    monkeypatch.setattr(HuggingFaceEmbedding, "_embed", counted)
+    out = tmp_path / "run"
+    config = RunConfig(out=str(out), docs=[str(corpus)], llm="none",
+                       base_model=str(tiny_model_path), chunk_size=128, chunk_overlap=8,
+                       val_ratio=0.3)  # fmt: skip
+    run_pipeline(config, announce=lambda line: None)
+    twice = {k: n for k, n in seen.items() if n > 1}
+    assert seen and not twice
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    held_out = stages["evaluate"]["vectors"]["held out"]
+    assert held_out["vectors reused"] > 0  # plain and windows forms share their short chunks
+    assert stages["index"]["embedded"]["vectors reused"] > 0  # the held-out chunks, from evaluate
+    # what the records count is what was embedded (chunks and questions; not the persisted
+    # index's one probe query that records its dimension)
+    probes = sum(1 for (_, side, text) in seen if (side, text) == ("query", "dimension"))
+    assert len(seen) - probes == sum(c["texts embedded"] for c in (
+        held_out, stages["evaluate"]["vectors"]["canary"], stages["index"]["embedded"]))
+
+    seen.clear()
+    run_pipeline(config, restart="evaluate", announce=lambda line: None)
+    # evaluate and index redone: every vector read back (the probe query is the index's own)
+    assert sum(seen.values()) == 1 and {k[1:] for k in seen} == {("query", "dimension")}
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert stages["index"]["embedded"]["texts embedded"] == 0

@@ -79,6 +79,10 @@ class RetrievalEvaluator:
             ``"ray"`` (a :class:`~llama_index_finetune_embed.serving.RayEmbedder` per
             ``HuggingFaceEmbedding``, on the cluster ``ray.init()`` joins; other models stay
             local). Same vectors either way.
+        vector_cache: a :class:`~llama_index_finetune_embed.vectors.VectorCache` (or its
+            folder) the fast path reads vectors from and adds to, by model and text: a text
+            one model has embedded (in this evaluator or another, plain or in windows, a query
+            or a chunk) is not embedded again.
 
     Raises:
         ValueError: empty dataset, expected ids missing from the corpus, ``top_k < 1``, an
@@ -108,6 +112,7 @@ class RetrievalEvaluator:
         seed: int = 0,
         primary_metric: str = "mrr",
         embed_on: str = "local",
+        vector_cache: Any = None,
     ) -> None:
         self.dataset = EmbeddingQAFinetuneDataset.coerce(dataset, allow_path=True)
         _check_options(top_k, confidence, n_resamples)
@@ -126,6 +131,11 @@ class RetrievalEvaluator:
         self.num_workers, self.show_progress = num_workers, show_progress
         self.confidence, self.n_resamples, self.seed = confidence, n_resamples, seed
         self.primary_metric, self.embed_on = primary_metric, embed_on
+        if isinstance(vector_cache, (str, os.PathLike)):
+            from llama_index_finetune_embed.vectors import VectorCache
+
+            vector_cache = VectorCache(vector_cache)
+        self.vector_cache = vector_cache
 
     def __call__(
         self,
@@ -228,9 +238,16 @@ class RetrievalEvaluator:
 
     def _embed(self, model: BaseEmbedding) -> DatasetEmbeddings:
         progress = progress_enabled(self.show_progress, logger)
+        embed_with, embed_queries = self._embed_with(model), None
+        if self.vector_cache is not None:
+            embed_with = self.vector_cache.embedder(model, embed_with, show_progress=progress)
+            embed_queries = self.vector_cache.embedder(
+                model, side="query",
+                embed_with=lambda q: fast.embed_query_texts(model, q, self.num_workers, progress),
+            )  # fmt: skip
         return fast.embed(
             self.dataset, model, num_workers=self.num_workers, progress=progress,
-            windows=self.index == "windows", embed_with=self._embed_with(model),
+            windows=self.index == "windows", embed_with=embed_with, embed_queries=embed_queries,
         )  # fmt: skip
 
     def _embed_with(self, model: BaseEmbedding) -> Any:

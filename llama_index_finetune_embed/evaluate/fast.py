@@ -82,12 +82,14 @@ def embed(
     progress: bool,
     windows: Any = False,
     embed_with: Callable[[list[str]], Any] | None = None,
+    embed_queries: Callable[[list[str]], Any] | None = None,
 ) -> DatasetEmbeddings:
     """Corpus through ``get_text_embedding_batch`` (as ``VectorStoreIndex`` embeds nodes; sent
     longest first, returned in corpus order) or ``embed_with`` (texts -> document vectors, e.g.
     a ``RayEmbedder``), queries through the model's query path (with its query instruction).
     ``windows``: each chunk cut into the windows ``build_window_index`` stores for it (``True``)
-    or a given ``WindowSplitter`` cuts, every window embedded."""
+    or a given ``WindowSplitter`` cuts, every window embedded. ``embed_queries``: queries ->
+    vectors instead of the model's query path (a cache in front of it)."""
     texts, starts = list(ds.corpus.values()), None
     if windows is not False:
         texts, starts = corpus_windows(ds, model, None if windows is True else windows)
@@ -100,7 +102,10 @@ def embed(
         vectors = model.get_text_embedding_batch(longest_first, show_progress=progress)
     corpus = np.empty_like(np.asarray(vectors, np.float64))
     corpus[order] = vectors
-    queries = embed_query_texts(model, list(ds.queries.values()), num_workers, progress)
+    if embed_queries is not None:
+        queries = embed_queries(list(ds.queries.values()))
+    else:
+        queries = embed_query_texts(model, list(ds.queries.values()), num_workers, progress)
     return DatasetEmbeddings(np.asarray(queries, np.float64), corpus, starts)
 
 

@@ -31,15 +31,18 @@ def current_row(config: Any) -> str | None:
     return f"today: {config.current_model}" if config.current_model else None
 
 
-def current_results(job: Job, val: Any, canary: Any) -> tuple[Any, Any, str]:
-    """(held-out result, canary result, how the held-out row was scored, in words)."""
+def current_results(
+    job: Job, val: Any, canary: Any, caches: tuple[Any, Any] = (None, None)
+) -> tuple[Any, Any, str]:
+    """(held-out result, canary result, how the held-out row was scored, in words); ``caches``:
+    the vector caches of the held-out set and the canary."""
     from llama_index_finetune_embed.embeddings import load_any_embed_model
     from llama_index_finetune_embed.evaluate import RetrievalEvaluator
 
     config, name = job.config, current_row(job.config)
     model = load_any_embed_model(config.current_model)
     options = {"top_k": config.top_k, "seed": config.seed}
-    evaluator = RetrievalEvaluator(val, show_progress=True, **options)
+    evaluator = RetrievalEvaluator(val, show_progress=True, vector_cache=caches[0], **options)
     vectors, why = _stored_vectors(job, val, model)
     if vectors is not None:
         held_out = evaluator.score_stored(model, vectors, name=name)
@@ -47,7 +50,8 @@ def current_results(job: Job, val: Any, canary: Any) -> tuple[Any, Any, str]:
     else:
         held_out = evaluator(model, name=name)
         how = f"the held-out chunks embedded as LlamaIndex embeds with it{why}"
-    return held_out, RetrievalEvaluator(canary, **options)(model, name=name), how
+    canary_result = RetrievalEvaluator(canary, vector_cache=caches[1], **options)(model, name=name)
+    return held_out, canary_result, how
 
 
 def _stored_vectors(job: Job, val: Any, model: Any) -> tuple[dict[str, Any] | None, str]:

@@ -15,7 +15,7 @@ from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
 from llama_index_finetune_embed.pipeline.choices import Choices
 from llama_index_finetune_embed.pipeline.config import RunConfig
 from llama_index_finetune_embed.pipeline.stages.current import current_results
-from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, _pick
+from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, _pick, logger
 
 
 def evaluate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
@@ -51,13 +51,18 @@ def make_report(job: Job) -> dict[str, Any]:
     out, (train, val) = job.out, job.datasets
     models = {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)}
     options = {"index": "both", "top_k": job.config.top_k, "seed": job.config.seed}
+    held_out, shared = run_caches(job)
     table = compare_embed_models(
-        val, models, show_progress=True, embed_on=job.config.embed_on, **options
-    )
-    canary = compare_embed_models(load_canary(), models, **options)  # 171 questions: here
+        val, models, show_progress=True, embed_on=job.config.embed_on, vector_cache=held_out,
+        **options,
+    )  # fmt: skip
+    # 171 questions people wrote: here; their vectors are kept across runs (the base's reused)
+    canary = compare_embed_models(load_canary(), models, vector_cache=shared, **options)
     current_how = None
     if job.config.current_model:  # what the user's index uses today goes first
-        first, first_canary, current_how = current_results(job, val, load_canary())
+        first, first_canary, current_how = current_results(
+            job, val, load_canary(), caches=(held_out, shared)
+        )
         table = ComparisonTable.from_results([first, *table.results])
         canary = ComparisonTable.from_results([first_canary, *canary.results])
     served = pick_served(table, canary, base_row=BASE_ROW)
@@ -72,7 +77,26 @@ def make_report(job: Job) -> dict[str, Any]:
     job.table_markdown = table.to_markdown()
     job.metrics = {r.name: dict(r.metrics) for r in table.results}
     job.served = served
-    return {"table_markdown": job.table_markdown, "metrics": job.metrics, "served": served}
+    vectors = {"held out": held_out.counts(), "canary": shared.counts()}
+    logger.info("evaluate: %s", vector_line(vectors))
+    return {"table_markdown": job.table_markdown, "metrics": job.metrics, "served": served,
+            "vectors": vectors}  # fmt: skip
+
+
+def run_caches(job: Job) -> tuple[Any, Any]:
+    """The run's vector cache (``DIR/vectors``: held-out chunks and questions, read again by the
+    index stage) and the one runs share (the canary's, in the user's cache dir)."""
+    from llama_index_finetune_embed.vectors import VectorCache, user_cache_dir
+
+    return VectorCache(job.out / "vectors"), VectorCache(user_cache_dir(), max_models=8)
+
+
+def vector_line(vectors: dict[str, dict[str, int]]) -> str:
+    """``"held out: 1,204 texts embedded, 380 vectors reused; canary: ..."``."""
+    return "; ".join(
+        f"{name}: {c['texts embedded']:,} texts embedded, {c['vectors reused']:,} vectors reused"
+        for name, c in vectors.items()
+    )
 
 
 def load_report(job: Job, record: dict[str, Any]) -> None:
