@@ -8,14 +8,22 @@ val corpus templated exactly as the held-out question writer sends them
 ``max_new_tokens`` (the whole call). Prefill GFLOP/s counts 2 x parameters x prompt tokens
 (padding included, attention left out); decode GB/s counts the weights read once per step.
 
+``--passes``: the three answer prefixes the offline writer tries (What, How, Which) asked as
+today, one whole ``generate`` per prefix, against one prefill of the prompt and each prefix
+decoded from a copy of its KV cache (a prototype, not in the package): the time of each and how
+many first lines both wrote the same (``--dtype float32``: exact; bf16 rounds differently when
+the prompt is read in another shape).
+
 Usage::
 
     flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_local_llm.py --chunks 32
+    flock /tmp/heavy.lock .venv/bin/python benchmarks/bench_local_llm.py --chunks 16 --passes
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -67,9 +75,61 @@ def generate(model, tokenizer, texts, max_new_tokens, penalty):
     return time.perf_counter() - t0, prompt.numel(), out.shape[1] - prompt.shape[1]
 
 
+def passes(writer, model, tokenizer, corpus, template) -> None:
+    """Three prefixes: three whole calls vs one prefill and three decodes from its KV cache."""
+    import torch
+    from llama_index.core.llms import ChatMessage
+
+    def ask(ids, mask, cache=None):
+        with torch.inference_mode():
+            return model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                  max_new_tokens=writer.max_new_tokens, cache=cache,
+                                  repetition_penalty=writer.repetition_penalty,
+                                  pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+
+    def first_lines(out, start):
+        texts = tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+        return [t.split("\n")[0] for t in texts]
+
+    bare = writer.with_options(assistant_prefix="")
+    prefixes, seconds, same, total = ("What", "How", "Which"), [0.0, 0.0], 0, 0
+    for at in range(0, len(corpus), writer.batch_size):
+        base = [bare._template([ChatMessage(role="user", content=template.format(context_str=t))])
+                for t in corpus[at : at + writer.batch_size]]  # fmt: skip
+        enc = tokenizer(base, return_tensors="pt", padding=True, add_special_tokens=False)
+        t0 = time.perf_counter()
+        whole = {}
+        for p in prefixes:
+            e = tokenizer([b + p for b in base], return_tensors="pt", padding=True,
+                          add_special_tokens=False)  # fmt: skip
+            ids = e["input_ids"]
+            whole[p] = first_lines(ask(ids, e["attention_mask"]), ids.shape[1])
+        seconds[0] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as generate sets them
+        with torch.inference_mode():
+            cache = model(**enc, position_ids=positions, use_cache=True).past_key_values
+        for p in prefixes:
+            pid = tokenizer(p, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            pid = pid.repeat(len(base), 1)
+            ids = torch.cat([enc["input_ids"], pid], 1)
+            mask = torch.cat([enc["attention_mask"], torch.ones_like(pid)], 1)
+            reused = first_lines(ask(ids, mask, copy.deepcopy(cache)), ids.shape[1])
+            same += sum(a == b for a, b in zip(whole[p], reused, strict=True))
+            total += len(reused)
+        seconds[1] += time.perf_counter() - t0
+    print(f"{len(corpus)} prompts x 3 prefixes, {next(model.parameters()).dtype}\n")
+    print("| how | seconds |\n|:--|--:|")
+    print(f"| a whole call per prefix (today) | {seconds[0]:.1f} |")
+    print(f"| one prefill, three decodes from its KV cache | {seconds[1]:.1f} |")
+    print(f"\nratio {seconds[1] / seconds[0]:.2f}x the time; same first lines {same}/{total}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=32)
+    parser.add_argument("--passes", action="store_true", help="the KV-reuse prototype")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     args = parser.parse_args()
     if not VAL.is_file():
         print(f"skipped: {VAL} not found (../shared is not beside this checkout)")
@@ -80,8 +140,12 @@ def main() -> int:
     from llama_index_finetune_embed.generate import LocalLLM
     from llama_index_finetune_embed.generate.llms import QUESTION_PROMPT_TMPL
 
-    writer = LocalLLM().question_writer()
+    writer = LocalLLM(dtype=args.dtype).question_writer()
     model, tokenizer = writer._load()
+    if args.passes:
+        corpus = list(json.loads(VAL.read_text(encoding="utf-8"))["corpus"].values())
+        passes(writer, model, tokenizer, corpus[: args.chunks], QUESTION_PROMPT_TMPL)
+        return 0
     dtype = next(model.parameters()).dtype
     params = sum(p.numel() for p in model.parameters())
     peak, gbs = gemm_peak(dtype), bandwidth()
