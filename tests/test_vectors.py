@@ -129,3 +129,25 @@ def test_an_evaluator_with_a_cache_embeds_each_text_once(tmp_path):
     assert not model._seen
     same = [json.dumps(t.to_dict(), sort_keys=True) for t in (cached, plain)]
     assert same[0] == same[1]
+
+
+def test_stored_vectors_rows_share_their_questions_through_the_cache(tmp_path):
+    """The first row scored on an index's stored vectors embeds the questions once; the same
+    model's row embedded here afterwards reads them back."""
+    from llama_index_finetune_embed import EmbeddingQAFinetuneDataset, RetrievalEvaluator
+
+    ds = EmbeddingQAFinetuneDataset(
+        queries={f"q{i}": f"question {i}" for i in range(4)},
+        corpus={f"c{i}": f"chunk number {i}" for i in range(4)},
+        relevant_docs={f"q{i}": [f"c{i}"] for i in range(4)},
+    )
+    model = CountingEmbedding(model_name="m1")
+    stored = {cid: [model._vector(text)] for cid, text in ds.corpus.items()}
+    model._seen.clear()
+    evaluator = RetrievalEvaluator(ds, vector_cache=tmp_path, n_resamples=10)
+    first = evaluator.score_stored(model, stored, name="today")
+    assert sorted(model._seen) == sorted(f"q:question {i}" for i in range(4))
+    model._seen.clear()
+    again = evaluator(model, name="embedded")
+    assert sorted(model._seen) == sorted(ds.corpus.values())  # the chunks only
+    assert again.metrics == first.metrics

@@ -216,9 +216,7 @@ class RetrievalEvaluator:
             starts.append(len(rows))
             rows += [list(v) for v in corpus_vectors[cid]]
         progress = progress_enabled(self.show_progress, logger)
-        queries = fast.embed_query_texts(
-            model, list(self.dataset.queries.values()), self.num_workers, progress
-        )
+        queries = self._query_embedder(model, progress)(list(self.dataset.queries.values()))
         grouped = None if len(rows) == len(starts) else np.asarray(starts, dtype=np.int64)
         embeddings = DatasetEmbeddings(
             np.asarray(queries, np.float64), np.asarray(rows, np.float64), grouped
@@ -238,17 +236,24 @@ class RetrievalEvaluator:
 
     def _embed(self, model: BaseEmbedding) -> DatasetEmbeddings:
         progress = progress_enabled(self.show_progress, logger)
-        embed_with, embed_queries = self._embed_with(model), None
+        embed_with = self._embed_with(model)
         if self.vector_cache is not None:
             embed_with = self.vector_cache.embedder(model, embed_with, show_progress=progress)
-            embed_queries = self.vector_cache.embedder(
-                model, side="query",
-                embed_with=lambda q: fast.embed_query_texts(model, q, self.num_workers, progress),
-            )  # fmt: skip
+        embed_queries = self._query_embedder(model, progress)
         return fast.embed(
             self.dataset, model, num_workers=self.num_workers, progress=progress,
             windows=self.index == "windows", embed_with=embed_with, embed_queries=embed_queries,
         )  # fmt: skip
+
+    def _query_embedder(self, model: BaseEmbedding, progress: bool) -> Any:
+        """queries -> vectors through the model's query path, via the cache when there is one."""
+
+        def embed(queries: list[str]) -> Any:
+            return fast.embed_query_texts(model, queries, self.num_workers, progress)
+
+        if self.vector_cache is None:
+            return embed
+        return self.vector_cache.embedder(model, side="query", embed_with=embed)
 
     def _embed_with(self, model: BaseEmbedding) -> Any:
         from llama_index_finetune_embed.serving import ray_embedder

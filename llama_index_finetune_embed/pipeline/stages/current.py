@@ -43,7 +43,7 @@ def current_results(
     model = load_any_embed_model(config.current_model)
     options = {"top_k": config.top_k, "seed": config.seed}
     evaluator = RetrievalEvaluator(val, show_progress=True, vector_cache=caches[0], **options)
-    vectors, why = _stored_vectors(job, val, model)
+    vectors, why = _stored_vectors(job, val, model, caches[0])
     if vectors is not None:
         held_out = evaluator.score_stored(model, vectors, name=name)
         how = "scored on the vectors the source index holds, only the questions embedded"
@@ -54,7 +54,9 @@ def current_results(
     return held_out, canary_result, how
 
 
-def _stored_vectors(job: Job, val: Any, model: Any) -> tuple[dict[str, Any] | None, str]:
+def _stored_vectors(
+    job: Job, val: Any, model: Any, cache: Any = None
+) -> tuple[dict[str, Any] | None, str]:
     """The source's vectors of the held-out chunks when they are ``model``'s, else
     ``(None, why not)``."""
     source = check_source(job.config)
@@ -70,7 +72,7 @@ def _stored_vectors(job: Job, val: Any, model: Any) -> tuple[dict[str, Any] | No
     have = len(next(iter(vectors.values()))[0])
     if have != dim:
         return None, f" (the source's vectors have dimension {have}, the model's {dim})"
-    cosine = _agreement(vectors, val.corpus, model)
+    cosine = _agreement(vectors, val.corpus, model, cache)
     if cosine is not None and cosine < SAME_VECTOR:
         logger.warning(
             "the source's vectors are not %s's as LlamaIndex embeds with it (cosine %.3f on %d "
@@ -81,13 +83,17 @@ def _stored_vectors(job: Job, val: Any, model: Any) -> tuple[dict[str, Any] | No
     return vectors, ""
 
 
-def _agreement(vectors: dict[str, Any], corpus: dict[str, str], model: Any) -> float | None:
+def _agreement(
+    vectors: dict[str, Any], corpus: dict[str, str], model: Any, cache: Any = None
+) -> float | None:
     """The lowest cosine between stored and fresh vectors of a few one-vector chunks (None when
-    every chunk is stored as windows)."""
+    every chunk is stored as windows); fresh through ``cache`` when given (the base's rows read
+    them back where the base is the model)."""
     ids = [cid for cid in sorted(vectors) if len(vectors[cid]) == 1][:CHECKED_CHUNKS]
     if not ids:
         return None
-    fresh = np.asarray(model.get_text_embedding_batch([corpus[i] for i in ids]), np.float64)
+    embed = model.get_text_embedding_batch if cache is None else cache.embedder(model)
+    fresh = np.asarray(embed([corpus[i] for i in ids]), np.float64)
     stored = np.asarray([vectors[i][0] for i in ids], np.float64)
     norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1)
     return float(np.min(np.sum(fresh * stored, axis=1) / np.maximum(norms, 1e-12)))
