@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from llama_index_finetune_embed._io import atomic_open
+from llama_index_finetune_embed._io import atomic_open, text_hash
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class VectorCache:
 
 
 def _hash(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode()
+    """The first 128 bits of the text's sha256 (``text_hash``), as the shards store them."""
+    return text_hash(text)[:32].encode()
 
 
 def user_cache_dir() -> Path:

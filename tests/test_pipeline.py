@@ -307,6 +307,9 @@ def test_chunk_file_reads_chunks_from_the_file_as_they_are_used(tmp_path):
     side = chunks.select(["c4", "c0", "c2", "absent"])  # file order, not the ids' order
     assert [n.node_id for n in side] == ["c0", "c2", "c4"] and len(side) == 3
     assert [n.node_id for n in side.select(["c2"])] == ["c2"]
+    train, val = chunks.views(["c1", "c3", "c4"], ["c2", "c0"])  # the split's sides, one read
+    assert [n.node_id for n in train] == ["c1", "c3", "c4"]
+    assert [n.node_id for n in val] == ["c0", "c2"]
     assert not list(ChunkFile.write(tmp_path / "none.json", []))
 
 

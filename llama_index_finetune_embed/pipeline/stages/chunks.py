@@ -152,7 +152,7 @@ class ChunkFile(Sequence["TextNode"]):
     """The chunks of ``DIR/chunks.json``, read from the file as they are used: in memory it holds
     one offset per chunk (8 bytes), so a stage that streams the chunks (the index stage's store
     write) uses the same memory for 10k chunks as for 100k. ``select(ids)`` is a view of some of
-    them (the split's two sides), in file order.
+    them in file order (``views(train_ids, val_ids)``: the split's two sides in one read).
 
     The file is a JSON list with one chunk a line, so ``json.load`` still reads it whole; a file
     with the list on one line (by 0.3.0 and earlier) is read into memory once.
@@ -217,12 +217,21 @@ class ChunkFile(Sequence["TextNode"]):
 
     def select(self, ids: Iterable[str]) -> ChunkFile:
         """The chunks with these ids, in file order: a view over the same file."""
-        wanted = set(ids)
-        view = ChunkFile.__new__(ChunkFile)
-        view.path, view._whole = self.path, self._whole
-        pairs = zip(self._offsets, self._ids(), strict=True)
-        view._offsets = array("q", (at for at, node_id in pairs if node_id in wanted))
-        return view
+        return self.views(ids)[0]
+
+    def views(self, *id_sets: Iterable[str]) -> list[ChunkFile]:
+        """One :meth:`select` per id set, all from one read of the ids (the split's sides)."""
+        wanted = [set(ids) for ids in id_sets]
+        views = []
+        for _ in wanted:
+            view = ChunkFile.__new__(ChunkFile)
+            view.path, view._whole, view._offsets = self.path, self._whole, array("q")
+            views.append(view)
+        for at, node_id in zip(self._offsets, self._ids(), strict=True):
+            for ids, view in zip(wanted, views, strict=True):
+                if node_id in ids:
+                    view._offsets.append(at)
+        return views
 
     def _ids(self) -> Iterator[str]:
         if self._whole is not None:

@@ -15,7 +15,14 @@ from llama_index_finetune_embed._io import atomic_write_json, atomic_write_text
 from llama_index_finetune_embed.pipeline.choices import Choices
 from llama_index_finetune_embed.pipeline.config import RunConfig
 from llama_index_finetune_embed.pipeline.stages.current import current_results
-from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, _pick, logger
+from llama_index_finetune_embed.pipeline.stages.job import (
+    BASE_ROW,
+    Job,
+    _pick,
+    logger,
+    run_vectors,
+    vector_line,
+)
 
 
 def evaluate_inputs(config: RunConfig, choices: Choices) -> dict[str, Any]:
@@ -51,7 +58,10 @@ def make_report(job: Job) -> dict[str, Any]:
     out, (train, val) = job.out, job.datasets
     models = {BASE_ROW: job.choices.base_model, "finetuned": str(job.model_dir)}
     options = {"index": "both", "top_k": job.config.top_k, "seed": job.config.seed}
-    held_out, shared = run_caches(job)
+    from llama_index_finetune_embed.vectors import VectorCache, user_cache_dir
+
+    held_out = run_vectors(job)  # read again by the index stage
+    shared = VectorCache(user_cache_dir(), max_models=8)  # the canary's, kept across runs
     table = compare_embed_models(
         val, models, show_progress=True, embed_on=job.config.embed_on, vector_cache=held_out,
         **options,
@@ -82,21 +92,6 @@ def make_report(job: Job) -> dict[str, Any]:
     return {"table_markdown": job.table_markdown, "metrics": job.metrics, "served": served,
             "vectors": vectors}  # fmt: skip
 
-
-def run_caches(job: Job) -> tuple[Any, Any]:
-    """The run's vector cache (``DIR/vectors``: held-out chunks and questions, read again by the
-    index stage) and the one runs share (the canary's, in the user's cache dir)."""
-    from llama_index_finetune_embed.vectors import VectorCache, user_cache_dir
-
-    return VectorCache(job.out / "vectors"), VectorCache(user_cache_dir(), max_models=8)
-
-
-def vector_line(vectors: dict[str, dict[str, int]]) -> str:
-    """``"held out: 1,204 texts embedded, 380 vectors reused; canary: ..."``."""
-    return "; ".join(
-        f"{name}: {c['texts embedded']:,} texts embedded, {c['vectors reused']:,} vectors reused"
-        for name, c in vectors.items()
-    )
 
 
 def load_report(job: Job, record: dict[str, Any]) -> None:

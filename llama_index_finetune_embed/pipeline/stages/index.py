@@ -17,8 +17,13 @@ from typing import Any
 from llama_index_finetune_embed._io import file_hash
 from llama_index_finetune_embed.pipeline.choices import Choices
 from llama_index_finetune_embed.pipeline.config import RunConfig
-from llama_index_finetune_embed.pipeline.stages.evaluate import run_caches, vector_line
-from llama_index_finetune_embed.pipeline.stages.job import BASE_ROW, Job, logger
+from llama_index_finetune_embed.pipeline.stages.job import (
+    BASE_ROW,
+    Job,
+    logger,
+    run_vectors,
+    vector_line,
+)
 from llama_index_finetune_embed.pipeline.state import file_stamps
 
 
@@ -58,16 +63,35 @@ def make_index(job: Job) -> dict[str, Any]:
 
     Records every file of the persisted index (``outputs``, :func:`~.state.file_stamps`): one
     deleted or damaged later rebuilds it."""
-    from llama_index_finetune_embed.serving import build_window_index
+    from llama_index_finetune_embed.serving import ray_embedder
 
     served = _served(job)
     model = served_model(job, served["model"])
-    nodes = job.nodes
-    cache, embed_with = _cached(job, model, keep=not job.config.to_store)
+    # what the evaluate stage embedded with this model (the held-out chunks) is read back; the
+    # JSON index adds the rest too (a redo embeds nothing), a store write only looks up (its
+    # memory flat; a redo resumes from what the store holds)
+    cache = run_vectors(job)
+    embed_with = cache.embedder(model, ray_embedder(model, job.config.embed_on),
+                                show_progress=True, keep=not job.config.to_store)  # fmt: skip
     if job.config.to_store:
-        return _write_to_store(job, served, model, cache, embed_with)
+        record = _write_to_store(job, served, model, embed_with)
+    else:
+        record = _write_json_index(job, served, model, embed_with)
+    logger.info("index: %s", vector_line({"chunks": cache.counts()}))
+    written = sorted(p for p in job.index_dir.rglob("*") if p.is_file())
+    return {**record, "served": served["row"], "outputs": file_stamps(job.out, written),
+            "embedded": cache.counts()}  # fmt: skip
+
+
+def _write_json_index(
+    job: Job, served: dict[str, Any], model: Any, embed_with: Any
+) -> dict[str, Any]:
+    """The persisted ``build_window_index`` in ``DIR/index`` (built in ``DIR/.index.part`` and
+    renamed, so a killed run never leaves half an index)."""
+    from llama_index_finetune_embed.serving import build_window_index
+
     index = build_window_index(
-        nodes, model, long_chunks=served["long_chunks"], show_progress=True,
+        job.nodes, model, long_chunks=served["long_chunks"], show_progress=True,
         embed_with=embed_with,
     )  # fmt: skip
     staging = job.out / ".index.part"
@@ -75,27 +99,11 @@ def make_index(job: Job) -> dict[str, Any]:
     index.persist(staging)
     shutil.rmtree(job.index_dir, ignore_errors=True)
     staging.rename(job.index_dir)  # a killed run leaves the old index or none, never half of one
-    written = sorted(p for p in job.index_dir.rglob("*") if p.is_file())
-    logger.info("index: %s", vector_line({"chunks": cache.counts()}))
-    return {"chunks": len(nodes), "vectors": len(index.index_struct.nodes_dict),
-            "served": served["row"], "outputs": file_stamps(job.out, written),
-            "embedded": cache.counts()}  # fmt: skip
-
-
-def _cached(job: Job, model: Any, *, keep: bool) -> tuple[Any, Any]:
-    """(the run's vector cache, texts -> vectors for ``model`` through it): what the evaluate
-    stage embedded with this model (the held-out chunks) is read back, not embedded again.
-    ``keep``: add the other chunks' vectors too (the JSON index: a redo embeds nothing); a
-    store write only looks up, its memory flat, and a redo resumes from what the store holds."""
-    from llama_index_finetune_embed.serving import ray_embedder
-
-    cache = run_caches(job)[0]
-    inner = ray_embedder(model, job.config.embed_on)
-    return cache, cache.embedder(model, inner, show_progress=True, keep=keep)
+    return {"chunks": len(job.nodes), "vectors": len(index.index_struct.nodes_dict)}
 
 
 def _write_to_store(
-    job: Job, served: dict[str, Any], model: Any, cache: Any, embed_with: Any
+    job: Job, served: dict[str, Any], model: Any, embed_with: Any
 ) -> dict[str, Any]:
     """The index into ``--to-store`` (batched; an interrupted write resumes where it stopped),
     recorded in ``DIR/index``: an earlier record of another store (or a JSON index) is removed
@@ -113,11 +121,8 @@ def _write_to_store(
         job.nodes, model, url, job.index_dir, long_chunks=served["long_chunks"],
         total=len(job.nodes), show_progress=True, embed_with=embed_with,
     )  # fmt: skip
-    written = sorted(p for p in job.index_dir.rglob("*") if p.is_file())
-    logger.info("index: %s", vector_line({"chunks": cache.counts()}))
     return {"chunks": stats.chunks, "vectors": stats.entries, "written": stats.written,
-            "store": stats.url, "served": served["row"],
-            "outputs": file_stamps(job.out, written), "embedded": cache.counts()}  # fmt: skip
+            "store": stats.url}  # fmt: skip
 
 
 def _served(job: Job) -> dict[str, Any]:

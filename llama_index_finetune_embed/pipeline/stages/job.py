@@ -3,7 +3,8 @@
 A stage reads its settings (``job.config``, ``job.choices``) and what earlier stages made from the
 job, and fills in what it makes (chunks, the split, the datasets, the report's choice); this
 module writes nothing under ``--out`` itself. It also holds what several stages share: the
-report's first row (:data:`BASE_ROW`), ``_pick`` (a stage's settings by name) and the log.
+report's first row (:data:`BASE_ROW`), ``_pick`` (a stage's settings by name), the log and the
+run's vector cache (:func:`run_vectors`).
 """
 
 from __future__ import annotations
@@ -63,3 +64,19 @@ class Job:
 
 def _pick(config: RunConfig, *names: str) -> dict[str, Any]:
     return {name: getattr(config, name) for name in names}
+
+
+def run_vectors(job: Job) -> Any:
+    """The run's vector cache, ``DIR/vectors``: what the evaluate stage embedded (held-out
+    chunks and questions), read back by the index stage."""
+    from llama_index_finetune_embed.vectors import VectorCache
+
+    return VectorCache(job.out / "vectors")
+
+
+def vector_line(vectors: dict[str, dict[str, int]]) -> str:
+    """``"held out: 1,204 texts embedded, 380 vectors reused; canary: ..."``."""
+    return "; ".join(
+        f"{name}: {c['texts embedded']:,} texts embedded, {c['vectors reused']:,} vectors reused"
+        for name, c in vectors.items()
+    )

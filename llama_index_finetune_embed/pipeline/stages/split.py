@@ -50,11 +50,8 @@ def load_split(job: Job, record: dict[str, Any]) -> None:
 
 
 def _apply_split(job: Job, ids: dict[str, list[str]]) -> None:
-    select = getattr(job.nodes, "select", None)  # a ChunkFile: views, read as they are used
-    if select is not None:
-        job.train_nodes, job.val_nodes = select(ids["train"]), select(ids["val"])
-    else:
-        job.train_nodes, job.val_nodes = split_nodes(job.nodes, ids)
+    # job.nodes is the chunks stage's ChunkFile: the two sides are views, read as they are used
+    job.train_nodes, job.val_nodes = job.nodes.views(ids["train"], ids["val"])
 
 
 def split_nodes(
