@@ -167,6 +167,23 @@ def test_real_smollm_batched_generation_matches_one_by_one(smollm):
         assert 1 <= completion_tokens <= smollm.max_new_tokens
 
 
+@needs_smollm
+@pytest.mark.slow
+def test_real_smollm_prefixes_from_one_read_write_what_each_prefix_writes_alone():
+    # float32: one prefill with each prefix decoded from a copy of its KV cache is exact
+    writer = LocalLLM(dtype="float32", max_new_tokens=12, batch_size=2, stop=["\n"])
+    prompts = ["Write one question about: Uber Eats delivers food in 2021.",
+               "Write one question about this text: Lyft was founded in 2012 by Logan Green."]
+    prefixes = ["What", "How", "Which"]
+    alone = [[writer.with_options(assistant_prefix=p).complete(q).text for p in prefixes]
+             for q in prompts]  # fmt: skip
+    shared = writer.with_options(assistant_prefixes=prefixes)
+    assert shared.complete_batch(prompts) == ["\n".join(lines) for lines in alone]
+    templated = shared._template([ChatMessage(content=prompts[0])])
+    tokens = len(shared._load()[1](templated, add_special_tokens=False)["input_ids"])
+    assert token_usage(shared.complete(prompts[0]))[0] == tokens + 3  # read once, plus 3 prefixes
+
+
 def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):
     import llama_index_finetune_embed.generate.llms as llms
 

@@ -10,7 +10,12 @@ from test_pseudo import TENK
 
 from llama_index_finetune_embed import LocalLLM, generate_offline_pairs
 from llama_index_finetune_embed.generate.llms import Generated
-from llama_index_finetune_embed.generate.offline import clean_question, offline_val_questions
+from llama_index_finetune_embed.generate.offline import (
+    OfflineSettings,
+    clean_question,
+    offline_val_questions,
+    passage_index,
+)
 
 
 class ScriptedLLM(CustomLLM):
@@ -115,12 +120,17 @@ class PrefixLocalLLM(LocalLLM):
         return messages[-1].content + "|" + self.assistant_prefix
 
     def _generate(self, texts):
-        self.__dict__.setdefault("seen", []).extend(texts)
+        self.__dict__.setdefault("seen", []).extend(texts)  # each prompt read
+        prefixes = self.assistant_prefixes or [None]
         out = []
         for text in texts:
             words = text.split("Text:", 1)[-1].split("\n")[0].split()
-            good = text.endswith("|How") or "Lyft" in words
-            out.append(f"{text.rsplit('|', 1)[1]} about {' '.join(words[:5])}?" if good else "?")
+            lines = []
+            for prefix in prefixes:
+                prefix = prefix or text.rsplit("|", 1)[1]
+                good = prefix == "How" or "Lyft" in words
+                lines.append(f"{prefix} about {' '.join(words[:5])}?" if good else "?")
+            out.append("\n".join(lines))
         return [Generated(text, prompt_tokens=1, completion_tokens=1) for text in out]
 
     def with_options(self, **updates):
@@ -130,6 +140,7 @@ class PrefixLocalLLM(LocalLLM):
 
 
 def test_local_llm_retries_failed_chunks_with_the_next_prefix(toy_nodes, tmp_path):
+    # short chunks: one passage, so both passes are decoded from one read of each prompt
     llm = PrefixLocalLLM(batch_size=3)
     ds = generate_offline_pairs(
         toy_nodes, llm=llm, llm_prefixes=("What", "How"), pseudo=(), cache_path=tmp_path / "q.jsonl"
@@ -138,11 +149,40 @@ def test_local_llm_retries_failed_chunks_with_the_next_prefix(toy_nodes, tmp_pat
     assert len(questions) == 8
     assert "What about Lyft was founded in 2012?" in questions  # first pass
     assert sum(q.startswith("How about") for q in questions) == 7  # second pass: the others
-    assert len(llm.seen) == 8 + 7  # the second pass asks only about the chunks still missing
+    assert len(llm.seen) == 8  # each chunk's prompt read once for both prefixes
     stats = ds.generation_stats  # each call's token usage reaches the stats (issue #14)
-    assert stats["prompt_tokens"] == stats["completion_tokens"] == 15
+    assert stats["prompt_tokens"] == stats["completion_tokens"] == 8
     assert stats["calls_without_usage"] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.how.jsonl", "q.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.what_how.jsonl"]
+    again = generate_offline_pairs(  # resumed from its cache: nothing asked again
+        toy_nodes, llm=llm, llm_prefixes=("What", "How"), pseudo=(), cache_path=tmp_path / "q.jsonl"
+    )
+    assert again.queries == ds.queries and len(llm.seen) == 8
+
+
+def test_passes_over_other_passages_are_asked_only_while_a_chunk_needs_them(tmp_path):
+    # long chunks: passes 0 and 2 read one passage (decoded together), pass 1 the other one
+    words = " ".join(f"Uber{i} ride{i}." for i in range(200))  # 400 words: two passages
+    nodes = [TextNode(id_=f"long-{i}", text=f"Lyft {i} {words}") for i in range(8)]
+    llm = PrefixLocalLLM(batch_size=4)
+    ds = generate_offline_pairs(
+        nodes, llm=llm, llm_prefixes=("What", "How", "Which"), questions_per_chunk=1, pseudo=(),
+        cache_path=tmp_path / "q.jsonl", context_words=200,
+    )  # fmt: skip
+    assert len(ds.queries) == 8
+    text = {n.node_id: n.text for n in nodes}
+    settings = OfflineSettings(llm_prefixes=("What", "How", "Which"))
+    firsts = {nid: passage_index(n, 0, settings) for n in nodes for nid in [n.node_id]}
+    for qid, question, nid in ds.pairs():
+        # "What" works only where "Lyft" (a chunk's first word) is in the passage read first;
+        # "How" works on any passage, and pass 1 reads the other one
+        what = text[nid].startswith("Lyft") and firsts[nid] == 0
+        assert question.startswith("What about" if what else "How about"), question
+        assert ds.query_positions[qid]["passage"] == (firsts[nid] if what else 1 - firsts[nid])
+    # passage A read once for What and Which; passage B only for the chunks still without one
+    hows = sum(q.startswith("How") for q in ds.queries.values())
+    assert 0 < hows < 8 and len(llm.seen) == 8 + hows
+    assert {p.name for p in tmp_path.iterdir()} == {"q.what_which.jsonl", "q.how.jsonl"}
 
 
 @pytest.fixture

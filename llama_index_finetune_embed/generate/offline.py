@@ -228,8 +228,7 @@ def passage_nodes(
     for node in nodes:
         text = node.get_content(metadata_mode=MetadataMode.NONE)
         spans = passage_spans(text, settings.context_words)
-        first = random.Random(f"{settings.seed}:{node.node_id}").randrange(len(spans))
-        index = (first + pass_index) % len(spans)
+        index = _passage_index(node.node_id, len(spans), pass_index, settings.seed)
         shift = max(0, node.get_content(metadata_mode=mode).find(text))
         spots[node.node_id] = position(spans, index, shift)
         start, end = spans[index]
@@ -239,6 +238,20 @@ def passage_nodes(
             node = node.model_copy(update={"text": " ".join(words[: settings.context_words])})
         out.append(node)
     return out, spots
+
+
+def passage_index(node: BaseNode, pass_index: int, settings: OfflineSettings) -> int:
+    """Which of ``node``'s passages pass ``pass_index`` reads (see :func:`passage_nodes`)."""
+    from llama_index.core.schema import MetadataMode
+
+    text = node.get_content(metadata_mode=MetadataMode.NONE)
+    count = len(passage_spans(text, settings.context_words))
+    return _passage_index(node.node_id, count, pass_index, settings.seed)
+
+
+def _passage_index(node_id: str, count: int, pass_index: int, seed: int) -> int:
+    first = random.Random(f"{seed}:{node_id}").randrange(count)
+    return (first + pass_index) % count
 
 
 def clean_question(text: str, context: str, *, min_shared: int = 2) -> str | None:
@@ -268,12 +281,13 @@ def content_words(text: str) -> set[str]:
 
 @dataclasses.dataclass(frozen=True)
 class _Asker:
-    """How the offline generator asks one LLM: prompt, one LLM per pass, workers, attempts."""
+    """How the offline generator asks one LLM: prompt, the LLM of each pass, workers, attempts."""
 
     passes: list[Any]  # the LLM of each pass; a LocalLLM gets one per answer prefix
     prompt: str
     num_workers: int
     max_attempts: int
+    writer: LocalLLM | None = None  # a LocalLLM: passes that read one passage share its read
 
     @classmethod
     def for_llm(cls, llm: Any, prefixes: Sequence[str], num_workers: int | None) -> _Asker:
@@ -285,7 +299,32 @@ class _Asker:
             for p in prefixes
         ]  # copies share the loaded weights
         # greedy decoding writes the same text again: one attempt per pass
-        return cls(passes, QUESTION_PROMPT_TMPL, num_workers or llm.batch_size, max_attempts=1)
+        return cls(passes, QUESTION_PROMPT_TMPL, num_workers or llm.batch_size, max_attempts=1,
+                   writer=writer)  # fmt: skip
+
+    def runs(
+        self, nodes: Sequence[BaseNode], settings: OfflineSettings
+    ) -> list[tuple[tuple[int, ...], list[BaseNode]]]:
+        """The generation runs, in the order they are made: ``(passes, chunks)``. A LocalLLM's
+        passes that show a chunk the same passage (all of a short chunk's) are one run, which
+        reads the passage once and decodes each pass's prefix from it; otherwise one run a pass."""
+        count = min(len(self.passes), len(settings.llm_prefixes))
+        if self.writer is None or count == 1:
+            return [((i,), list(nodes)) for i in range(count)]
+        groups: dict[tuple[int, ...], list[BaseNode]] = {}
+        for node in nodes:
+            seen: dict[int, list[int]] = {}
+            for i in range(count):
+                seen.setdefault(passage_index(node, i, settings), []).append(i)
+            for passes in seen.values():
+                groups.setdefault(tuple(passes), []).append(node)
+        return sorted(groups.items())
+
+    def llm_for(self, passes: tuple[int, ...], prefixes: Sequence[str]) -> Any:
+        if len(passes) == 1:
+            return self.passes[passes[0]]
+        assert self.writer is not None
+        return self.writer.with_options(assistant_prefixes=[prefixes[i] for i in passes])
 
 
 def llm_pairs(
@@ -293,36 +332,50 @@ def llm_pairs(
 ) -> EmbeddingQAFinetuneDataset:
     """LLM questions through the generation run, then the offline filter; tagged ``"llm"``.
 
-    A LocalLLM is asked once per prefix in ``llm_prefixes``, each pass only about the chunks
-    still without a usable question (greedy decoding would write the same text again for the
-    same prefix); each pass has its own resume cache (``cache_path`` with ``.<prefix>`` added).
+    A LocalLLM is asked once per prefix in ``llm_prefixes`` (pass i reads passage i of the
+    chunk's passages, in turn from a random one), and each chunk keeps the first
+    ``questions_per_chunk`` usable questions in pass order; a pass is not asked about a chunk
+    whose earlier passes already gave that many (greedy decoding would write the same text
+    again for the same prefix). Passes that show a chunk the same passage (every pass of a
+    short chunk) read it once: their prefixes are decoded from one prefill, which is what
+    asking them one by one writes (exactly in float32) at about half the time. Each run has its
+    own resume cache (``cache_path`` with ``.<prefix>`` or ``.<prefix>_<prefix>...`` added).
     """
     prefixes, n = settings.llm_prefixes, settings.questions_per_chunk
     asker = _Asker.for_llm(llm, prefixes, settings.num_workers)
     texts = {node.node_id: node.get_content() for node in nodes}
-    kept: dict[str, list[str]] = {}
-    where: dict[str, list[dict[str, int]]] = {}
+    found: dict[str, dict[int, list[tuple[str, dict[str, int]]]]] = {}  # chunk, pass: kept
     stats: dict[str, float | int] = {}
-    for i, (prefix, pass_llm) in enumerate(zip(prefixes, asker.passes, strict=False)):
-        todo = [node for node in nodes if len(kept.get(node.node_id, [])) < n]
+    for passes, members in asker.runs(nodes, settings):
+        todo = [node for node in members
+                if len(_kept(found.get(node.node_id, {}), n, before=passes[0])) < n]  # fmt: skip
         if not todo:
-            break
+            continue
         run_settings = GenerationSettings(
-            num_workers=asker.num_workers, cache_path=_pass_cache(settings.cache_path, i, prefix),
+            num_workers=asker.num_workers,
+            cache_path=_pass_cache(settings.cache_path, passes, prefixes),
             show_progress=settings.show_progress, max_attempts=asker.max_attempts,
             seed=settings.seed,
             metadata_mode="none",  # the LLM sees the chunk text only; the corpus is rebuilt
         )  # fmt: skip
-        clipped, spots = passage_nodes(todo, i, settings)
-        raw = _ask(clipped, pass_llm, asker.prompt, n, run_settings)
+        clipped, spots = passage_nodes(todo, passes[0], settings)
+        clipped.sort(key=lambda node: len(node.get_content()))  # batches of like lengths pad less
+        raw = _ask(clipped, asker.llm_for(passes, prefixes), asker.prompt, n * len(passes),
+                   run_settings)  # fmt: skip
         for key, value in raw.generation_stats.items():
             stats[key] = stats.get(key, 0) + value
         stats["llm_questions_written"] = stats.get("llm_questions_written", 0) + len(raw)
-        for _, question, nid in raw.pairs():
-            clean = clean_question(question, texts[nid])
-            if clean and clean not in kept.get(nid, []):
-                kept.setdefault(nid, []).append(clean)
-                where.setdefault(nid, []).append(spots[nid])
+        for nid, questions in _by_chunk(raw).items():
+            mine = found.setdefault(nid, {})
+            for i, question in _by_pass(questions, passes, prefixes):
+                clean = clean_question(question, texts[nid])
+                if clean:
+                    mine.setdefault(i, []).append((clean, spots[nid]))
+    kept: dict[str, list[str]] = {}
+    where: dict[str, list[dict[str, int]]] = {}
+    for nid, by_pass in found.items():
+        if chosen := _kept(by_pass, n):
+            kept[nid], where[nid] = [q for q, _ in chosen], [spot for _, spot in chosen]
     dataset = EmbeddingQAFinetuneDataset.from_nodes(
         nodes, kept, metadata_mode=settings.metadata_mode,
         query_sources=dict.fromkeys(kept, "llm"), positions=where,
@@ -337,6 +390,47 @@ def llm_pairs(
     return dataset.model_copy(update={"generation_stats": stats})
 
 
+def _kept(
+    by_pass: dict[int, list[tuple[str, Any]]], n: int, before: int | None = None
+) -> list[tuple[str, Any]]:
+    """A chunk's questions kept from its passes (those before ``before``), as asking pass by
+    pass keeps them: a pass counts only while the chunk has fewer than ``n``; duplicates go."""
+    out: list[tuple[str, Any]] = []
+    for i in sorted(by_pass):
+        if (before is not None and i >= before) or len(out) >= n:
+            break
+        for clean, spot in by_pass[i][:n]:
+            if clean not in [q for q, _ in out]:
+                out.append((clean, spot))
+    return out
+
+
+def _by_chunk(raw: EmbeddingQAFinetuneDataset) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for _, question, nid in raw.pairs():
+        out.setdefault(nid, []).append(question)
+    return out
+
+
+def _by_pass(
+    questions: list[str], passes: tuple[int, ...], prefixes: Sequence[str]
+) -> list[tuple[int, str]]:
+    """Each question of one run's output with the pass it came from. The output holds one line
+    a pass, in pass order, each starting with its prefix (a line may be dropped as unusable, or
+    hold two questions): a question goes to the next pass whose prefix it starts with, else to
+    the pass of the question before it."""
+    out: list[tuple[int, str]] = []
+    at, started = 0, False
+    for question in questions:
+        later = [k for k in range(at + started, len(passes))
+                 if question.startswith(prefixes[passes[k]])]  # fmt: skip
+        if later:
+            at = later[0]
+        started = True
+        out.append((passes[at], question))
+    return out
+
+
 def _ask(
     nodes: Sequence[BaseNode], llm: Any, prompt: str, n: int, settings: GenerationSettings
 ) -> EmbeddingQAFinetuneDataset:
@@ -347,11 +441,16 @@ def _ask(
     return run_sync(run.execute())
 
 
-def _pass_cache(cache_path: str | os.PathLike[str] | None, i: int, prefix: str) -> Path | None:
+def _pass_cache(
+    cache_path: str | os.PathLike[str] | None, passes: tuple[int, ...], prefixes: Sequence[str]
+) -> Path | None:
+    """The resume cache of one run: ``cache_path`` for the first pass alone, else its name with
+    the runs' prefixes added (``q.how.jsonl``, ``q.what_which.jsonl``)."""
     if cache_path is None:
         return None
     path = Path(cache_path)
-    if i == 0:
+    if passes == (0,):
         return path
-    tag = re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_").lower() or f"pass{i}"
-    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+    tags = [re.sub(r"[^A-Za-z0-9]+", "_", prefixes[i]).strip("_").lower() or f"pass{i}"
+            for i in passes]  # fmt: skip
+    return path.with_name(f"{path.stem}.{'_'.join(tags)}{path.suffix}")
