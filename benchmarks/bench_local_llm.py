@@ -8,11 +8,12 @@ val corpus templated exactly as the held-out question writer sends them
 ``max_new_tokens`` (the whole call). Prefill GFLOP/s counts 2 x parameters x prompt tokens
 (padding included, attention left out); decode GB/s counts the weights read once per step.
 
-``--passes``: the three answer prefixes the offline writer tries (What, How, Which) asked as
-today, one whole ``generate`` per prefix, against one prefill of the prompt and each prefix
-decoded from a copy of its KV cache (a prototype, not in the package): the time of each and how
-many first lines both wrote the same (``--dtype float32``: exact; bf16 rounds differently when
-the prompt is read in another shape).
+``--passes``: the three answer prefixes the offline writer tries (What, How, Which) asked one
+whole ``generate`` per prefix (the writer before #35), against what the package does now for
+passes that read one passage: one prefill of the prompt (the template's shared head read once a
+batch) and the prefixes decoded in one batch from copies of its KV cache: the time of each and
+how many first lines both wrote the same (``--dtype float32``: exact; bf16 rounds differently
+when the prompt is read in another shape).
 
 Usage::
 
@@ -23,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -76,52 +76,41 @@ def generate(model, tokenizer, texts, max_new_tokens, penalty):
 
 
 def passes(writer, model, tokenizer, corpus, template) -> None:
-    """Three prefixes: three whole calls vs one prefill and three decodes from its KV cache."""
-    import torch
+    """Three prefixes: one whole ``generate`` per prefix (the writer before #35) against the
+    package's one read of each prompt with every prefix decoded from it (``assistant_prefixes``,
+    ``_gguf.generate_greedy_each``)."""
     from llama_index.core.llms import ChatMessage
 
-    def ask(ids, mask, cache=None):
-        with torch.inference_mode():
-            return model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                  max_new_tokens=writer.max_new_tokens, cache=cache,
-                                  repetition_penalty=writer.repetition_penalty,
-                                  pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    from llama_index_finetune_embed.generate._gguf import generate_greedy, generate_greedy_each
 
-    def first_lines(out, start):
-        texts = tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
-        return [t.split("\n")[0] for t in texts]
+    settings = {"max_prompt_tokens": writer.max_prompt_tokens,
+                "max_new_tokens": writer.max_new_tokens,
+                "repetition_penalty": writer.repetition_penalty}  # fmt: skip
+    bare = writer.with_options(assistant_prefixes=["What"])  # the template without a prefix
 
-    bare = writer.with_options(assistant_prefix="")
+    def first_line(text):
+        return text.split("\n")[0]
+
     prefixes, seconds, same, total = ("What", "How", "Which"), [0.0, 0.0], 0, 0
     for at in range(0, len(corpus), writer.batch_size):
         base = [bare._template([ChatMessage(role="user", content=template.format(context_str=t))])
                 for t in corpus[at : at + writer.batch_size]]  # fmt: skip
-        enc = tokenizer(base, return_tensors="pt", padding=True, add_special_tokens=False)
         t0 = time.perf_counter()
-        whole = {}
-        for p in prefixes:
-            e = tokenizer([b + p for b in base], return_tensors="pt", padding=True,
-                          add_special_tokens=False)  # fmt: skip
-            ids = e["input_ids"]
-            whole[p] = first_lines(ask(ids, e["attention_mask"]), ids.shape[1])
+        whole = [[first_line(g.text) for g in generate_greedy(model, tokenizer,
+                                                              [b + p for b in base], **settings)]
+                 for p in prefixes]  # fmt: skip
         seconds[0] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as generate sets them
-        with torch.inference_mode():
-            cache = model(**enc, position_ids=positions, use_cache=True).past_key_values
-        for p in prefixes:
-            pid = tokenizer(p, return_tensors="pt", add_special_tokens=False)["input_ids"]
-            pid = pid.repeat(len(base), 1)
-            ids = torch.cat([enc["input_ids"], pid], 1)
-            mask = torch.cat([enc["attention_mask"], torch.ones_like(pid)], 1)
-            reused = first_lines(ask(ids, mask, copy.deepcopy(cache)), ids.shape[1])
-            same += sum(a == b for a, b in zip(whole[p], reused, strict=True))
-            total += len(reused)
+        each = generate_greedy_each(model, tokenizer, base, prefixes, **settings)
         seconds[1] += time.perf_counter() - t0
-    print(f"{len(corpus)} prompts x 3 prefixes, {next(model.parameters()).dtype}\n")
+        for j in range(len(prefixes)):
+            same += sum(whole[j][i] == first_line(each[i][j].text) for i in range(len(base)))
+            total += len(base)
+    print(f"{len(corpus)} prompts x 3 prefixes, {next(model.parameters()).dtype}, "
+          f"batches of {writer.batch_size}\n")  # fmt: skip
     print("| how | seconds |\n|:--|--:|")
-    print(f"| a whole call per prefix (today) | {seconds[0]:.1f} |")
-    print(f"| one prefill, three decodes from its KV cache | {seconds[1]:.1f} |")
+    print(f"| a whole call per prefix (before #35) | {seconds[0]:.1f} |")
+    print(f"| one read, the prefixes decoded in one batch (the package) | {seconds[1]:.1f} |")
     print(f"\nratio {seconds[1] / seconds[0]:.2f}x the time; same first lines {same}/{total}")
 
 
@@ -142,9 +131,15 @@ def main() -> int:
 
     writer = LocalLLM(dtype=args.dtype).question_writer()
     model, tokenizer = writer._load()
-    if args.passes:
-        corpus = list(json.loads(VAL.read_text(encoding="utf-8"))["corpus"].values())
-        passes(writer, model, tokenizer, corpus[: args.chunks], QUESTION_PROMPT_TMPL)
+    if args.passes:  # the passages the package shows (first pass), not whole chunks
+        from llama_index.core.schema import TextNode
+
+        from llama_index_finetune_embed.generate.offline import OfflineSettings, passage_nodes
+
+        corpus = json.loads(VAL.read_text(encoding="utf-8"))["corpus"]
+        nodes = [TextNode(id_=k, text=v) for k, v in list(corpus.items())[: args.chunks]]
+        shown, _ = passage_nodes(nodes, 0, OfflineSettings())
+        passes(writer, model, tokenizer, [n.get_content() for n in shown], QUESTION_PROMPT_TMPL)
         return 0
     dtype = next(model.parameters()).dtype
     params = sum(p.numel() for p in model.parameters())

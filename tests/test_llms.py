@@ -182,6 +182,10 @@ def test_real_smollm_prefixes_from_one_read_write_what_each_prefix_writes_alone(
     templated = shared._template([ChatMessage(content=prompts[0])])
     tokens = len(shared._load()[1](templated, add_special_tokens=False)["input_ids"])
     assert token_usage(shared.complete(prompts[0]))[0] == tokens + 3  # read once, plus 3 prefixes
+    # a prompt over max_prompt_tokens is cut from the left: the assistant's turn is still there
+    short = writer.with_options(max_prompt_tokens=24, assistant_prefix="What")
+    response = short.complete("Lyft was founded in 2012. " * 40)
+    assert response.text.startswith("What") and token_usage(response)[0] == 24
 
 
 def test_with_options_clones_share_one_lazily_loaded_model(monkeypatch):

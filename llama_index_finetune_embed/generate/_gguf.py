@@ -71,6 +71,7 @@ def load_gguf(path: Path, dtype: str) -> tuple[Any, Any]:
     finally:
         gguf_logger.removeFilter(quiet)
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"  # a prompt over max_prompt_tokens keeps its assistant turn
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
