@@ -220,8 +220,8 @@ def _read_once(model: Any, rows: list[list[int]], pad_id: int) -> tuple[Any, Any
     mask's running count), so what is written after it is what a left-padded read writes."""
     import torch
 
-    head = 0
-    while all(len(r) > head + 1 and r[head] == rows[0][head] for r in rows):
+    head = 0  # (one row alone is read whole: nothing to share)
+    while len(rows) > 1 and all(len(r) > head + 1 and r[head] == rows[0][head] for r in rows):
         head += 1
     width = max(len(r) for r in rows) - head
     ids = torch.tensor([rows[0][:head] + [pad_id] * (width - len(r) + head) + r[head:]
