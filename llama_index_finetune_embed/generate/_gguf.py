@@ -165,12 +165,8 @@ def generate_greedy_each(
 
     import torch
 
-    enc = tokenizer(
-        texts, return_tensors="pt", padding=True, truncation=True,
-        max_length=max_prompt_tokens, add_special_tokens=False,
-    )  # fmt: skip
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    rows = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+    rows = tokenizer(texts, truncation=True, max_length=max_prompt_tokens,
+                     add_special_tokens=False)["input_ids"]  # fmt: skip
     whole_rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
     out: list[list[Generated | None]] = [[None] * len(prefixes) for _ in texts]
     by_length: dict[int, list[tuple[int, list[int]]]] = {}  # prefix tokens -> (j, prefix ids)
@@ -190,7 +186,6 @@ def generate_greedy_each(
     if by_length:
         ends, size = _end_ids(model, tokenizer), len(texts)
         ids, mask, cache = _read_once(model, rows, tokenizer.pad_token_id)
-        first = True
         for count, (length, group) in enumerate(by_length.items()):
             # every prefix of one length decoded in one batch: row g * size + i is text i, prefix g
             rows_cache = cache if count == len(by_length) - 1 else copy.deepcopy(cache)
@@ -207,9 +202,8 @@ def generate_greedy_each(
             decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, (text, new_ids) in enumerate(zip(decoded, new.tolist(), strict=True)):
                 g, i = divmod(row, size)
-                read = len(rows[i]) if first and g == 0 else 0  # the prompt counted once
+                read = len(rows[i]) if count == 0 and g == 0 else 0  # the prompt counted once
                 out[i][group[g][0]] = Generated(text, read + length, _length(new_ids, ends))
-            first = False
     return [[generated for generated in each if generated is not None] for each in out]
 
 
